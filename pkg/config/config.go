@@ -1,0 +1,161 @@
+// Package config holds berth's settings: defaults, the TOML file at /etc/berth/config.toml
+// and validation. Flags override the file; with no file at all the defaults apply.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// DefaultPath is where the agent looks for its config file.
+const DefaultPath = "/etc/berth/config.toml"
+
+// Config is every setting of the agent. It is plain data: the agent wires
+// managers from it, nothing here holds live state.
+type Config struct {
+	// Root holds persistent state: images, snapshots, metadata.
+	Root string `toml:"root"`
+	// State holds runtime state: sockets, pinned namespaces, bundles.
+	State string `toml:"state"`
+	// Listen is the unix socket the CRI is served on.
+	Listen string `toml:"listen"`
+	// ShimBinary is the berth-shim path; empty means beside the agent, then $PATH.
+	ShimBinary string `toml:"shim_binary"`
+	// LogLevel is one of debug, info, warn, error.
+	LogLevel string `toml:"log_level"`
+	// LogFormat is text or json.
+	LogFormat string `toml:"log_format"`
+	// CgroupDriver is cgroupfs or systemd (systemd only where systemd is PID 1).
+	CgroupDriver string `toml:"cgroup_driver"`
+
+	Images  ImagesConfig  `toml:"images"`
+	Network NetworkConfig `toml:"network"`
+}
+
+// ImagesConfig configures pulls and the image store.
+type ImagesConfig struct {
+	// CertsDir holds one <registry-host>/hosts.toml per registry (mirrors, CAs, headers).
+	CertsDir string `toml:"certs_dir"`
+	// InsecureRegistries may be reached over plain http (loopback registries always may).
+	InsecureRegistries []string `toml:"insecure_registries"`
+	// PullProgressTimeout fails a pull that receives no bytes for this long.
+	PullProgressTimeout Duration `toml:"pull_progress_timeout"`
+	// MaxConcurrentDownloads bounds parallel layer downloads per pull.
+	MaxConcurrentDownloads int `toml:"max_concurrent_downloads"`
+}
+
+// NetworkConfig configures pod networking.
+type NetworkConfig struct {
+	CNIConfDir string   `toml:"cni_conf_dir"`
+	CNIBinDirs []string `toml:"cni_bin_dirs"`
+}
+
+// Duration is a time.Duration that reads "1m30s" from TOML.
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("parse duration %q: %w", b, err)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText prints the duration as Go does.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.Duration.String()), nil }
+
+// Default returns the settings used when nothing is configured.
+func Default() Config {
+	return Config{
+		Root:         "/var/lib/berth",
+		State:        "/run/berth",
+		Listen:       "/run/berth/berth.sock",
+		LogLevel:     "info",
+		LogFormat:    "text",
+		CgroupDriver: "cgroupfs",
+		Images: ImagesConfig{
+			CertsDir:               "/etc/berth/certs.d",
+			PullProgressTimeout:    Duration{time.Minute},
+			MaxConcurrentDownloads: 3,
+		},
+		Network: NetworkConfig{
+			CNIConfDir: "/etc/cni/net.d",
+			CNIBinDirs: []string{"/opt/cni/bin"},
+		},
+	}
+}
+
+// Load reads path over the defaults. A missing file is not an error when
+// optional is true (the default path may simply not exist).
+func Load(path string, optional bool) (Config, error) {
+	cfg := Default()
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) && optional {
+		return cfg, nil
+	}
+	if err != nil {
+		return cfg, fmt.Errorf("read config %s: %w", path, err)
+	}
+	md, err := toml.Decode(string(data), &cfg)
+	if err != nil {
+		return cfg, fmt.Errorf("parse config %s: %w", path, err)
+	}
+	// Unknown keys are usually typos of real ones; failing loudly beats silently ignoring them.
+	if undec := md.Undecoded(); len(undec) > 0 {
+		keys := make([]string, len(undec))
+		for i, k := range undec {
+			keys[i] = k.String()
+		}
+		return cfg, fmt.Errorf("config %s: unknown keys: %s", path, strings.Join(keys, ", "))
+	}
+	return cfg, nil
+}
+
+// Validate reports the first setting that cannot work.
+func (c Config) Validate() error {
+	for name, p := range map[string]string{"root": c.Root, "state": c.State, "listen": c.Listen} {
+		if p == "" || !filepath.IsAbs(p) {
+			return fmt.Errorf("config: %s must be an absolute path, got %q", name, p)
+		}
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("config: log_level %q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return fmt.Errorf("config: log_format %q is not one of text, json", c.LogFormat)
+	}
+	switch c.CgroupDriver {
+	case "cgroupfs", "systemd":
+	default:
+		return fmt.Errorf("config: cgroup_driver %q is not one of cgroupfs, systemd", c.CgroupDriver)
+	}
+	if c.Images.MaxConcurrentDownloads < 1 {
+		return fmt.Errorf("config: images.max_concurrent_downloads must be at least 1, got %d", c.Images.MaxConcurrentDownloads)
+	}
+	if c.Images.PullProgressTimeout.Duration <= 0 {
+		return fmt.Errorf("config: images.pull_progress_timeout must be positive, got %s", c.Images.PullProgressTimeout.Duration)
+	}
+	return nil
+}
+
+// String renders the config as TOML, for `berth config`.
+func (c Config) String() string {
+	var b strings.Builder
+	if err := toml.NewEncoder(&b).Encode(c); err != nil {
+		return fmt.Sprintf("# cannot encode config: %v\n", err)
+	}
+	return b.String()
+}

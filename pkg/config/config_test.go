@@ -1,0 +1,103 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoad(t *testing.T) {
+	tests := []struct {
+		name     string
+		file     string // "" means no file
+		optional bool
+		wantErr  string
+		check    func(t *testing.T, c Config)
+	}{
+		{name: "missing optional file gives defaults", optional: true, check: func(t *testing.T, c Config) {
+			if c.Root != "/var/lib/berth" || c.Listen != "/run/berth/berth.sock" {
+				t.Errorf("defaults not applied: %+v", c)
+			}
+		}},
+		{name: "missing required file fails", wantErr: "read config"},
+		{name: "values override defaults", file: "root = \"/x\"\n[images]\npull_progress_timeout = \"5s\"\n", check: func(t *testing.T, c Config) {
+			if c.Root != "/x" || c.Images.PullProgressTimeout.Duration != 5*time.Second {
+				t.Errorf("got root %q timeout %s", c.Root, c.Images.PullProgressTimeout)
+			}
+			if c.State != "/run/berth" {
+				t.Errorf("unset key lost its default: %q", c.State)
+			}
+		}},
+		{name: "unknown key is refused", file: "roots = \"/x\"\n", wantErr: "unknown keys: roots"},
+		{name: "bad duration is refused", file: "[images]\npull_progress_timeout = \"soon\"\n", wantErr: "parse duration"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "config.toml")
+			if tt.file != "" {
+				if err := os.WriteFile(path, []byte(tt.file), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c, err := Load(path, tt.optional)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, c)
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		mutate  func(*Config)
+		wantErr string
+	}{
+		{name: "defaults are valid", mutate: func(*Config) {}},
+		{name: "relative root", mutate: func(c *Config) { c.Root = "var/lib" }, wantErr: "root must be an absolute path"},
+		{name: "bad driver", mutate: func(c *Config) { c.CgroupDriver = "cgroupfsx" }, wantErr: "cgroup_driver"},
+		{name: "bad level", mutate: func(c *Config) { c.LogLevel = "loud" }, wantErr: "log_level"},
+		{name: "zero downloads", mutate: func(c *Config) { c.Images.MaxConcurrentDownloads = 0 }, wantErr: "max_concurrent_downloads"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			tt.mutate(&c)
+			err := c.Validate()
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestStringRoundTrips(t *testing.T) {
+	c := Default()
+	c.Images.InsecureRegistries = []string{"reg.local:5000"}
+	path := filepath.Join(t.TempDir(), "c.toml")
+	if err := os.WriteFile(path, []byte(c.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Load(path, false)
+	if err != nil {
+		t.Fatalf("load printed config: %v\n%s", err, c.String())
+	}
+	if got.String() != c.String() {
+		t.Errorf("round trip changed config:\n%s\nvs\n%s", got.String(), c.String())
+	}
+}
