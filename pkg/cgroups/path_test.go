@@ -1,0 +1,68 @@
+package cgroups
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/containerd/errdefs"
+)
+
+func TestNormalizeParent(t *testing.T) {
+	tests := []struct {
+		name    string
+		parent  string
+		driver  string
+		want    string
+		wantErr error
+	}{
+		{name: "cgroupfs path", parent: "/kubepods/burstable/pod123", driver: DriverCgroupfs, want: "/kubepods/burstable/pod123"},
+		{name: "cgroupfs path is cleaned", parent: "/kubepods//besteffort/./pod1/", driver: DriverCgroupfs, want: "/kubepods/besteffort/pod1"},
+		{name: "empty gives berth default", parent: "", driver: DriverCgroupfs, want: "/berth"},
+		{name: "empty under systemd", parent: "", driver: DriverSystemd, want: "/berth.slice"},
+		{name: "slice expanded under cgroupfs", parent: "kubepods-burstable-podabc.slice", driver: DriverCgroupfs, want: "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podabc.slice"},
+		{name: "top slice", parent: "kubepods.slice", driver: DriverCgroupfs, want: "/kubepods.slice"},
+		{name: "slice under systemd", parent: "kubepods-besteffort-pod1.slice", driver: DriverSystemd, want: "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice"},
+		{name: "slice with underscores from pod uid", parent: "kubepods-pod1a2b_3c4d.slice", driver: DriverCgroupfs, want: "/kubepods.slice/kubepods-pod1a2b_3c4d.slice"},
+		{name: "relative refused", parent: "kubepods/pod1", driver: DriverCgroupfs, wantErr: errdefs.ErrInvalidArgument},
+		{name: "dotdot refused", parent: "/kubepods/../../etc", driver: DriverCgroupfs, wantErr: errdefs.ErrInvalidArgument},
+		{name: "trailing dotdot refused", parent: "/kubepods/..", driver: DriverCgroupfs, wantErr: errdefs.ErrInvalidArgument},
+		{name: "root refused", parent: "/", driver: DriverCgroupfs, wantErr: errdefs.ErrInvalidArgument},
+		{name: "root slice refused", parent: "-.slice", driver: DriverCgroupfs, wantErr: errdefs.ErrInvalidArgument},
+		{name: "double dash slice refused", parent: "kubepods--pod.slice", driver: DriverCgroupfs, wantErr: errdefs.ErrInvalidArgument},
+		{name: "leading dash slice refused", parent: "-kubepods.slice", driver: DriverCgroupfs, wantErr: errdefs.ErrInvalidArgument},
+		{name: "trailing dash slice refused", parent: "kubepods-.slice", driver: DriverCgroupfs, wantErr: errdefs.ErrInvalidArgument},
+		{name: "dotdot slice part refused", parent: "kubepods-...slice", driver: DriverCgroupfs, wantErr: errdefs.ErrInvalidArgument},
+		{name: "systemd wants a slice", parent: "/kubepods/pod1", driver: DriverSystemd, wantErr: errdefs.ErrInvalidArgument},
+		{name: "unknown driver", parent: "/kubepods", driver: "lxcfs", wantErr: errdefs.ErrInvalidArgument},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := NormalizeParent(tt.parent, tt.driver)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("NormalizeParent(%q, %q) = %q, %v; want error %v", tt.parent, tt.driver, got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("NormalizeParent(%q, %q) = %q, %v; want %q", tt.parent, tt.driver, got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestContainerPath(t *testing.T) {
+	tests := []struct {
+		name, pod, id, want string
+	}{
+		{name: "plain", pod: "/kubepods/pod1", id: "abc", want: "/kubepods/pod1/abc"},
+		{name: "trailing slash", pod: "/berth/", id: "abc", want: "/berth/abc"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := ContainerPath(tt.pod, tt.id); got != tt.want {
+				t.Fatalf("ContainerPath(%q, %q) = %q, want %q", tt.pod, tt.id, got, tt.want)
+			}
+		})
+	}
+}
