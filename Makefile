@@ -1,0 +1,41 @@
+# berth: a Kubernetes CRI runtime. `sudo make run` builds and runs the agent;
+# `sudo make test` sets up and runs every test. Both install what they need.
+
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+BIN       := bin
+# libcontainer's seccomp support is behind the seccomp tag and needs cgo + libseccomp.
+TAGS      := seccomp
+LDFLAGS   := -X main.version=$(VERSION) -X github.com/berth-runtime/berth/pkg/cri/server.Version=$(VERSION)
+GOTEST    := $(GO) test -tags $(TAGS) -count=1
+
+.PHONY: all deps build run test unit e2e leaks clean
+
+all: build
+
+deps:
+	hack/deps.sh
+
+build:
+	$(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/berth ./cmd/agent
+	$(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/berth-shim ./cmd/shim
+
+# run: the agent in the foreground with the default config (/etc/berth/config.toml if present).
+run: deps build
+	$(BIN)/berth
+
+# test: unit tests, then the e2e tests against a real agent, then a leak check.
+test: deps build unit e2e leaks
+
+unit:
+	$(GOTEST) ./cmd/... ./pkg/... ./test/fixture/...
+
+e2e: build
+	BERTH_BIN=$(CURDIR)/$(BIN)/berth BERTH_SHIM_BIN=$(CURDIR)/$(BIN)/berth-shim \
+		$(GOTEST) -timeout 20m ./test/e2e/...
+
+leaks:
+	hack/check-leaks.sh
+
+clean:
+	rm -rf $(BIN)
