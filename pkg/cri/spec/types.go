@@ -1,0 +1,73 @@
+package spec
+
+import (
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// ImageConfig is the part of the image config that shapes the container. Its fields match
+// pkg/images.ImageConfig one for one so the agent can convert with ImageConfig(img.Config).
+type ImageConfig struct {
+	User, WorkingDir, StopSignal string
+	Env, Entrypoint, Cmd         []string
+	Volumes                      []string
+	Labels                       map[string]string
+}
+
+// SandboxInfo is what the agent knows about the pod the container joins.
+type SandboxInfo struct {
+	ID                   string
+	Name, Namespace, UID string // pod metadata, copied into annotations
+	Hostname             string
+
+	// Pinned namespaces of the pod; "" means the host namespace.
+	NetNSPath, IPCNSPath, UTSNSPath string
+	// PIDNSPath is the pod init's /proc/<pid>/ns/pid, joined when the pid mode is POD.
+	PIDNSPath string
+
+	CgroupParent string // the pod cgroup (cgroupfs path)
+
+	// Files and directories the agent prepared for the pod; "" skips the mount.
+	HostsPath, HostnamePath, ResolvPath, ShmPath string
+
+	// Sysctls from the pod config, already validated by the caller.
+	Sysctls map[string]string
+
+	SecurityContext *runtimeapi.LinuxSandboxSecurityContext
+}
+
+// UserLookup resolves the uid, gid and additional gids the container process runs as.
+type UserLookup interface {
+	LookupUser(sc *runtimeapi.LinuxContainerSecurityContext, img ImageConfig) (specs.User, error)
+}
+
+// DeviceLookup lists the device nodes at a host path: the node itself, or every node below a
+// directory. Returned paths are host paths.
+type DeviceLookup interface {
+	LookupDevices(hostPath string) ([]specs.LinuxDevice, error)
+}
+
+// Options carries the agent-side decisions that are not part of the CRI request.
+type Options struct {
+	// RootfsPath is spec.Root.Path, absolute or relative to the bundle ("rootfs" when empty).
+	RootfsPath string
+	// CgroupsPath is the container's own cgroup (cgroupfs path, below the pod cgroup).
+	CgroupsPath string
+	// ImageName is the image reference reported in annotations (defaults to cfg.Image.Image).
+	ImageName string
+	// TargetPIDNSPath is /proc/<pid>/ns/pid of the target container for pid mode TARGET.
+	TargetPIDNSPath string
+	// CgroupV2 enables the cgroup v2 only settings (unified resources).
+	CgroupV2 bool
+	// CgroupNS gives the container a private cgroup namespace (wanted on cgroup v2 only).
+	CgroupNS bool
+	// PidsLimit caps the container's pids cgroup; 0 leaves it unlimited.
+	PidsLimit int64
+
+	// Users resolves the container user; nil reads /etc/passwd and /etc/group of RootfsPath
+	// (which then must be an absolute path).
+	Users UserLookup
+	// Devices resolves CRI devices and, for privileged containers, the host's /dev; nil reads
+	// the host's /dev.
+	Devices DeviceLookup
+}
