@@ -1,0 +1,141 @@
+// Package e2e drives the real berth agent through the CRI client: it starts
+// the agent and a loopback registry of test images, then runs real containers as root.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/berth-runtime/berth/test/fixture"
+)
+
+// suite is what every test shares: one registry of test images and the
+// binaries under test. Each test that needs an agent starts its own or uses
+// the shared one (sharedAgent), which TestMain stops at the end.
+type suite struct {
+	berthBin, shimBin string
+	registry          *fixture.Registry
+	images            testImages
+	shared            *agent
+}
+
+// testImages are the references of the images in the suite's registry.
+type testImages struct {
+	busybox, nonroot, multiarch string
+	configured                  string // busybox with entrypoint, env, workdir and stop signal set
+}
+
+var env suite
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "e2e: these tests run real containers and need root")
+		return 1
+	}
+	cleanup, err := setupSuite()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e setup:", err)
+		cleanup()
+		return 1
+	}
+	code := m.Run()
+	cleanup()
+	return code
+}
+
+func setupSuite() (cleanup func(), err error) {
+	var undo []func()
+	cleanup = func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}
+	tmp, err := os.MkdirTemp("", "berth-e2e-bin-")
+	if err != nil {
+		return cleanup, err
+	}
+	undo = append(undo, func() { os.RemoveAll(tmp) })
+	if env.berthBin, err = binary("BERTH_BIN", "./cmd/agent", filepath.Join(tmp, "berth")); err != nil {
+		return cleanup, err
+	}
+	if env.shimBin, err = binary("BERTH_SHIM_BIN", "./cmd/shim", filepath.Join(tmp, "berth-shim")); err != nil {
+		return cleanup, err
+	}
+	reg, err := fixture.StartRegistry("127.0.0.1:0")
+	if err != nil {
+		return cleanup, err
+	}
+	undo = append(undo, func() { reg.Close() })
+	env.registry = reg
+	if env.images, err = pushTestImages(reg); err != nil {
+		return cleanup, err
+	}
+	a, err := startAgent(agentOptions{})
+	if err != nil {
+		return cleanup, err
+	}
+	undo = append(undo, func() { a.stopAndClean() })
+	env.shared = a
+	return cleanup, nil
+}
+
+// binary returns the binary named by the environment variable, or builds pkg
+// into out (the Makefile passes prebuilt ones).
+func binary(envVar, pkg, out string) (string, error) {
+	if p := os.Getenv(envVar); p != "" {
+		return p, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "seccomp", "-o", out, pkg)
+	cmd.Dir = "../.."
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build %s: %v\n%s", pkg, err, b)
+	}
+	return out, nil
+}
+
+func pushTestImages(reg *fixture.Registry) (testImages, error) {
+	var b fixture.Builder
+	var out testImages
+	type push struct {
+		ref  *string
+		name string
+		opts []fixture.Option
+	}
+	for _, p := range []push{
+		{&out.busybox, "berth/busybox:latest", nil},
+		{&out.nonroot, "berth/busybox:nonroot", []fixture.Option{fixture.WithUser("1000")}},
+		{&out.configured, "berth/busybox:configured", []fixture.Option{
+			fixture.WithEntrypoint("/bin/sh", "-c"), fixture.WithCmd("echo configured; sleep 3600"),
+			fixture.WithEnv("FROM_IMAGE=yes"), fixture.WithWorkingDir("/tmp"), fixture.WithStopSignal("SIGUSR1"),
+		}},
+	} {
+		img, err := b.Busybox(p.opts...)
+		if err != nil {
+			return out, fmt.Errorf("build %s: %w", p.name, err)
+		}
+		if _, err := reg.Push(p.name, img); err != nil {
+			return out, fmt.Errorf("push %s: %w", p.name, err)
+		}
+		*p.ref = reg.Ref(p.name)
+	}
+	idx, err := b.MultiArch()
+	if err != nil {
+		return out, fmt.Errorf("build multiarch index: %w", err)
+	}
+	if _, err := reg.PushIndex("berth/multiarch:latest", idx); err != nil {
+		return out, fmt.Errorf("push multiarch index: %w", err)
+	}
+	out.multiarch = reg.Ref("berth/multiarch:latest")
+	return out, nil
+}
