@@ -1,0 +1,30 @@
+package netns
+
+import (
+	"fmt"
+
+	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
+)
+
+// Kind names a namespace type as it appears under /proc/<pid>/ns.
+type Kind string
+
+const (
+	KindNet Kind = "net"
+	KindIPC Kind = "ipc"
+	KindUTS Kind = "uts"
+)
+
+// cloneFlag is the unshare(2)/setns(2) flag for the kind.
+func (k Kind) cloneFlag() (int, error) {
+	switch k {
+	case KindNet:
+		return unix.CLONE_NEWNET, nil
+	case KindIPC:
+		return unix.CLONE_NEWIPC, nil
+	case KindUTS:
+		return unix.CLONE_NEWUTS, nil
+	}
+	return 0, fmt.Errorf("unsupported namespace kind %q: %w", string(k), errdefs.ErrInvalidArgument)
+}
