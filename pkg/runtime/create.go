@@ -1,0 +1,327 @@
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/containerd/errdefs"
+	_ "github.com/opencontainers/cgroups/devices" // device rules need the devices manager registered
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
+	"github.com/opencontainers/runc/libcontainer/specconv"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// CreateOptions describe a container to create.
+type CreateOptions struct {
+	ID      string
+	Bundle  string // holds config.json and rootfs/
+	LogPath string // CRI log file; "" discards output
+	Stdin   bool
+	// StdinOnce is accepted for the CRI's sake; without an attach stream
+	// the shim keeps stdin open either way.
+	StdinOnce bool
+	Tty       bool
+}
+
+// Create sets up the container (namespaces, cgroup, mounts) with its init
+// waiting to exec the user process; Start releases it. It returns the host
+// pid of the container's init.
+func (m *Manager) Create(opts CreateOptions) (int, error) {
+	if opts.ID == "" || opts.Bundle == "" {
+		return 0, fmt.Errorf("create container: id and bundle are required: %w", errdefs.ErrInvalidArgument)
+	}
+	m.mu.Lock()
+	if _, ok := m.containers[opts.ID]; ok {
+		m.mu.Unlock()
+		return 0, fmt.Errorf("create container %q: %w", opts.ID, errdefs.ErrAlreadyExists)
+	}
+	// Reserve the id before the slow part so a concurrent Create fails fast.
+	m.containers[opts.ID] = &container{id: opts.ID, exited: make(chan struct{}), ioDone: make(chan struct{}),
+		st: Status{ID: opts.ID, Status: StatusUnknown}}
+	m.mu.Unlock()
+
+	c, err := m.create(opts)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err != nil {
+		delete(m.containers, opts.ID)
+		return 0, err
+	}
+	m.containers[opts.ID] = c
+	return c.st.Pid, nil
+}
+
+func (m *Manager) create(opts CreateOptions) (*container, error) {
+	spec, err := loadSpec(opts.Bundle)
+	if err != nil {
+		return nil, err
+	}
+	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
+		CgroupName: opts.ID,
+		Spec:       spec,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("convert spec of %q: %w", opts.ID, errors.Join(err, errdefs.ErrInvalidArgument))
+	}
+	proc, err := newProcess(spec.Process)
+	if err != nil {
+		return nil, fmt.Errorf("process of %q: %w", opts.ID, err)
+	}
+	m.degradePrivileged(opts.ID, config, proc)
+
+	logFile, err := OpenLogFile(opts.LogPath)
+	if err != nil {
+		return nil, err
+	}
+	c := &container{
+		id:     opts.ID,
+		log:    logFile,
+		exited: make(chan struct{}),
+		ioDone: make(chan struct{}),
+	}
+	lc, io, err := m.startInit(opts, config, proc)
+	if err != nil && isPrivilegeError(err) {
+		// Retry once without the settings this root may not raise.
+		m.log.Warn("container init failed on a privileged setting; retrying without oom_score_adj and rlimits",
+			"id", opts.ID, "err", err)
+		config.OomScoreAdj = nil
+		proc.Rlimits = nil
+		config.Rlimits = nil
+		lc, io, err = m.startInit(opts, config, proc)
+	}
+	if err != nil {
+		logFile.Close()
+		return nil, err
+	}
+	c.lc = lc
+	c.proc = proc
+	pid, _ := proc.Pid()
+	c.st = Status{
+		ID:        opts.ID,
+		Status:    StatusCreated,
+		Pid:       pid,
+		CreatedAt: time.Now(),
+		Bundle:    opts.Bundle,
+		LogPath:   opts.LogPath,
+	}
+	if err := m.records.save(c.st); err != nil {
+		m.log.Warn("persist container state", "id", opts.ID, "err", err)
+	}
+	c.stdin = io.stdin
+	c.io = io
+	m.watchOOM(c)
+	go m.copyIO(c, io)
+	go m.monitor(c)
+	return c, nil
+}
+
+// startInit creates the libcontainer container and runs its init up to the
+// point where it waits for Start. The reaper is held off meanwhile because
+// libcontainer waits for its own intermediate children.
+func (m *Manager) startInit(opts CreateOptions, config *configs.Config, proc *libcontainer.Process) (*libcontainer.Container, *processIO, error) {
+	lc, err := libcontainer.Create(m.opts.Root, opts.ID, config)
+	if err != nil {
+		if errors.Is(err, libcontainer.ErrExist) {
+			return nil, nil, fmt.Errorf("create container %q: stale libcontainer state: %w", opts.ID, errdefs.ErrAlreadyExists)
+		}
+		return nil, nil, fmt.Errorf("create container %q: %w", opts.ID, err)
+	}
+	pio, err := setupIO(proc, opts)
+	if err != nil {
+		_ = lc.Destroy()
+		return nil, nil, err
+	}
+	proc.Init = true
+	release := m.reaper.hold()
+	err = lc.Start(proc)
+	if err == nil {
+		pid, _ := proc.Pid()
+		m.reaper.own(pid)
+	}
+	release()
+	pio.closeChildEnds()
+	if err != nil {
+		pio.closeParentEnds()
+		_ = lc.Destroy()
+		return nil, nil, fmt.Errorf("start init of %q: %w", opts.ID, err)
+	}
+	if err := pio.receiveConsole(); err != nil {
+		_ = lc.Signal(unix.SIGKILL)
+		_, _ = proc.Wait()
+		_ = lc.Destroy()
+		return nil, nil, fmt.Errorf("console of %q: %w", opts.ID, err)
+	}
+	return lc, pio, nil
+}
+
+func isPrivilegeError(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "oom_score_adj") || strings.Contains(s, "rlimit")
+}
+
+// degradePrivileged drops what root without CAP_SYS_RESOURCE cannot do:
+// lower oom_score_adj below its own, raise a hard rlimit above its own.
+func (m *Manager) degradePrivileged(id string, config *configs.Config, proc *libcontainer.Process) {
+	if config.OomScoreAdj != nil {
+		if own, err := ownOOMScoreAdj(); err == nil && *config.OomScoreAdj < own && !hasCapSysResource() {
+			m.log.Warn("cannot lower oom_score_adj without CAP_SYS_RESOURCE; using the shim's",
+				"id", id, "wanted", *config.OomScoreAdj, "using", own)
+			v := own
+			config.OomScoreAdj = &v
+		}
+	}
+	proc.Rlimits = m.clampRlimits(id, proc.Rlimits)
+	config.Rlimits = m.clampRlimits(id, config.Rlimits)
+}
+
+func (m *Manager) clampRlimits(id string, limits []configs.Rlimit) []configs.Rlimit {
+	if hasCapSysResource() {
+		return limits
+	}
+	out := limits[:0]
+	for _, rl := range limits {
+		var own unix.Rlimit
+		if err := unix.Getrlimit(rl.Type, &own); err != nil {
+			continue
+		}
+		if rl.Hard > own.Max {
+			m.log.Warn("cannot raise hard rlimit without CAP_SYS_RESOURCE; clamping",
+				"id", id, "type", rl.Type, "wanted", rl.Hard, "using", own.Max)
+			rl.Hard = own.Max
+			rl.Soft = min(rl.Soft, own.Max)
+		}
+		out = append(out, rl)
+	}
+	return out
+}
+
+func ownOOMScoreAdj() (int, error) {
+	data, err := os.ReadFile("/proc/self/oom_score_adj")
+	if err != nil {
+		return 0, err
+	}
+	var v int
+	_, err = fmt.Sscanf(strings.TrimSpace(string(data)), "%d", &v)
+	return v, err
+}
+
+func hasCapSysResource() bool {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return false
+	}
+	const bit = unix.CAP_SYS_RESOURCE
+	return data[bit/32].Effective&(1<<(bit%32)) != 0
+}
+
+// loadSpec reads bundle/config.json and makes its paths absolute: specconv
+// resolves relative paths against the working directory, which a
+// multi-threaded shim must not change.
+func loadSpec(bundle string) (*specs.Spec, error) {
+	bundle, err := filepath.Abs(bundle)
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, fmt.Errorf("read spec of bundle %s: %w", bundle, errdefs.ErrNotFound)
+		}
+		return nil, fmt.Errorf("read spec of bundle %s: %w", bundle, err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(data, &spec); err != nil {
+		return nil, fmt.Errorf("decode spec of bundle %s: %w", bundle, errors.Join(err, errdefs.ErrInvalidArgument))
+	}
+	if spec.Root == nil || spec.Process == nil || spec.Linux == nil {
+		return nil, fmt.Errorf("spec of bundle %s lacks root, process or linux: %w", bundle, errdefs.ErrInvalidArgument)
+	}
+	if !filepath.IsAbs(spec.Root.Path) {
+		spec.Root.Path = filepath.Join(bundle, spec.Root.Path)
+	}
+	for i, mnt := range spec.Mounts {
+		if mnt.Source != "" && !filepath.IsAbs(mnt.Source) && isBind(mnt) {
+			spec.Mounts[i].Source = filepath.Join(bundle, mnt.Source)
+		}
+	}
+	return &spec, nil
+}
+
+func isBind(m specs.Mount) bool {
+	if m.Type == "bind" {
+		return true
+	}
+	for _, o := range m.Options {
+		if o == "bind" || o == "rbind" {
+			return true
+		}
+	}
+	return false
+}
+
+// newProcess mirrors runc's own conversion of spec.Process.
+func newProcess(p *specs.Process) (*libcontainer.Process, error) {
+	lp := &libcontainer.Process{
+		Args:            p.Args,
+		Env:             p.Env,
+		UID:             int(p.User.UID),
+		GID:             int(p.User.GID),
+		Cwd:             p.Cwd,
+		Label:           p.SelinuxLabel,
+		NoNewPrivileges: &p.NoNewPrivileges,
+		AppArmorProfile: p.ApparmorProfile,
+		Scheduler:       p.Scheduler,
+		IOPriority:      p.IOPriority,
+	}
+	if p.ConsoleSize != nil {
+		lp.ConsoleWidth = uint16(p.ConsoleSize.Width)
+		lp.ConsoleHeight = uint16(p.ConsoleSize.Height)
+	}
+	if p.Capabilities != nil {
+		lp.Capabilities = &configs.Capabilities{
+			Bounding:    p.Capabilities.Bounding,
+			Effective:   p.Capabilities.Effective,
+			Inheritable: p.Capabilities.Inheritable,
+			Permitted:   p.Capabilities.Permitted,
+			Ambient:     p.Capabilities.Ambient,
+		}
+	}
+	for _, g := range p.User.AdditionalGids {
+		lp.AdditionalGroups = append(lp.AdditionalGroups, int(g))
+	}
+	for _, rl := range p.Rlimits {
+		t, ok := rlimitTypes[rl.Type]
+		if !ok {
+			return nil, fmt.Errorf("unknown rlimit %q: %w", rl.Type, errdefs.ErrInvalidArgument)
+		}
+		lp.Rlimits = append(lp.Rlimits, configs.Rlimit{Type: t, Hard: rl.Hard, Soft: rl.Soft})
+	}
+	return lp, nil
+}
+
+var rlimitTypes = map[string]int{
+	"RLIMIT_AS":         unix.RLIMIT_AS,
+	"RLIMIT_CORE":       unix.RLIMIT_CORE,
+	"RLIMIT_CPU":        unix.RLIMIT_CPU,
+	"RLIMIT_DATA":       unix.RLIMIT_DATA,
+	"RLIMIT_FSIZE":      unix.RLIMIT_FSIZE,
+	"RLIMIT_LOCKS":      unix.RLIMIT_LOCKS,
+	"RLIMIT_MEMLOCK":    unix.RLIMIT_MEMLOCK,
+	"RLIMIT_MSGQUEUE":   unix.RLIMIT_MSGQUEUE,
+	"RLIMIT_NICE":       unix.RLIMIT_NICE,
+	"RLIMIT_NOFILE":     unix.RLIMIT_NOFILE,
+	"RLIMIT_NPROC":      unix.RLIMIT_NPROC,
+	"RLIMIT_RSS":        unix.RLIMIT_RSS,
+	"RLIMIT_RTPRIO":     unix.RLIMIT_RTPRIO,
+	"RLIMIT_RTTIME":     unix.RLIMIT_RTTIME,
+	"RLIMIT_SIGPENDING": unix.RLIMIT_SIGPENDING,
+	"RLIMIT_STACK":      unix.RLIMIT_STACK,
+}

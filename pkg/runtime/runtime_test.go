@@ -1,0 +1,487 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/runc/libcontainer"
+	_ "github.com/opencontainers/runc/libcontainer/nsenter" // runs before Go when re-executed as init
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berth-runtime/berth/pkg/runtime/runtimetest"
+)
+
+// TestMain doubles as the container init and the pod init: libcontainer
+// re-executes /proc/self/exe (this test binary) with "init".
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "init":
+			libcontainer.Init()
+		case PodInitArg:
+			os.Exit(PodInitMain())
+		}
+	}
+	if os.Geteuid() == 0 {
+		if err := SetSubreaper(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
+	os.Exit(m.Run())
+}
+
+type testEnv struct {
+	m    *Manager
+	root string
+}
+
+func newTestManager(t *testing.T) *testEnv {
+	t.Helper()
+	runtimetest.Require(t)
+	dir := t.TempDir()
+	m, err := New(Options{
+		Root:     filepath.Join(dir, "runc"),
+		StateDir: filepath.Join(dir, "state"),
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go m.Run(ctx)
+	t.Cleanup(func() {
+		cancel()
+		for _, st := range m.List() {
+			_ = m.Kill(st.ID, syscall.SIGKILL, true)
+			dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_, _ = m.Wait(dctx, st.ID)
+			if err := m.Delete(dctx, st.ID); err != nil {
+				t.Errorf("cleanup delete %s: %v", st.ID, err)
+			}
+			dcancel()
+		}
+		if err := m.Close(); err != nil {
+			t.Errorf("close manager: %v", err)
+		}
+	})
+	return &testEnv{m: m, root: dir}
+}
+
+type containerOpt func(*specs.Spec, *CreateOptions)
+
+func withTty() containerOpt {
+	return func(s *specs.Spec, o *CreateOptions) { o.Tty = true; s.Process.Terminal = true }
+}
+
+func withMemoryLimit(bytes int64) containerOpt {
+	return func(s *specs.Spec, _ *CreateOptions) {
+		s.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &bytes}
+	}
+}
+
+func withOOMScoreAdj(v int) containerOpt {
+	return func(s *specs.Spec, _ *CreateOptions) { s.Process.OOMScoreAdj = &v }
+}
+
+// create makes a busybox container running args and returns its id and log path.
+func (e *testEnv) create(t *testing.T, name string, args []string, opts ...containerOpt) (string, string) {
+	t.Helper()
+	id := name + "-" + strconv.Itoa(os.Getpid())
+	spec := runtimetest.Spec(args, runtimetest.CgroupPath(t, id))
+	co := CreateOptions{ID: id, LogPath: filepath.Join(e.root, id+".log")}
+	for _, o := range opts {
+		o(spec, &co)
+	}
+	co.Bundle = runtimetest.Bundle(t, spec)
+	pid, err := e.m.Create(co)
+	if err != nil {
+		t.Fatalf("create %s: %v", id, err)
+	}
+	if pid <= 0 {
+		t.Fatalf("create %s: pid %d", id, pid)
+	}
+	return id, co.LogPath
+}
+
+func (e *testEnv) wait(t *testing.T, id string) Status {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	st, err := e.m.Wait(ctx, id)
+	if err != nil {
+		t.Fatalf("wait %s: %v", id, err)
+	}
+	return st
+}
+
+func TestContainerExit(t *testing.T) {
+	tests := []struct {
+		name       string
+		args       []string
+		opts       []containerOpt
+		wantCode   int32
+		wantReason string
+		wantLog    []string // "<stream> <tag> <content>" in order per stream
+	}{
+		{
+			name:       "output and exit code",
+			args:       []string{"sh", "-c", "echo out; echo err >&2; printf tail; exit 3"},
+			wantCode:   3,
+			wantReason: ReasonError,
+			wantLog:    []string{"stdout F out", "stderr F err", "stdout P tail"},
+		},
+		{
+			name:       "success",
+			args:       []string{"sh", "-c", "id -u"},
+			wantCode:   0,
+			wantReason: ReasonCompleted,
+			wantLog:    []string{"stdout F 0"},
+		},
+		{
+			name:       "tty output is stdout",
+			args:       []string{"sh", "-c", "echo on-tty"},
+			opts:       []containerOpt{withTty()},
+			wantCode:   0,
+			wantReason: ReasonCompleted,
+			wantLog:    []string{"stdout F on-tty\r"},
+		},
+		{
+			name:       "unprivileged oom_score_adj is degraded",
+			args:       []string{"sh", "-c", "cat /proc/self/oom_score_adj"},
+			opts:       []containerOpt{withOOMScoreAdj(-999)},
+			wantCode:   0,
+			wantReason: ReasonCompleted,
+		},
+	}
+	ownAdj, err := ownOOMScoreAdj()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hasCapSysResource() {
+		tests[3].wantLog = []string{"stdout F " + strconv.Itoa(ownAdj)}
+	} else {
+		tests[3].wantLog = []string{"stdout F -999"}
+	}
+	e := newTestManager(t)
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id, logPath := e.create(t, "exit"+strconv.Itoa(i), tt.args, tt.opts...)
+			if st, _ := e.m.State(id); st.Status != StatusCreated {
+				t.Fatalf("status after create = %q", st.Status)
+			}
+			if err := e.m.Start(id); err != nil {
+				t.Fatal(err)
+			}
+			st := e.wait(t, id)
+			if st.Status != StatusStopped || st.ExitCode != tt.wantCode || st.Reason != tt.wantReason {
+				t.Errorf("status = %+v, want stopped code %d reason %s", st, tt.wantCode, tt.wantReason)
+			}
+			if st.FinishedAt.Before(st.StartedAt) || st.StartedAt.Before(st.CreatedAt) {
+				t.Errorf("times out of order: %+v", st)
+			}
+			got := logLines(t, logPath)
+			if !containsInOrder(got, tt.wantLog) {
+				t.Errorf("log = %q, want %q in order", got, tt.wantLog)
+			}
+			if err := e.m.Delete(context.Background(), id); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// logLines returns "<stream> <tag> <content>" of every CRI line, timestamp checked.
+func logLines(t *testing.T, path string) []string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range parseCRILog(t, data) {
+		tag := "F"
+		if l.partial {
+			tag = "P"
+		}
+		out = append(out, l.stream+" "+tag+" "+l.content)
+	}
+	return out
+}
+
+// containsInOrder checks that want appears in got in order per stream.
+func containsInOrder(got, want []string) bool {
+	for _, stream := range []string{"stdout", "stderr"} {
+		var g, w []string
+		for _, l := range got {
+			if strings.HasPrefix(l, stream) {
+				g = append(g, l)
+			}
+		}
+		for _, l := range want {
+			if strings.HasPrefix(l, stream) {
+				w = append(w, l)
+			}
+		}
+		if strings.Join(g, "\n") != strings.Join(w, "\n") {
+			return false
+		}
+	}
+	return true
+}
+
+func TestKill(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		signal   syscall.Signal
+		all      bool
+		wantCode int32
+	}{
+		{name: "sigkill", args: []string{"sleep", "1000"}, signal: syscall.SIGKILL, wantCode: 137},
+		{name: "sigterm trapped", args: []string{"sh", "-c", "trap 'exit 7' TERM; sleep 1000 & wait"}, signal: syscall.SIGTERM, wantCode: 7},
+		{name: "sigkill all", args: []string{"sh", "-c", "sleep 1000 & sleep 1000"}, signal: syscall.SIGKILL, all: true, wantCode: 137},
+	}
+	e := newTestManager(t)
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id, _ := e.create(t, "kill"+strconv.Itoa(i), tt.args)
+			if err := e.m.Start(id); err != nil {
+				t.Fatal(err)
+			}
+			st, _ := e.m.State(id)
+			if st.Status != StatusRunning {
+				t.Fatalf("status = %q, want running", st.Status)
+			}
+			// Let the shell install its trap before signalling.
+			time.Sleep(300 * time.Millisecond)
+			if err := e.m.Kill(id, tt.signal, tt.all); err != nil {
+				t.Fatal(err)
+			}
+			st = e.wait(t, id)
+			if st.ExitCode != tt.wantCode || st.OOMKilled {
+				t.Errorf("status = %+v, want code %d", st, tt.wantCode)
+			}
+			if err := e.m.Kill(id, syscall.SIGKILL, false); err != nil {
+				t.Errorf("kill of a stopped container: %v", err)
+			}
+		})
+	}
+}
+
+func TestDeleteCleansUp(t *testing.T) {
+	e := newTestManager(t)
+	id, _ := e.create(t, "delete", []string{"sleep", "1000"})
+	if err := e.m.Start(id); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := e.m.State(id)
+	ctx := context.Background()
+	if err := e.m.Delete(ctx, id); !errdefs.IsFailedPrecondition(err) {
+		t.Fatalf("delete of running container: %v, want failed precondition", err)
+	}
+	cgroupDirs := runtimetest.CgroupDirs(t, "/berth-test/"+id)
+	if !runtimetest.Exists(cgroupDirs[0]) {
+		t.Fatalf("cgroup %s missing while running", cgroupDirs[0])
+	}
+	if err := e.m.Kill(id, syscall.SIGKILL, true); err != nil {
+		t.Fatal(err)
+	}
+	e.wait(t, id)
+	if err := e.m.Delete(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if runtimetest.Alive(st.Pid) {
+		t.Errorf("init %d still alive", st.Pid)
+	}
+	for _, d := range cgroupDirs {
+		if runtimetest.Exists(d) {
+			t.Errorf("cgroup %s left behind", d)
+		}
+	}
+	if runtimetest.Exists(filepath.Join(e.m.opts.Root, id)) {
+		t.Errorf("libcontainer state left behind")
+	}
+	if _, err := e.m.State(id); !errdefs.IsNotFound(err) {
+		t.Errorf("state after delete: %v, want not found", err)
+	}
+	if err := e.m.Delete(ctx, id); err != nil {
+		t.Errorf("second delete: %v", err)
+	}
+}
+
+func TestDeleteCreatedContainer(t *testing.T) {
+	e := newTestManager(t)
+	id, _ := e.create(t, "created", []string{"sleep", "1000"})
+	st, _ := e.m.State(id)
+	if err := e.m.Delete(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	if runtimetest.Alive(st.Pid) {
+		t.Errorf("init %d of a created container still alive", st.Pid)
+	}
+}
+
+func TestCreateErrors(t *testing.T) {
+	e := newTestManager(t)
+	id, _ := e.create(t, "dup", []string{"sleep", "1000"})
+	tests := []struct {
+		name string
+		opts CreateOptions
+		is   func(error) bool
+	}{
+		{name: "duplicate id", opts: CreateOptions{ID: id, Bundle: t.TempDir()}, is: errdefs.IsAlreadyExists},
+		{name: "no bundle", opts: CreateOptions{ID: "x"}, is: errdefs.IsInvalidArgument},
+		{name: "missing config", opts: CreateOptions{ID: "y", Bundle: t.TempDir()}, is: errdefs.IsNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := e.m.Create(tt.opts)
+			if !tt.is(err) {
+				t.Fatalf("err = %v", err)
+			}
+		})
+	}
+	for _, call := range []func() error{
+		func() error { return e.m.Start("nope") },
+		func() error { return e.m.Kill("nope", syscall.SIGTERM, false) },
+		func() error { _, err := e.m.State("nope"); return err },
+		func() error { return e.m.ReopenLog("nope") },
+	} {
+		if err := call(); !errdefs.IsNotFound(err) {
+			t.Errorf("unknown id: err = %v, want not found", err)
+		}
+	}
+}
+
+func TestUpdate(t *testing.T) {
+	e := newTestManager(t)
+	id, _ := e.create(t, "update", []string{"sleep", "1000"})
+	if err := e.m.Start(id); err != nil {
+		t.Fatal(err)
+	}
+	limit := int64(64 << 20)
+	if err := e.m.Update(id, &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit}}); err != nil {
+		t.Fatal(err)
+	}
+	var memDir string
+	for _, d := range runtimetest.CgroupDirs(t, "/berth-test/"+id) {
+		if strings.Contains(d, "/memory") {
+			memDir = d
+		}
+	}
+	data, err := os.ReadFile(filepath.Join(memDir, "memory.limit_in_bytes"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(data)); got != strconv.FormatInt(limit, 10) {
+		t.Errorf("memory limit = %s, want %d", got, limit)
+	}
+}
+
+func TestOOMKilled(t *testing.T) {
+	e := newTestManager(t)
+	// tail keeps the unterminated "line" of /dev/zero in memory until the
+	// cgroup's limit kills it; it is the init, so the container is OOM-killed.
+	id, _ := e.create(t, "oom", []string{"tail", "/dev/zero"}, withMemoryLimit(16<<20))
+	if err := e.m.Start(id); err != nil {
+		t.Fatal(err)
+	}
+	st := e.wait(t, id)
+	if st.ExitCode != 137 || !st.OOMKilled || st.Reason != ReasonOOMKilled {
+		t.Errorf("status = %+v, want OOMKilled 137", st)
+	}
+}
+
+func TestPodInit(t *testing.T) {
+	e := newTestManager(t)
+	cg := runtimetest.CgroupPath(t, "podinit-"+strconv.Itoa(os.Getpid()))
+	pid, err := e.m.StartPodInit(PodInitOptions{CgroupPath: cg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, _ := os.Readlink("/proc/self/ns/pid")
+	theirs, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if own == theirs {
+		t.Errorf("pod init shares the pid namespace %s", own)
+	}
+	procs, err := os.ReadFile(filepath.Join(runtimetest.CgroupDirs(t, cg)[0], "cgroup.procs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(procs), strconv.Itoa(pid)) {
+		t.Errorf("pod init %d not in cgroup %s: %q", pid, cg, procs)
+	}
+	if _, err := e.m.StartPodInit(PodInitOptions{}); !errdefs.IsAlreadyExists(err) {
+		t.Errorf("second pod init: %v", err)
+	}
+	// A container joining the pod's pid namespace sees the pod init as PID 1.
+	id := "podmember-" + strconv.Itoa(os.Getpid())
+	spec := runtimetest.Spec([]string{"cat", "/proc/1/cmdline"}, runtimetest.CgroupPath(t, id))
+	for i, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.PIDNamespace {
+			spec.Linux.Namespaces[i].Path = "/proc/" + strconv.Itoa(pid) + "/ns/pid"
+		}
+	}
+	logPath := filepath.Join(e.root, id+".log")
+	if _, err := e.m.Create(CreateOptions{ID: id, Bundle: runtimetest.Bundle(t, spec), LogPath: logPath}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.Start(id); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.wait(t, id); st.ExitCode != 0 {
+		t.Fatalf("member exit %+v", st)
+	}
+	if lines := logLines(t, logPath); len(lines) != 1 || !strings.Contains(lines[0], "berth-pod-init") {
+		t.Errorf("pid 1 of the pod = %q", lines)
+	}
+	if err := e.m.Delete(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if runtimetest.Alive(pid) {
+		t.Errorf("pod init %d survived Close", pid)
+	}
+}
+
+func TestRecordsSurviveRestart(t *testing.T) {
+	e := newTestManager(t)
+	id, _ := e.create(t, "persist", []string{"sh", "-c", "exit 42"})
+	if err := e.m.Start(id); err != nil {
+		t.Fatal(err)
+	}
+	e.wait(t, id)
+	m2, err := New(e.m.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := m2.State(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Status != StatusStopped || st.ExitCode != 42 {
+		t.Errorf("reloaded status = %+v", st)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := m2.Wait(ctx, id); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("wait on reloaded stopped container: %v", err)
+	}
+}

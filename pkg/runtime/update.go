@@ -1,0 +1,46 @@
+package runtime
+
+import (
+	"fmt"
+
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/runc/libcontainer/specconv"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Update applies new resource limits to a container's cgroup. Device rules
+// are not part of a CRI update and stay as created.
+func (m *Manager) Update(id string, res *specs.LinuxResources) error {
+	if res == nil {
+		return fmt.Errorf("update container %q: no resources: %w", id, errdefs.ErrInvalidArgument)
+	}
+	c, err := m.get(id)
+	if err != nil {
+		return err
+	}
+	if c.lc == nil || c.status().Status == StatusStopped {
+		return fmt.Errorf("update container %q: not running: %w", id, errdefs.ErrFailedPrecondition)
+	}
+	config := c.lc.Config()
+	res = withoutDevices(res)
+	cg, err := specconv.CreateCgroupConfig(&specconv.CreateOpts{
+		CgroupName: id,
+		Spec:       &specs.Spec{Linux: &specs.Linux{Resources: res}},
+	}, nil)
+	if err != nil {
+		return fmt.Errorf("convert resources of %q: %w", id, err)
+	}
+	cg.Resources.Devices = config.Cgroups.Resources.Devices
+	cg.Resources.SkipDevices = config.Cgroups.Resources.SkipDevices
+	config.Cgroups.Resources = cg.Resources
+	if err := c.lc.Set(config); err != nil {
+		return fmt.Errorf("update container %q: %w", id, err)
+	}
+	return nil
+}
+
+func withoutDevices(res *specs.LinuxResources) *specs.LinuxResources {
+	cp := *res
+	cp.Devices = nil
+	return &cp
+}
