@@ -307,3 +307,56 @@ func TestRemoveKillsForkingTree(t *testing.T) {
 		}
 	}
 }
+
+// TestOOMEventsCounted runs a process past a memory limit and checks the kill is counted.
+func TestOOMEventsCounted(t *testing.T) {
+	requireRoot(t)
+	pod := filepath.Join(testCgroup(t), "oom")
+	if err := EnsurePod(pod); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OOMEvents(pod + "-missing"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("OOMEvents(missing) = %v, want NotFound", err)
+	}
+	m, err := newManager(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const limit = 32 << 20
+	limitFile := filepath.Join(m.Path("memory"), "memory.limit_in_bytes")
+	if DetectMode() == Unified {
+		limitFile = filepath.Join(m.Path(""), "memory.max")
+	}
+	if err := os.WriteFile(limitFile, []byte(strconv.Itoa(limit)), 0); err != nil {
+		t.Fatal(err)
+	}
+	// tail keeps a newline-free input in memory, so it grows until the OOM killer stops it.
+	cmd := exec.Command("sh", "-c", `read go; head -c 256m /dev/zero | tail >/dev/null`)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	if err := m.Apply(cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(stdin, "go\n"); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+
+	n, err := OOMEvents(pod)
+	if err != nil || n < 1 {
+		t.Fatalf("OOMEvents = %d, %v; want >= 1", n, err)
+	}
+	st, err := GetStats(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.OOMEvents != n || st.MemoryLimitBytes != limit {
+		t.Fatalf("stats OOMEvents %d (want %d), limit %d (want %d)", st.OOMEvents, n, st.MemoryLimitBytes, limit)
+	}
+}
