@@ -116,7 +116,7 @@ func pushTestImages(reg *fixture.Registry) (testImages, error) {
 		{&out.busybox, "berth/busybox:latest", nil},
 		{&out.nonroot, "berth/busybox:nonroot", []fixture.Option{fixture.WithUser("1000")}},
 		{&out.configured, "berth/busybox:configured", []fixture.Option{
-			fixture.WithEntrypoint("/bin/sh", "-c"), fixture.WithCmd("echo configured; sleep 3600"),
+			fixture.WithEntrypoint("/bin/sh", "-c"), fixture.WithCmd("trap 'echo got usr1; exit 42' USR1; echo configured; while true; do sleep 0.1; done"),
 			fixture.WithEnv("FROM_IMAGE=yes"), fixture.WithWorkingDir("/tmp"), fixture.WithStopSignal("SIGUSR1"),
 		}},
 	} {
