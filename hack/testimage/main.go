@@ -2,7 +2,13 @@
 // serves them from a registry on 127.0.0.1, or writes them as an import tarball.
 //
 //	go run ./hack/testimage serve --addr 127.0.0.1:5000 [--pidfile F] [--big] [--alias NEW=EXISTING]...
-//	go run ./hack/testimage layout --out busybox.tar [--name docker.io/berth/busybox:latest] [--format oci|docker]
+//	    [--auth user:pass] [--tls --ca-out ca.pem] [--manifest pushed.json]
+//	go run ./hack/testimage layout --out busybox.tar [--name docker.io/berth/busybox:latest]
+//	    [--format oci|docker] [--user 1000] [--multiarch]
+//
+// serve pushes berth/busybox:latest, berth/busybox:nonroot (User 1000),
+// berth/multiarch:latest (index) and, with --big, berth/big:latest (~200 MB),
+// prints "serving on ADDR" once ready, and runs until SIGTERM or SIGINT.
 package main
 
 import (
@@ -42,8 +48,8 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: testimage serve [--addr 127.0.0.1:5000] [--pidfile F] [--big] [--alias NEW=EXISTING]... [--auth user:pass] [--manifest F]")
-	fmt.Fprintln(os.Stderr, "       testimage layout --out FILE.tar [--name NAME] [--format oci|docker]")
+	fmt.Fprintln(os.Stderr, "usage: testimage serve [--addr 127.0.0.1:5000] [--pidfile F] [--big] [--alias NEW=EXISTING]... [--auth user:pass] [--tls --ca-out F] [--manifest F]")
+	fmt.Fprintln(os.Stderr, "       testimage layout --out FILE.tar [--name NAME] [--format oci|docker] [--user U] [--multiarch]")
 	os.Exit(2)
 }
 
@@ -92,6 +98,8 @@ func serve(args []string) error {
 	big := fs.Bool("big", false, "also push berth/big:latest (~200 MB in 5 layers)")
 	auth := fs.String("auth", "", "require basic auth user:pass")
 	manifest := fs.String("manifest", "", "write a JSON map of pushed reference -> digest here")
+	useTLS := fs.Bool("tls", false, "serve HTTPS with a fresh self-signed certificate")
+	caOut := fs.String("ca-out", "", "with --tls, write the CA certificate (PEM) here")
 	var aliases stringList
 	fs.Var(&aliases, "alias", "NEW=EXISTING: also push EXISTING (a served name) as NEW; repeatable")
 	_ = fs.Parse(args)
@@ -111,11 +119,19 @@ func serve(args []string) error {
 		}
 		opts = append(opts, fixture.WithBasicAuth(user, pass))
 	}
+	if *useTLS {
+		opts = append(opts, fixture.WithTLS())
+	}
 	reg, err := fixture.StartRegistry(*addr, opts...)
 	if err != nil {
 		return err
 	}
 	defer reg.Close()
+	if *caOut != "" {
+		if err := os.WriteFile(*caOut, reg.CACertPEM(), 0o644); err != nil {
+			return fmt.Errorf("write ca: %w", err)
+		}
+	}
 
 	pushed, err := pushAll(reg, set)
 	if err != nil {
@@ -205,6 +221,7 @@ func writeLayout(args []string) error {
 	imgName := fs.String("name", "docker.io/berth/busybox:latest", "image name recorded in the archive")
 	format := fs.String("format", "oci", "oci (OCI layout tar) or docker (docker save tar)")
 	user := fs.String("user", "", "image config User")
+	multi := fs.Bool("multiarch", false, "write the multi-platform index instead of the busybox image (oci only)")
 	_ = fs.Parse(args)
 	if *out == "" {
 		return errors.New("layout: --out is required")
@@ -212,6 +229,24 @@ func writeLayout(args []string) error {
 	var opts []fixture.Option
 	if *user != "" {
 		opts = append(opts, fixture.WithUser(*user))
+	}
+	if *multi {
+		if *format != "oci" {
+			return errors.New("layout: --multiarch needs --format oci")
+		}
+		if !flagSet(fs, "name") {
+			*imgName = "docker.io/berth/multiarch:latest"
+		}
+		idx, err := new(fixture.Builder).MultiArch(opts...)
+		if err != nil {
+			return fmt.Errorf("build index: %w", err)
+		}
+		if err := fixture.OCIArchiveIndex(*out, *imgName, idx); err != nil {
+			return err
+		}
+		d, _ := idx.Digest()
+		fmt.Printf("wrote %s: %s %s\n", *out, *imgName, d)
+		return nil
 	}
 	img, err := fixture.BuildBusybox(opts...)
 	if err != nil {
@@ -232,4 +267,10 @@ func writeLayout(args []string) error {
 	d, _ := img.Digest()
 	fmt.Printf("wrote %s: %s %s\n", *out, *imgName, d)
 	return nil
+}
+
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
