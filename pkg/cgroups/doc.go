@@ -1,15 +1,28 @@
 // Package cgroups owns berth's view of the node's cgroups: mode detection, driver validation,
 // pod cgroup paths (create, remove with leftover kill), stats, OOM counts and CRI resource conversion.
 //
-// berth drives cgroups through the cgroupfs layout only (the opencontainers/cgroups fs and fs2
-// managers). A pod path such as "/kubepods/burstable/pod<uid>" is relative to every hierarchy
-// root: on cgroup v1 and hybrid nodes it is created under each mounted controller
-// (/sys/fs/cgroup/<controller>/<path>, plus name=systemd and the controller-less unified mount);
-// on a unified node it is one directory under /sys/fs/cgroup.
+// Modes (DetectMode): Legacy is cgroup v1 only; Hybrid is v1 controllers plus a controller-less
+// cgroup2 mount at /sys/fs/cgroup/unified (resources still go through v1); Unified is v2 only.
 //
-// The "systemd" driver is accepted only when systemd is PID 1; critest and kubelets that do not
-// know the driver still send systemd-style slice names ("kubepods-burstable-pod<uid>.slice"),
-// which NormalizeParent expands to the path systemd would use
-// ("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid>.slice") so they work
+// berth lays cgroups out as cgroupfs does, through the opencontainers/cgroups fs (v1) and fs2
+// (v2) managers. A pod path such as "/kubepods/burstable/pod<uid>" is relative to every
+// hierarchy root: on Legacy and Hybrid nodes it exists under each mounted controller
+// (/sys/fs/cgroup/<controller>/<path>, plus name=systemd and, on Hybrid, the unified mount); on
+// Unified nodes it is one directory under /sys/fs/cgroup. A container's cgroup is
+// ContainerPath(pod, id), below its pod, so removing the pod removes it too.
+//
+// Drivers (ValidateDriver): "cgroupfs" always works; "systemd" only when systemd is PID 1,
+// because that driver asks systemd to create the cgroups.
+//
+// Paths (NormalizeParent): the CRI cgroup_parent is normalised before use. An empty parent
+// becomes DefaultParent ("/berth"). Relative paths, ".." and the root itself are refused with
+// errdefs.ErrInvalidArgument, since the path is joined onto hierarchy roots and Remove kills
+// whatever is inside. critest and kubelets that do not know the driver send systemd slice names
+// ("kubepods-burstable-pod<uid>.slice"); those are expanded to the directory systemd would use
+// ("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid>.slice"), so they work
 // under cgroupfs too.
+//
+// Resources (ToResources): CRI zero values mean "unset"; the CRI swap limit is memory+swap
+// (v1 memsw semantics, as in the OCI spec); Unified entries are refused unless the node is
+// Unified.
 package cgroups
