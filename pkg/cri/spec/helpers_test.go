@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"encoding/json"
 	"errors"
 	"testing"
 
@@ -21,3 +22,8 @@ func wantErr(t *testing.T, err, want error) {
 }
 
 var errInvalid = errdefs.ErrInvalidArgument
+
+func dump(v any) string {
+	b, _ := json.MarshalIndent(v, "", "  ")
+	return string(b)
+}
