@@ -154,7 +154,9 @@ func TestGenerateWorkingDir(t *testing.T) {
 }
 
 func TestGenerateSecurityContext(t *testing.T) {
-	sc := func(c *runtimeapi.ContainerConfig) *runtimeapi.LinuxContainerSecurityContext { return c.Linux.SecurityContext }
+	sc := func(c *runtimeapi.ContainerConfig) *runtimeapi.LinuxContainerSecurityContext {
+		return c.Linux.SecurityContext
+	}
 	privSandbox := testSandbox()
 	privSandbox.SecurityContext = &runtimeapi.LinuxSandboxSecurityContext{Privileged: true}
 
