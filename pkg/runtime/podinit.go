@@ -176,7 +176,8 @@ func ensureCgroupDir(mnt cgroups.Mount, path string) (string, error) {
 	return dir, nil
 }
 
-func (m *Manager) stopPodInit() {
+// StopPodInit terminates the pod init, if any.
+func (m *Manager) StopPodInit() {
 	m.mu.Lock()
 	pi := m.podInit
 	m.podInit = nil

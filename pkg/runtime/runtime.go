@@ -297,6 +297,6 @@ func (m *Manager) Close() error {
 	if !m.Empty() {
 		return fmt.Errorf("shim still owns containers: %w", errdefs.ErrFailedPrecondition)
 	}
-	m.stopPodInit()
+	m.StopPodInit()
 	return nil
 }

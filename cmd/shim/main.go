@@ -1,0 +1,150 @@
+// Command berth-shim owns one pod's containers through libcontainer, so that
+// they and their exit codes outlive the agent; it serves pkg/shim's protocol.
+//
+// Invocations: "berth-shim --id ID --dir DIR --runtime-root ROOT" serves;
+// with --daemonize it first re-executes itself in a new session and exits.
+// "berth-shim init" is libcontainer's container init and "berth-shim
+// pod-init" the pod's PID-namespace init; both are re-executions of this binary.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/opencontainers/runc/libcontainer"
+	_ "github.com/opencontainers/runc/libcontainer/nsenter" // joins namespaces before Go starts, for "init"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-runtime/berth/pkg/runtime"
+	"github.com/berth-runtime/berth/pkg/shim"
+)
+
+// init is libcontainer's hook: as "berth-shim init" this process is the
+// container's init and never reaches main. It must run before main because
+// nsenter's constructor already prepared the namespaces for it.
+func init() {
+	if len(os.Args) > 1 && os.Args[1] == "init" {
+		libcontainer.Init()
+	}
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == runtime.PodInitArg {
+		os.Exit(runtime.PodInitMain())
+	}
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "berth-shim:", err)
+		os.Exit(1)
+	}
+}
+
+type flags struct {
+	id, dir, runtimeRoot string
+	daemonize, debug     bool
+}
+
+func parseFlags(args []string) (flags, error) {
+	var f flags
+	fs := flag.NewFlagSet("berth-shim", flag.ContinueOnError)
+	fs.StringVar(&f.id, "id", "", "sandbox id")
+	fs.StringVar(&f.dir, "dir", "", "shim directory (socket, pid, log, exit records)")
+	fs.StringVar(&f.runtimeRoot, "runtime-root", "", "libcontainer state root")
+	fs.BoolVar(&f.daemonize, "daemonize", false, "re-execute detached in a new session and exit")
+	fs.BoolVar(&f.debug, "debug", false, "debug logging")
+	if err := fs.Parse(args); err != nil {
+		return f, err
+	}
+	if f.id == "" || f.dir == "" || f.runtimeRoot == "" {
+		return f, errors.New("--id, --dir and --runtime-root are required")
+	}
+	return f, nil
+}
+
+func run(args []string) error {
+	f, err := parseFlags(args)
+	if err != nil {
+		return err
+	}
+	if f.daemonize {
+		return shim.Daemonize(slices.DeleteFunc(slices.Clone(args), func(a string) bool {
+			return a == shim.DaemonizeFlag || a == "-daemonize"
+		}))
+	}
+	level := slog.LevelInfo
+	if f.debug {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("sandbox", f.id)
+	return serve(f, log)
+}
+
+func serve(f flags, log *slog.Logger) error {
+	if err := runtime.SetSubreaper(); err != nil {
+		return err
+	}
+	// The agent may die at any time; a closed pipe or hangup must not kill us.
+	signal.Ignore(unix.SIGPIPE, unix.SIGHUP)
+	mgr, err := runtime.New(runtime.Options{
+		Root:     f.runtimeRoot,
+		StateDir: filepath.Join(f.dir, "containers"),
+		Logger:   log,
+	})
+	if err != nil {
+		return err
+	}
+	l, err := shim.Listen(f.dir)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go mgr.Run(ctx)
+	srv := shim.NewServer(f.id, backend{mgr}, log)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ctx, l) }()
+	log.Info("shim serving", "pid", os.Getpid(), "dir", f.dir)
+
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, unix.SIGTERM, unix.SIGINT)
+	for {
+		select {
+		case err := <-errc:
+			cleanup(f.dir)
+			return err
+		case <-srv.ShutdownRequested():
+			// Give the Shutdown reply a moment to leave before closing.
+			time.Sleep(50 * time.Millisecond)
+			cancel()
+			<-errc
+			cleanup(f.dir)
+			log.Info("shim shut down")
+			return nil
+		case sig := <-sigc:
+			// Only a shim without live containers may go: it alone can
+			// report their exits.
+			if mgr.HasRunning() {
+				log.Warn("ignoring signal: containers still running", "signal", sig)
+				continue
+			}
+			log.Info("exiting on signal", "signal", sig)
+			mgr.StopPodInit()
+			cancel()
+			<-errc
+			cleanup(f.dir)
+			return nil
+		}
+	}
+}
+
+func cleanup(dir string) {
+	_ = os.Remove(filepath.Join(dir, shim.SocketName))
+	_ = os.Remove(filepath.Join(dir, shim.PidName))
+}
