@@ -18,6 +18,10 @@ import (
 // and no rlimits are set (the agent's root lacks CAP_SYS_RESOURCE, so raising a hard limit fails).
 // The stop signal is not part of the spec: the agent reads it from the image config.
 func Generate(id string, cfg *runtimeapi.ContainerConfig, sb SandboxInfo, img ImageConfig, opts Options) (*specs.Spec, error) {
+	if opts.CgroupsPath == "" && sb.CgroupParent != "" {
+		// cgroups.ContainerPath's rule, inlined to keep this package free of cgroup libraries.
+		opts.CgroupsPath = path.Join(sb.CgroupParent, id)
+	}
 	s, err := generate(cfg, sb, img, opts)
 	if err != nil {
 		return nil, fmt.Errorf("generate spec for container %s: %w", id, err)

@@ -266,3 +266,26 @@ func TestGenerateReadsRootfsUsers(t *testing.T) {
 		t.Fatalf("user %+v root %s", s.Process.User, s.Root.Path)
 	}
 }
+
+func TestGenerateCgroupsPath(t *testing.T) {
+	tests := []struct {
+		name, parent, given, want string
+	}{
+		{name: "given wins", parent: "/berth/pod", given: "/x/y", want: "/x/y"},
+		{name: "derived from the pod cgroup", parent: "/berth/pod", want: "/berth/pod/c1"},
+		{name: "none", want: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sb := testSandbox()
+			sb.CgroupParent = tt.parent
+			opts := testOptions()
+			opts.CgroupsPath = tt.given
+			s, err := Generate("c1", testConfig(), sb, testImage, opts)
+			wantErr(t, err, nil)
+			if s.Linux.CgroupsPath != tt.want {
+				t.Fatalf("got %q, want %q", s.Linux.CgroupsPath, tt.want)
+			}
+		})
+	}
+}

@@ -51,7 +51,8 @@ type DeviceLookup interface {
 type Options struct {
 	// RootfsPath is spec.Root.Path, absolute or relative to the bundle ("rootfs" when empty).
 	RootfsPath string
-	// CgroupsPath is the container's own cgroup (cgroupfs path, below the pod cgroup).
+	// CgroupsPath is the container's own cgroup (cgroupfs path, below the pod cgroup); when
+	// empty it is <SandboxInfo.CgroupParent>/<id>, as cgroups.ContainerPath.
 	CgroupsPath string
 	// ImageName is the image reference reported in annotations (defaults to cfg.Image.Image).
 	ImageName string
