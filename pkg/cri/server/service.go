@@ -2,15 +2,25 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-runtime/berth/pkg/config"
+	"github.com/berth-runtime/berth/pkg/cri/registrar"
+	"github.com/berth-runtime/berth/pkg/cri/store"
 )
+
+// storeLockTimeout bounds the wait for meta.db's file lock: a second agent on the same root
+// must fail at once, not hang.
+const storeLockTimeout = 2 * time.Second
 
 // Options are the dependencies of a Service. Each is an interface declared
 // where it is consumed, so that tests pass fakes.
@@ -18,6 +28,35 @@ type Options struct {
 	Config config.Config
 	Images ImageStore
 	Logger *slog.Logger
+
+	// ContainerImages resolves, mounts and leases images for containers (required).
+	ContainerImages ContainerImages
+	// Store holds sandbox and container records; nil opens <root>/cri/meta.db.
+	Store *store.Store
+	// Shims starts and reconnects per-pod shims (required).
+	Shims ShimManager
+	// Namespaces creates and pins pod namespaces (required).
+	Namespaces Namespaces
+	// Cgroups manages pod cgroups; nil uses pkg/cgroups with Config.CgroupDriver.
+	Cgroups Cgroups
+	// GenerateSpec builds container specs (required: pkg/cri/spec.Generate).
+	GenerateSpec SpecGenerator
+	// Mounter makes shm and rootfs mounts; nil mounts on the host.
+	Mounter Mounter
+
+	// ResolvConf is copied into pods that carry no DNS config; "" is /etc/resolv.conf.
+	ResolvConf string
+	// ProcSys is where namespaced sysctls are written; "" is /proc/sys.
+	ProcSys string
+	// Features are what the default runtime handler advertises in Status. Leave them false
+	// until the spec generator and shim implement them.
+	Features HandlerFeatures
+}
+
+// HandlerFeatures are optional runtime handler features.
+type HandlerFeatures struct {
+	RecursiveReadOnlyMounts bool
+	UserNamespaces          bool
 }
 
 // Service implements runtimeapi.RuntimeServiceServer and runtimeapi.ImageServiceServer.
@@ -30,18 +69,78 @@ type Service struct {
 	images ImageStore
 	log    *slog.Logger
 	ready  atomic.Bool
+
+	cimages    ContainerImages
+	store      *store.Store
+	ownsStore  bool
+	names      *registrar.Registrar
+	shims      ShimManager
+	namespaces Namespaces
+	cgroups    Cgroups
+	genSpec    SpecGenerator
+	mounter    Mounter
+	resolvConf string
+	procSys    string
+	features   HandlerFeatures
+
+	// clients maps sandbox id -> ShimClient; the lock guards only the map.
+	clientsMu sync.Mutex
+	clients   map[string]ShimClient
+
+	podCIDR atomic.Value // string, from UpdateRuntimeConfig
+
+	// exits tracks the Wait goroutines so Close can wait for them.
+	exits sync.WaitGroup
+	stop  chan struct{}
 }
 
-// New builds a Service. It is not Ready until recovery has run.
+// New builds a Service. It is not Ready until Recover has run.
 func New(opts Options) (*Service, error) {
 	if opts.Images == nil {
 		return nil, errors.New("new cri service: no image store")
+	}
+	if opts.ContainerImages == nil || opts.Shims == nil || opts.Namespaces == nil || opts.GenerateSpec == nil {
+		return nil, errors.New("new cri service: ContainerImages, Shims, Namespaces and GenerateSpec are required")
 	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return &Service{cfg: opts.Config, images: opts.Images, log: log}, nil
+	s := &Service{
+		cfg: opts.Config, images: opts.Images, log: log,
+		cimages: opts.ContainerImages, store: opts.Store, names: registrar.New(),
+		shims: opts.Shims, namespaces: opts.Namespaces, cgroups: opts.Cgroups,
+		genSpec: opts.GenerateSpec, mounter: opts.Mounter,
+		resolvConf: opts.ResolvConf, procSys: opts.ProcSys,
+		clients: map[string]ShimClient{}, stop: make(chan struct{}),
+	}
+	s.features = opts.Features
+	if s.resolvConf == "" {
+		s.resolvConf = "/etc/resolv.conf"
+	}
+	if s.procSys == "" {
+		s.procSys = "/proc/sys"
+	}
+	if s.mounter == nil {
+		s.mounter = hostMounter{}
+	}
+	if s.cgroups == nil {
+		cg, err := newHostCgroups(opts.Config.CgroupDriver)
+		if err != nil {
+			return nil, fmt.Errorf("new cri service: %w", err)
+		}
+		s.cgroups = cg
+	}
+	if s.store == nil {
+		path := filepath.Join(opts.Config.Root, "cri", "meta.db")
+		db, err := store.Open(path, storeLockTimeout)
+		if err != nil {
+			return nil, fmt.Errorf("new cri service: %w", err)
+		}
+		s.store, s.ownsStore = store.New(db), true
+	}
+	s.podCIDR.Store("")
+	return s, nil
 }
 
 // Register adds both CRI services to a gRPC server.
@@ -52,3 +151,34 @@ func (s *Service) Register(g grpc.ServiceRegistrar) {
 
 // Ready reports whether startup recovery has finished.
 func (s *Service) Ready() bool { return s.ready.Load() }
+
+// Close stops exit tracking, closes the shim connections and the store. Containers keep
+// running: their shims own them.
+func (s *Service) Close() error {
+	select {
+	case <-s.stop:
+		return nil
+	default:
+	}
+	close(s.stop)
+	s.clientsMu.Lock()
+	for id, c := range s.clients {
+		c.Close()
+		delete(s.clients, id)
+	}
+	s.clientsMu.Unlock()
+	s.exits.Wait()
+	if s.ownsStore {
+		return s.store.Close()
+	}
+	return nil
+}
+
+// paths below the agent's root and state directories.
+func (s *Service) podDir(id string) string   { return filepath.Join(s.cfg.State, "sandboxes", id) }
+func (s *Service) shimDir(id string) string  { return filepath.Join(s.cfg.State, "shims", id) }
+func (s *Service) netnsDir(id string) string { return filepath.Join(s.cfg.State, "netns", id) }
+func (s *Service) bundleDir(id string) string {
+	return filepath.Join(s.cfg.State, "containers", id)
+}
+func (s *Service) layerDir(id string) string { return filepath.Join(s.cfg.Root, "containers", id) }

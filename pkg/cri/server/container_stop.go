@@ -1,0 +1,143 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-runtime/berth/pkg/cri/store"
+)
+
+const sigKill = syscall.SIGKILL
+
+// killWait bounds the wait after SIGKILL; only a task stuck in the kernel outlives it.
+const killWait = 10 * time.Second
+
+// StopContainer signals the container with its stop signal, waits up to the timeout, then
+// kills everything in it. A container that is gone or already stopped is success.
+func (s *Service) StopContainer(ctx context.Context, req *runtimeapi.StopContainerRequest) (*runtimeapi.StopContainerResponse, error) {
+	c, err := s.store.Containers.Resolve(req.GetContainerId())
+	if errdefs.IsNotFound(err) {
+		return &runtimeapi.StopContainerResponse{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("stop container: %w", err)
+	}
+	if err := s.stopContainer(ctx, c, time.Duration(req.GetTimeout())*time.Second); err != nil {
+		return nil, fmt.Errorf("stop container %s: %w", c.ID(), err)
+	}
+	return &runtimeapi.StopContainerResponse{}, nil
+}
+
+// stopContainer is the worker behind StopContainer, StopPodSandbox and RemoveContainer.
+func (s *Service) stopContainer(ctx context.Context, c *store.Container, timeout time.Duration) error {
+	st := c.Status()
+	if st.State == store.ContainerExited {
+		return nil
+	}
+	md := c.Metadata()
+	cl, err := s.client(md.SandboxID)
+	if err != nil {
+		// Without its shim nothing can run the container any more; record that so that
+		// Remove can proceed.
+		return s.recordExit(c, ShimState{ExitCode: 255, Message: "container's shim is gone: " + err.Error()})
+	}
+	if st.State == store.ContainerRunning && timeout > 0 {
+		sig := stopSignal(md)
+		if err := cl.Kill(ctx, md.ID, sig, false); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("signal %s: %w", sig, err)
+		}
+		done, err := s.waitExit(ctx, cl, c, timeout)
+		if err != nil || done {
+			return err
+		}
+	}
+	if err := cl.Kill(ctx, md.ID, sigKill, true); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("kill: %w", err)
+	}
+	done, err := s.waitExit(ctx, cl, c, killWait)
+	if err != nil {
+		return err
+	}
+	if !done {
+		return fmt.Errorf("still running %s after SIGKILL: %w", killWait, errdefs.ErrUnavailable)
+	}
+	return nil
+}
+
+// waitExit waits up to d for the container to exit and records the exit. It reports false
+// when the container is still running at the deadline.
+func (s *Service) waitExit(ctx context.Context, cl ShimClient, c *store.Container, d time.Duration) (bool, error) {
+	wctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	st, err := cl.Wait(wctx, c.ID())
+	switch {
+	case err == nil:
+		return true, s.recordExit(c, st)
+	case errdefs.IsNotFound(err):
+		return true, s.recordExit(c, ShimState{ExitCode: 255, Message: "container vanished from its shim"})
+	case wctx.Err() != nil && ctx.Err() == nil:
+		return false, nil
+	}
+	return false, fmt.Errorf("wait: %w", err)
+}
+
+// recordExit stores an exit reported by the shim; the first report wins.
+func (s *Service) recordExit(c *store.Container, st ShimState) error {
+	return c.Update(func(cs *store.ContainerStatus) error {
+		cs.Exited(st.ExitCode, st.FinishedAt, st.OOMKilled, st.Message)
+		return nil
+	})
+}
+
+// stopSignal is the CRI's stop signal, else the image's STOPSIGNAL, else SIGTERM.
+func stopSignal(md store.ContainerMetadata) syscall.Signal {
+	if sig := md.Config.GetStopSignal(); sig != runtimeapi.Signal_SIGNAL_RUNTIME_DEFAULT {
+		if n := unix.SignalNum(runtimeapi.Signal_name[int32(sig)]); n != 0 {
+			return n
+		}
+	}
+	if sig, ok := parseSignal(md.StopSignal); ok {
+		return sig
+	}
+	return syscall.SIGTERM
+}
+
+// parseSignal reads an image STOPSIGNAL: "SIGTERM", "TERM" or "15".
+func parseSignal(s string) (syscall.Signal, bool) {
+	if s == "" {
+		return 0, false
+	}
+	if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 65 {
+		return syscall.Signal(n), true
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if n := unix.SignalNum(name); n != 0 {
+		return n, true
+	}
+	return 0, false
+}
+
+// killAndDelete removes a container from its shim whatever its state.
+func killAndDelete(ctx context.Context, cl ShimClient, id string) error {
+	if err := cl.Kill(ctx, id, sigKill, true); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsFailedPrecondition(err) {
+		return fmt.Errorf("kill %s: %w", id, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, killWait)
+	_, err := cl.Wait(wctx, id)
+	cancel()
+	if err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("wait %s: %w", id, err)
+	}
+	return cl.Delete(ctx, id)
+}

@@ -1,0 +1,131 @@
+package server
+
+import (
+	"context"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-runtime/berth/pkg/cri/spec"
+)
+
+// The runtime RPCs consume these small interfaces; adapters.go binds them to pkg/shim,
+// pkg/network/netns and pkg/cgroups, and tests bind them to fakes.
+
+// ShimManager starts and reconnects the per-pod shims.
+type ShimManager interface {
+	// Start spawns the shim of a sandbox with its socket and state in dir.
+	Start(ctx context.Context, sandboxID, dir string) (ShimClient, error)
+	// Connect reaches the shim that already runs in dir (after an agent restart).
+	Connect(ctx context.Context, dir string) (ShimClient, error)
+}
+
+// ShimClient drives the containers of one pod through its shim.
+type ShimClient interface {
+	Create(ctx context.Context, req ShimCreateRequest) (pid int, err error)
+	Start(ctx context.Context, id string) error
+	Kill(ctx context.Context, id string, sig syscall.Signal, all bool) error
+	// Wait blocks until the container exits.
+	Wait(ctx context.Context, id string) (ShimState, error)
+	State(ctx context.Context, id string) (ShimState, error)
+	List(ctx context.Context) ([]ShimState, error)
+	Update(ctx context.Context, id string, res *specs.LinuxResources) error
+	ReopenLog(ctx context.Context, id string) error
+	// Delete removes a stopped container; a missing one is not an error.
+	Delete(ctx context.Context, id string) error
+	StartPodInit(ctx context.Context, req ShimPodInitRequest) (pid int, err error)
+	// Shutdown deletes every container and ends the shim.
+	Shutdown(ctx context.Context) error
+	Close() error
+}
+
+// ShimCreateRequest creates a container from an OCI bundle.
+type ShimCreateRequest struct {
+	ID                    string
+	Bundle                string
+	LogPath               string
+	Stdin, StdinOnce, Tty bool
+}
+
+// ShimPodInitRequest starts the pod's pause-like init process.
+type ShimPodInitRequest struct {
+	NetNS, IPCNS, UTSNS string
+	CgroupPath          string
+}
+
+// Shim container states.
+const (
+	shimCreated = "created"
+	shimRunning = "running"
+	shimStopped = "stopped"
+)
+
+// ShimState is a container as the shim sees it.
+type ShimState struct {
+	ID                               string
+	Status                           string // created, running, stopped, unknown
+	Pid                              int
+	ExitCode                         int32
+	CreatedAt, StartedAt, FinishedAt time.Time
+	OOMKilled                        bool
+	Reason, Message                  string
+}
+
+// Namespaces creates, pins and enters pod namespaces.
+type Namespaces interface {
+	Create(opts NamespaceOptions) (NamespacePaths, error)
+	// Unpin unmounts and removes a pinned namespace; a missing one is not an error.
+	Unpin(path string) error
+	// Do runs fn on a thread that has joined the namespace pinned at path.
+	Do(path string, fn func() error) error
+}
+
+// NamespaceOptions selects the namespaces to create and where to pin them.
+type NamespaceOptions struct {
+	Dir           string
+	Net, IPC, UTS bool
+	Hostname      string
+}
+
+// NamespacePaths are the pinned namespaces; "" for one not created.
+type NamespacePaths struct{ Net, IPC, UTS string }
+
+// Cgroups manages pod cgroups and converts CRI resources.
+type Cgroups interface {
+	// NormalizeParent turns a CRI cgroup_parent into a cgroupfs path ("" = the default parent).
+	NormalizeParent(parent string) (string, error)
+	EnsurePod(path string) error
+	// Remove kills leftovers and removes the cgroup; a missing one is not an error.
+	Remove(path string) error
+	ContainerPath(podPath, containerID string) string
+	ToResources(r *runtimeapi.LinuxContainerResources) (*specs.LinuxResources, error)
+	V2() bool
+}
+
+// Mounter makes and removes mounts.
+type Mounter interface {
+	Mount(source, target, fstype string, flags uintptr, data string) error
+	// Unmount detaches target; a path that is not mounted (or missing) is not an error.
+	Unmount(target string) error
+}
+
+// SpecGenerator builds a container's OCI spec (pkg/cri/spec.Generate).
+type SpecGenerator func(id string, cfg *runtimeapi.ContainerConfig, sb spec.SandboxInfo, img spec.ImageConfig, opts spec.Options) (*specs.Spec, error)
+
+// ContainerImages is what container creation needs of the image store (pkg/images).
+type ContainerImages interface {
+	// Resolve finds an image by name, digest, id or id prefix; errdefs.ErrNotFound if absent.
+	Resolve(ctx context.Context, ref string) (ImageInfo, error)
+	// Lowers lists the image's snapshot directories, topmost first.
+	Lowers(ctx context.Context, imageID string) ([]string, error)
+	Lease(ctx context.Context, owner, imageID string) error
+	Unlease(ctx context.Context, owner string) error
+}
+
+// ImageInfo is the part of an image a container needs.
+type ImageInfo struct {
+	ID     string // sha256:<config digest>
+	Config spec.ImageConfig
+}
