@@ -36,6 +36,10 @@ func (r RootfsUsers) LookupUser(sc *runtimeapi.LinuxContainerSecurityContext, im
 // the additional groups. The rootfs's files are opened inside the root so that symlinks in an
 // image cannot point the lookup at the host's files.
 func ResolveUser(rootfs string, sc *runtimeapi.LinuxContainerSecurityContext, img ImageConfig) (specs.User, error) {
+	// A missing /etc/passwd is normal, a missing rootfs is not: do not mistake one for the other.
+	if fi, err := os.Stat(rootfs); err != nil || !fi.IsDir() {
+		return specs.User{}, fmt.Errorf("resolve user: rootfs %q is not a directory: %w", rootfs, errdefs.ErrFailedPrecondition)
+	}
 	passwd, err := readInRoot(rootfs, "/etc/passwd")
 	if err != nil {
 		return specs.User{}, err

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/containerd/errdefs"
+
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -182,4 +184,9 @@ func TestResolveUserRejectsNonRegularPasswd(t *testing.T) {
 	if err == nil {
 		t.Fatal("expected an error for a directory /etc/passwd")
 	}
+}
+
+func TestResolveUserMissingRootfs(t *testing.T) {
+	_, err := ResolveUser(filepath.Join(t.TempDir(), "nope"), nil, ImageConfig{})
+	wantErr(t, err, errdefs.ErrFailedPrecondition)
 }
