@@ -394,7 +394,7 @@ func TestOOMKilled(t *testing.T) {
 	e := newTestManager(t)
 	// tail keeps the unterminated "line" of /dev/zero in memory until the
 	// cgroup's limit kills it; it is the init, so the container is OOM-killed.
-	id, _ := e.create(t, "oom", []string{"tail", "/dev/zero"}, withMemoryLimit(16<<20))
+	id, _ := e.create(t, "oom", []string{"tail", "/dev/zero"}, withMemoryLimit(64<<20))
 	if err := e.m.Start(id); err != nil {
 		t.Fatal(err)
 	}
