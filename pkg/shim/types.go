@@ -34,9 +34,9 @@ type StartOptions struct {
 
 // CreateRequest describes a container for Create.
 type CreateRequest struct {
-	ID      string
-	Bundle  string // dir holding config.json (OCI runtime spec) and rootfs/
-	LogPath string // CRI log file ("" = discard)
+	ID                    string
+	Bundle                string // dir holding config.json (OCI runtime spec) and rootfs/
+	LogPath               string // CRI log file ("" = discard)
 	Stdin, StdinOnce, Tty bool
 }
 

@@ -190,4 +190,3 @@ func Alive(pid int) bool {
 	i := bytes.LastIndexByte(data, ')')
 	return i >= 0 && len(data) > i+2 && data[i+2] != 'Z'
 }
-
