@@ -1,0 +1,180 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/berth-runtime/berth/pkg/cri/store"
+)
+
+// recoverShimTimeout bounds each call to a shim during recovery, so that one wedged shim
+// delays startup by seconds, not forever.
+const recoverShimTimeout = 10 * time.Second
+
+// Recover rebuilds the service's state after a start: it reloads the records, reconnects
+// each ready pod's shim, refreshes its containers' states (a container that exited while
+// the agent was down reports its real exit code), restarts exit tracking, releases kernel
+// objects no record owns, and only then marks the service Ready.
+func (s *Service) Recover(ctx context.Context) error {
+	if err := s.store.Load(); err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
+	for _, sb := range s.store.Sandboxes.List() {
+		if err := s.names.Reserve(sb.Metadata().Name, sb.ID()); err != nil {
+			s.log.Warn("recover: sandbox name conflict", "sandbox", sb.ID(), "err", err)
+		}
+	}
+	for _, c := range s.store.Containers.List() {
+		if err := s.names.Reserve(c.Metadata().Name, c.ID()); err != nil {
+			s.log.Warn("recover: container name conflict", "container", c.ID(), "err", err)
+		}
+	}
+	for _, sb := range s.store.Sandboxes.List() {
+		s.recoverSandbox(ctx, sb)
+	}
+	s.recoverOrphanContainers()
+	if err := s.reconcileResources(ctx); err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
+	s.ready.Store(true)
+	return nil
+}
+
+func (s *Service) recoverSandbox(ctx context.Context, sb *store.Sandbox) {
+	md := sb.Metadata()
+	log := s.log.With("sandbox", md.ID)
+	containers := s.store.ContainersOf(md.ID)
+	if sb.Status().State != store.SandboxReady {
+		// Stop shut the shim down; finish that if the agent died halfway through it.
+		if err := s.release(ctx, store.Resource{Kind: store.KindShim, Path: md.ShimDir, Owner: md.ID}); err != nil {
+			log.Warn("recover: release shim of stopped sandbox", "err", err)
+		}
+		s.markLost(containers, "sandbox was stopped")
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, recoverShimTimeout)
+	defer cancel()
+	cl, err := s.shims.Connect(cctx, md.ShimDir)
+	var states []ShimState
+	if err == nil {
+		states, err = cl.List(cctx)
+		if err != nil {
+			cl.Close()
+		}
+	}
+	if err != nil {
+		log.Warn("recover: shim unreachable; marking the pod not ready", "err", err)
+		msg := "shim unreachable after agent restart: " + err.Error()
+		s.logSandboxUpdate(sb, sb.Update(func(st *store.SandboxStatus) error {
+			st.State, st.Message = store.SandboxNotReady, msg
+			return nil
+		}))
+		s.markLost(containers, msg)
+		return
+	}
+	s.setClient(md.ID, cl)
+	byID := make(map[string]ShimState, len(states))
+	for _, st := range states {
+		byID[st.ID] = st
+	}
+	for _, c := range containers {
+		st, ok := byID[c.ID()]
+		delete(byID, c.ID())
+		s.recoverContainer(c, cl, st, ok)
+	}
+	// Containers the shim has but no record names were created by a request that died
+	// before it could record them: nobody will ever use them.
+	for id := range byID {
+		log.Info("recover: deleting unrecorded container from shim", "container", id)
+		dctx, dcancel := context.WithTimeout(ctx, recoverShimTimeout)
+		if err := killAndDelete(dctx, cl, id); err != nil {
+			log.Warn("recover: delete unrecorded container", "container", id, "err", err)
+		}
+		dcancel()
+	}
+}
+
+// recoverContainer brings a record in line with what the shim reports.
+func (s *Service) recoverContainer(c *store.Container, cl ShimClient, st ShimState, inShim bool) {
+	if c.Status().State == store.ContainerExited {
+		return
+	}
+	if !inShim {
+		s.logUpdate(c, s.recordExit(c, ShimState{ExitCode: 255, Message: "container missing from its shim after agent restart"}))
+		return
+	}
+	switch st.Status {
+	case shimStopped:
+		s.logUpdate(c, s.recordExit(c, st))
+	case shimRunning:
+		err := c.Update(func(cs *store.ContainerStatus) error {
+			cs.State, cs.Pid, cs.Starting = store.ContainerRunning, st.Pid, false
+			if cs.StartedAt.IsZero() {
+				cs.StartedAt = st.StartedAt
+			}
+			return nil
+		})
+		s.logUpdate(c, err)
+		s.watchExit(c, cl)
+	case shimCreated:
+		s.logUpdate(c, c.Update(func(cs *store.ContainerStatus) error {
+			cs.State, cs.Starting = store.ContainerCreated, false
+			return nil
+		}))
+	default:
+		s.logUpdate(c, c.Update(func(cs *store.ContainerStatus) error {
+			cs.State, cs.Starting, cs.Message = store.ContainerUnknown, false, "shim reports state "+st.Status
+			return nil
+		}))
+	}
+}
+
+// markLost records containers that can no longer run as exited with an unknown code.
+func (s *Service) markLost(cs []*store.Container, msg string) {
+	for _, c := range cs {
+		s.logUpdate(c, s.recordExit(c, ShimState{ExitCode: 255, Message: msg}))
+	}
+}
+
+// recoverOrphanContainers handles containers whose sandbox record is gone (a crash inside
+// RemovePodSandbox): their shim is gone with it, so they are exited.
+func (s *Service) recoverOrphanContainers() {
+	for _, c := range s.store.Containers.List() {
+		if _, err := s.store.Sandboxes.Get(c.Metadata().SandboxID); err != nil {
+			s.markLost([]*store.Container{c}, "sandbox record is gone")
+		}
+	}
+}
+
+// reconcileResources releases every recorded object whose owner has no record: leftovers
+// of a create that crashed before recording its object, or a remove that crashed after
+// deleting its record.
+func (s *Service) reconcileResources(ctx context.Context) error {
+	rs, err := s.store.Resources()
+	if err != nil {
+		return err
+	}
+	live := map[string]bool{}
+	for _, sb := range s.store.Sandboxes.List() {
+		live[sb.ID()] = true
+	}
+	for _, c := range s.store.Containers.List() {
+		live[c.ID()] = true
+	}
+	for _, r := range rs {
+		if live[r.Owner] {
+			continue
+		}
+		if err := s.release(ctx, r); err != nil {
+			s.log.Warn("recover: release orphaned object", "owner", r.Owner, "kind", r.Kind, "path", r.Path, "err", err)
+		}
+	}
+	return nil
+}
+
+func (s *Service) logSandboxUpdate(sb *store.Sandbox, err error) {
+	if err != nil {
+		s.log.Warn("recover: update sandbox", "sandbox", sb.ID(), "err", err)
+	}
+}

@@ -1,0 +1,71 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-runtime/berth/pkg/cri/store"
+)
+
+// PodSandboxStatus reports a pod's state, namespaces and, when verbose, berth's view of it.
+func (s *Service) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandboxStatusRequest) (*runtimeapi.PodSandboxStatusResponse, error) {
+	sb, err := s.store.Sandboxes.Resolve(req.GetPodSandboxId())
+	if err != nil {
+		return nil, fmt.Errorf("pod sandbox status: %w", err)
+	}
+	md, st := sb.Metadata(), sb.Status()
+	resp := &runtimeapi.PodSandboxStatusResponse{Status: toCRISandboxStatus(md, st)}
+	if req.GetVerbose() {
+		info, err := sandboxVerboseInfo(md, st)
+		if err != nil {
+			return nil, fmt.Errorf("pod sandbox status %s: %w", sb.ID(), err)
+		}
+		resp.Info = info
+	}
+	return resp, nil
+}
+
+func toCRISandboxState(st store.SandboxStatus) runtimeapi.PodSandboxState {
+	if st.State == store.SandboxReady {
+		return runtimeapi.PodSandboxState_SANDBOX_READY
+	}
+	return runtimeapi.PodSandboxState_SANDBOX_NOTREADY
+}
+
+func toCRISandboxStatus(md store.SandboxMetadata, st store.SandboxStatus) *runtimeapi.PodSandboxStatus {
+	cfg := md.Config.PodSandboxConfig
+	nsOpts := namespaceOptions(cfg)
+	out := &runtimeapi.PodSandboxStatus{
+		Id:          md.ID,
+		Metadata:    cfg.GetMetadata(),
+		State:       toCRISandboxState(st),
+		CreatedAt:   md.CreatedAt.UnixNano(),
+		Labels:      cfg.GetLabels(),
+		Annotations: cfg.GetAnnotations(),
+		Linux: &runtimeapi.LinuxPodSandboxStatus{Namespaces: &runtimeapi.Namespace{Options: &runtimeapi.NamespaceOption{
+			Network: nsOpts.GetNetwork(), Pid: nsOpts.GetPid(), Ipc: nsOpts.GetIpc(),
+			TargetId: nsOpts.GetTargetId(), UsernsOptions: nsOpts.GetUsernsOptions(),
+		}}},
+		RuntimeHandler: md.RuntimeHandler,
+	}
+	if !hostNetwork(cfg) {
+		out.Network = &runtimeapi.PodSandboxNetworkStatus{Ip: st.PodIP}
+	}
+	return out
+}
+
+// sandboxVerboseInfo is the "info" map crictl inspectp prints.
+func sandboxVerboseInfo(md store.SandboxMetadata, st store.SandboxStatus) (map[string]string, error) {
+	b, err := json.Marshal(struct {
+		Metadata store.SandboxMetadata `json:"metadata"`
+		Status   store.SandboxStatus   `json:"status"`
+		Pid      int                   `json:"pid"`
+	}{md, st, st.Pid})
+	if err != nil {
+		return nil, fmt.Errorf("encode verbose info: %w", err)
+	}
+	return map[string]string{"info": string(b)}, nil
+}

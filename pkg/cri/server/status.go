@@ -1,0 +1,40 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// Status reports runtime and network readiness and the runtime handlers.
+func (s *Service) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
+	runtimeReady := &runtimeapi.RuntimeCondition{Type: runtimeapi.RuntimeReady, Status: s.Ready()}
+	if !runtimeReady.Status {
+		runtimeReady.Reason = "Recovering"
+		runtimeReady.Message = "berth is restoring its state after a restart"
+	}
+	// Every pod gets a network namespace with loopback up; pod IPs come with CNI later.
+	networkReady := &runtimeapi.RuntimeCondition{
+		Type: runtimeapi.NetworkReady, Status: true,
+		Reason: "LoopbackOnly", Message: "pods get a private network namespace with loopback; CNI is not configured",
+	}
+	resp := &runtimeapi.StatusResponse{
+		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{runtimeReady, networkReady}},
+		RuntimeHandlers: []*runtimeapi.RuntimeHandler{{
+			Name: "",
+			Features: &runtimeapi.RuntimeHandlerFeatures{
+				RecursiveReadOnlyMounts: s.features.RecursiveReadOnlyMounts,
+				UserNamespaces:          s.features.UserNamespaces,
+			},
+		}},
+		Features: &runtimeapi.RuntimeFeatures{},
+	}
+	if req.GetVerbose() {
+		b, _ := json.Marshal(struct {
+			Root, State, CgroupDriver, PodCIDR string
+		}{s.cfg.Root, s.cfg.State, s.cfg.CgroupDriver, s.podCIDR.Load().(string)})
+		resp.Info = map[string]string{"config": string(b)}
+	}
+	return resp, nil
+}
