@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/runc/libcontainer"
@@ -109,13 +110,11 @@ func (m *Manager) loadRecords() error {
 		if st.Status != StatusStopped {
 			// The process is not our child any more: its exit code is lost.
 			st.Status = StatusUnknown
-			if c.lc != nil {
-				if s, err := c.lc.Status(); err == nil && s == libcontainer.Stopped {
-					st.Status = StatusStopped
-					st.ExitCode = 255
-					st.Reason = ReasonUnknown
-					st.Message = "container exited while its shim was not running"
-				}
+			if c.lc == nil || lcStopped(c.lc) {
+				st.Status = StatusStopped
+				st.ExitCode = 255
+				st.Reason = ReasonUnknown
+				st.Message = "container exited while its shim was not running"
 			}
 		}
 		if st.Status == StatusStopped {
@@ -123,8 +122,33 @@ func (m *Manager) loadRecords() error {
 		}
 		c.st = st
 		m.containers[st.ID] = c
+		if st.Status == StatusUnknown && c.lc != nil {
+			go m.watchLost(c)
+		}
 	}
 	return nil
+}
+
+// watchLost polls a container inherited from a previous shim until its init
+// is gone: it is not our child, so neither its exit code nor a wakeup on
+// its death is available. Wait then returns exit code 255, reason Unknown.
+func (m *Manager) watchLost(c *container) {
+	for !lcStopped(c.lc) {
+		time.Sleep(time.Second)
+	}
+	m.update(c, func(st *Status) {
+		st.Status = StatusStopped
+		st.ExitCode = 255
+		st.FinishedAt = time.Now()
+		st.Reason = ReasonUnknown
+		st.Message = "container exited while its shim was not running"
+	})
+	close(c.exited)
+}
+
+func lcStopped(lc *libcontainer.Container) bool {
+	s, err := lc.Status()
+	return err != nil || s == libcontainer.Stopped
 }
 
 // Run reaps orphaned children until ctx is done. The process must be a
@@ -248,7 +272,7 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 	}
 	st := c.status()
 	switch st.Status {
-	case StatusRunning:
+	case StatusRunning, StatusUnknown:
 		return fmt.Errorf("delete container %q: it is running: %w", id, errdefs.ErrFailedPrecondition)
 	case StatusCreated:
 		if c.lc != nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 	"github.com/opencontainers/runc/libcontainer"
 	_ "github.com/opencontainers/runc/libcontainer/nsenter" // runs before Go when re-executed as init
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-runtime/berth/pkg/runtime/runtimetest"
 )
@@ -483,5 +485,81 @@ func TestRecordsSurviveRestart(t *testing.T) {
 	defer cancel()
 	if _, err := m2.Wait(ctx, id); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("wait on reloaded stopped container: %v", err)
+	}
+}
+
+func TestLostContainerAfterRestart(t *testing.T) {
+	e := newTestManager(t)
+	id, _ := e.create(t, "lost", []string{"sleep", "1000"})
+	if err := e.m.Start(id); err != nil {
+		t.Fatal(err)
+	}
+	// A second manager over the same state plays a restarted shim: the
+	// container is not its child.
+	m2, err := New(e.m.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := m2.State(id)
+	if err != nil || st.Status != StatusUnknown {
+		t.Fatalf("state in restarted shim = %+v, %v", st, err)
+	}
+	if err := m2.Delete(context.Background(), id); !errdefs.IsFailedPrecondition(err) {
+		t.Errorf("delete of a live lost container: %v", err)
+	}
+	if err := m2.Kill(id, syscall.SIGKILL, false); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err = m2.Wait(ctx, id)
+	if err != nil || st.Status != StatusStopped || st.ExitCode != 255 || st.Reason != ReasonUnknown {
+		t.Errorf("wait in restarted shim = %+v, %v", st, err)
+	}
+	// The original owner still saw the real exit.
+	if st := e.wait(t, id); st.ExitCode != 137 {
+		t.Errorf("owner saw %+v", st)
+	}
+}
+
+// newUTSNamespace gives a namespace path on a locked thread that unshared
+// its UTS namespace; the thread ends with the test.
+func newUTSNamespace(t *testing.T, hostname string) string {
+	t.Helper()
+	pathc := make(chan string)
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	go func() {
+		goruntime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		if err := unix.Unshare(unix.CLONE_NEWUTS); err != nil {
+			pathc <- ""
+			return
+		}
+		_ = unix.Sethostname([]byte(hostname))
+		pathc <- fmt.Sprintf("/proc/%d/task/%d/ns/uts", os.Getpid(), unix.Gettid())
+		<-done
+	}()
+	path := <-pathc
+	if path == "" {
+		t.Fatal("unshare uts failed")
+	}
+	return path
+}
+
+func TestPodInitJoinsNamespaces(t *testing.T) {
+	e := newTestManager(t)
+	uts := newUTSNamespace(t, "berth-pod")
+	pid, err := e.m.StartPodInit(PodInitOptions{UTSNS: uts, NetNS: "/proc/self/ns/net"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.Readlink(uts)
+	got, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/uts")
+	if err != nil || got != want {
+		t.Errorf("pod init uts ns = %s (%v), want %s", got, err, want)
+	}
+	host, _ := os.Readlink("/proc/self/ns/uts")
+	if host == want {
+		t.Fatal("test namespace is the host's")
 	}
 }
