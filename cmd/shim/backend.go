@@ -53,7 +53,7 @@ func (b backend) StartPodInit(r shim.PodInitRequest) (int, error) {
 	})
 }
 
-func (b backend) Close() error { return b.m.Close() }
+func (b backend) Close(ctx context.Context) error { return b.m.Close(ctx) }
 
 func toState(st runtime.Status) shim.State {
 	return shim.State{

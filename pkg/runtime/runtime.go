@@ -315,9 +315,21 @@ func (m *Manager) HasRunning() bool {
 	return false
 }
 
-// Close stops the pod init. It refuses while containers exist, because the
-// shim is the only one who can report their exits.
-func (m *Manager) Close() error {
+// Close deletes the containers that are no longer running (stopped, or
+// created and never started) and stops the pod init. It refuses
+// (errdefs.ErrFailedPrecondition) while any container still runs, because
+// the shim is the only one who can report its exit.
+func (m *Manager) Close(ctx context.Context) error {
+	for _, st := range m.List() {
+		if st.Status == StatusRunning || st.Status == StatusUnknown {
+			return fmt.Errorf("container %q is still running: %w", st.ID, errdefs.ErrFailedPrecondition)
+		}
+	}
+	for _, st := range m.List() {
+		if err := m.Delete(ctx, st.ID); err != nil {
+			return err
+		}
+	}
 	if !m.Empty() {
 		return fmt.Errorf("shim still owns containers: %w", errdefs.ErrFailedPrecondition)
 	}

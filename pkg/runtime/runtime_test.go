@@ -74,7 +74,7 @@ func newTestManager(t *testing.T) *testEnv {
 			}
 			dcancel()
 		}
-		if err := m.Close(); err != nil {
+		if err := m.Close(context.Background()); err != nil {
 			t.Errorf("close manager: %v", err)
 		}
 	})
@@ -455,7 +455,7 @@ func TestPodInit(t *testing.T) {
 	if err := e.m.Delete(context.Background(), id); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.m.Close(); err != nil {
+	if err := e.m.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if runtimetest.Alive(pid) {

@@ -157,9 +157,10 @@ func (c *Client) StartPodInit(ctx context.Context, req PodInitRequest) (int, err
 	return int(resp.Pid), nil
 }
 
-// Shutdown makes the shim exit and waits until its process is gone. The
-// shim refuses (errdefs.ErrFailedPrecondition) while it still owns
-// containers: delete them first. The client is closed afterwards.
+// Shutdown deletes the shim's stopped (or never started) containers, makes
+// the shim exit and waits until its process is gone. It refuses
+// (errdefs.ErrFailedPrecondition) while a container still runs: stop it
+// first. The client is closed afterwards.
 func (c *Client) Shutdown(ctx context.Context) error {
 	_, err := c.svc.Shutdown(ctx, &api.Empty{})
 	// The shim may exit before its reply makes it out.

@@ -32,9 +32,9 @@ type Backend interface {
 	ReopenLog(id string) error
 	Delete(ctx context.Context, id string) error
 	StartPodInit(req PodInitRequest) (int, error)
-	// Close releases the pod init; it fails with errdefs.ErrFailedPrecondition
-	// while containers exist.
-	Close() error
+	// Close deletes stopped containers and releases the pod init; it fails
+	// with errdefs.ErrFailedPrecondition while a container runs.
+	Close(ctx context.Context) error
 }
 
 // Server serves one shim's socket.
@@ -188,8 +188,8 @@ func (v *service) StartPodInit(_ context.Context, r *api.PodInitRequest) (*api.P
 	return &api.PodInitResponse{Pid: int64(pid)}, nil
 }
 
-func (v *service) Shutdown(context.Context, *api.Empty) (*api.Empty, error) {
-	if err := v.s.backend.Close(); err != nil {
+func (v *service) Shutdown(ctx context.Context, _ *api.Empty) (*api.Empty, error) {
+	if err := v.s.backend.Close(ctx); err != nil {
 		return nil, err
 	}
 	v.s.shutdownOnce.Do(func() { close(v.s.shutdown) })

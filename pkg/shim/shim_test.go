@@ -274,7 +274,7 @@ func TestShimSurvivesClient(t *testing.T) {
 	}
 }
 
-func TestShimPodInit(t *testing.T) {
+func TestShimShutdownCleansUp(t *testing.T) {
 	e := startShim(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -286,12 +286,28 @@ func TestShimPodInit(t *testing.T) {
 	if !processRunning(pid) {
 		t.Fatalf("pod init %d not running", pid)
 	}
+	// A stopped container left behind is deleted by Shutdown.
+	req, id := e.bundle(t, "leftover", []string{"true"})
+	if _, err := e.c.Create(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.Wait(ctx, id); err != nil {
+		t.Fatal(err)
+	}
 	shimPid := e.c.Pid()
 	if err := e.c.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if processRunning(pid) || processRunning(shimPid) {
 		t.Errorf("pod init %d or shim %d survived Shutdown", pid, shimPid)
+	}
+	for _, d := range runtimetest.CgroupDirs(t, "/berth-test/"+id) {
+		if runtimetest.Exists(d) {
+			t.Errorf("cgroup %s of the leftover container survived Shutdown", d)
+		}
 	}
 }
 
