@@ -1,16 +1,23 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
+	"os/exec"
+	"path/filepath"
+	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-runtime/berth/pkg/cgroups"
+	"github.com/berth-runtime/berth/pkg/cri/spec"
+	"github.com/berth-runtime/berth/pkg/images"
+	"github.com/berth-runtime/berth/pkg/network/netns"
+	"github.com/berth-runtime/berth/pkg/shim"
 )
 
 // hostMounter mounts on the host.
@@ -78,48 +85,134 @@ func (h *hostCgroups) ToResources(r *runtimeapi.LinuxContainerResources) (*specs
 	return cgroups.ToResources(in, h.mode)
 }
 
-// doInNamespace runs fn on a locked OS thread that has joined the namespace pinned at path
-// (any type setns accepts per thread: net, ipc, uts). If the thread cannot return to its
-// original namespace it stays locked, so the Go runtime retires it instead of reusing it.
-func doInNamespace(path string, fn func() error) error {
-	target, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("open namespace %s: %w", path, err)
-	}
-	defer target.Close()
-	nsType, err := unix.IoctlRetInt(int(target.Fd()), unix.NS_GET_NSTYPE)
-	if err != nil {
-		return fmt.Errorf("namespace type of %s: %w", path, err)
-	}
-	runtime.LockOSThread()
-	self := fmt.Sprintf("/proc/self/task/%d/ns/%s", unix.Gettid(), nsName(nsType))
-	orig, err := os.Open(self)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("open own namespace %s: %w", self, err)
-	}
-	defer orig.Close()
-	if err := unix.Setns(int(target.Fd()), nsType); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("join namespace %s: %w", path, err)
-	}
-	fnErr := fn()
-	if err := unix.Setns(int(orig.Fd()), nsType); err != nil {
-		// Leave the thread locked: it dies with this goroutine.
-		return errors.Join(fnErr, fmt.Errorf("return from namespace %s: %w", path, err))
-	}
-	runtime.UnlockOSThread()
-	return fnErr
+// hostNamespaces binds Namespaces to pkg/network/netns.
+type hostNamespaces struct{}
+
+func (hostNamespaces) Create(o NamespaceOptions) (NamespacePaths, error) {
+	p, err := netns.Create(netns.Options{Dir: o.Dir, Net: o.Net, IPC: o.IPC, UTS: o.UTS, Hostname: o.Hostname})
+	return NamespacePaths{Net: p.Net, IPC: p.IPC, UTS: p.UTS}, err
 }
 
-func nsName(nsType int) string {
-	switch nsType {
-	case unix.CLONE_NEWNET:
-		return "net"
-	case unix.CLONE_NEWIPC:
-		return "ipc"
-	case unix.CLONE_NEWUTS:
-		return "uts"
-	}
-	return "unknown"
+func (hostNamespaces) Unpin(path string) error { return netns.Unpin(path) }
+
+// Do enters the namespace whose kind the pin's file name gives (<dir>/{net,ipc,uts}).
+func (hostNamespaces) Do(path string, fn func() error) error {
+	return netns.DoNS(netns.Kind(filepath.Base(path)), path, fn)
 }
+
+// shimManager binds ShimManager to pkg/shim.
+type shimManager struct {
+	binary      string
+	runtimeRoot string
+}
+
+// newShimManager finds the shim binary: the configured path, else berth-shim beside the
+// agent, else on $PATH. A missing binary fails at the first pod, not at startup, so that
+// image-only use of the agent works without it.
+func newShimManager(binary, runtimeRoot string) *shimManager {
+	if binary == "" {
+		binary = "berth-shim"
+		if exe, err := os.Executable(); err == nil {
+			if p := filepath.Join(filepath.Dir(exe), "berth-shim"); fileExists(p) {
+				binary = p
+			}
+		}
+	}
+	return &shimManager{binary: binary, runtimeRoot: runtimeRoot}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+func (m *shimManager) Start(ctx context.Context, sandboxID, dir string) (ShimClient, error) {
+	bin := m.binary
+	if !filepath.IsAbs(bin) {
+		p, err := exec.LookPath(bin)
+		if err != nil {
+			return nil, fmt.Errorf("find shim binary %q: %w", bin, err)
+		}
+		bin = p
+	}
+	c, err := shim.Start(ctx, shim.StartOptions{Binary: bin, SandboxID: sandboxID, Dir: dir, RuntimeRoot: m.runtimeRoot})
+	if err != nil {
+		return nil, err
+	}
+	return shimClient{c}, nil
+}
+
+func (m *shimManager) Connect(ctx context.Context, dir string) (ShimClient, error) {
+	c, err := shim.Connect(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	return shimClient{c}, nil
+}
+
+// shimClient converts between the server's shim types and pkg/shim's.
+type shimClient struct{ c *shim.Client }
+
+func (s shimClient) Create(ctx context.Context, r ShimCreateRequest) (int, error) {
+	return s.c.Create(ctx, shim.CreateRequest{ID: r.ID, Bundle: r.Bundle, LogPath: r.LogPath, Stdin: r.Stdin, StdinOnce: r.StdinOnce, Tty: r.Tty})
+}
+func (s shimClient) Start(ctx context.Context, id string) error { return s.c.Start(ctx, id) }
+func (s shimClient) Kill(ctx context.Context, id string, sig syscall.Signal, all bool) error {
+	return s.c.Kill(ctx, id, sig, all)
+}
+func (s shimClient) Wait(ctx context.Context, id string) (ShimState, error) {
+	st, err := s.c.Wait(ctx, id)
+	return fromShimState(st), err
+}
+func (s shimClient) State(ctx context.Context, id string) (ShimState, error) {
+	st, err := s.c.State(ctx, id)
+	return fromShimState(st), err
+}
+func (s shimClient) List(ctx context.Context) ([]ShimState, error) {
+	sts, err := s.c.List(ctx)
+	out := make([]ShimState, len(sts))
+	for i, st := range sts {
+		out[i] = fromShimState(st)
+	}
+	return out, err
+}
+func (s shimClient) Update(ctx context.Context, id string, res *specs.LinuxResources) error {
+	return s.c.Update(ctx, id, res)
+}
+func (s shimClient) ReopenLog(ctx context.Context, id string) error { return s.c.ReopenLog(ctx, id) }
+func (s shimClient) Delete(ctx context.Context, id string) error    { return s.c.Delete(ctx, id) }
+func (s shimClient) StartPodInit(ctx context.Context, r ShimPodInitRequest) (int, error) {
+	return s.c.StartPodInit(ctx, shim.PodInitRequest{NetNS: r.NetNS, IPCNS: r.IPCNS, UTSNS: r.UTSNS, CgroupPath: r.CgroupPath})
+}
+func (s shimClient) Shutdown(ctx context.Context) error { return s.c.Shutdown(ctx) }
+func (s shimClient) Close() error                       { return s.c.Close() }
+
+func fromShimState(st shim.State) ShimState {
+	return ShimState{
+		ID: st.ID, Status: st.Status, Pid: st.Pid, ExitCode: st.ExitCode,
+		CreatedAt: st.CreatedAt, StartedAt: st.StartedAt, FinishedAt: st.FinishedAt,
+		OOMKilled: st.OOMKilled, Reason: st.Reason, Message: st.Message,
+	}
+}
+
+// imageSource is the part of *images.Service that containers use.
+type imageSource interface {
+	Get(ctx context.Context, ref string) (images.Image, error)
+	Lowers(ctx context.Context, imageID string) ([]string, error)
+	Lease(ctx context.Context, owner, imageID string) error
+	Unlease(ctx context.Context, owner string) error
+}
+
+// containerImages binds ContainerImages to pkg/images.
+type containerImages struct{ imageSource }
+
+func (c containerImages) Resolve(ctx context.Context, ref string) (ImageInfo, error) {
+	img, err := c.Get(ctx, ref)
+	if err != nil {
+		return ImageInfo{}, err
+	}
+	return ImageInfo{ID: img.ID, Config: spec.ImageConfig(img.Config)}, nil
+}
+
+// spec.Generate is the default SpecGenerator; keep the signatures in step.
+var _ SpecGenerator = spec.Generate

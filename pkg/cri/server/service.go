@@ -15,6 +15,7 @@ import (
 
 	"github.com/berth-runtime/berth/pkg/config"
 	"github.com/berth-runtime/berth/pkg/cri/registrar"
+	"github.com/berth-runtime/berth/pkg/cri/spec"
 	"github.com/berth-runtime/berth/pkg/cri/store"
 )
 
@@ -29,17 +30,18 @@ type Options struct {
 	Images ImageStore
 	Logger *slog.Logger
 
-	// ContainerImages resolves, mounts and leases images for containers (required).
+	// ContainerImages resolves, mounts and leases images for containers; nil uses Images
+	// (which must then also have Lowers, Lease and Unlease, as *images.Service does).
 	ContainerImages ContainerImages
 	// Store holds sandbox and container records; nil opens <root>/cri/meta.db.
 	Store *store.Store
-	// Shims starts and reconnects per-pod shims (required).
+	// Shims starts and reconnects per-pod shims; nil uses pkg/shim with Config.ShimBinary.
 	Shims ShimManager
-	// Namespaces creates and pins pod namespaces (required).
+	// Namespaces creates and pins pod namespaces; nil uses pkg/network/netns.
 	Namespaces Namespaces
 	// Cgroups manages pod cgroups; nil uses pkg/cgroups with Config.CgroupDriver.
 	Cgroups Cgroups
-	// GenerateSpec builds container specs (required: pkg/cri/spec.Generate).
+	// GenerateSpec builds container specs; nil uses pkg/cri/spec.Generate.
 	GenerateSpec SpecGenerator
 	// Mounter makes shm and rootfs mounts; nil mounts on the host.
 	Mounter Mounter
@@ -99,9 +101,6 @@ func New(opts Options) (*Service, error) {
 	if opts.Images == nil {
 		return nil, errors.New("new cri service: no image store")
 	}
-	if opts.ContainerImages == nil || opts.Shims == nil || opts.Namespaces == nil || opts.GenerateSpec == nil {
-		return nil, errors.New("new cri service: ContainerImages, Shims, Namespaces and GenerateSpec are required")
-	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -115,6 +114,22 @@ func New(opts Options) (*Service, error) {
 		clients: map[string]ShimClient{}, stop: make(chan struct{}),
 	}
 	s.features = opts.Features
+	if s.cimages == nil {
+		src, ok := opts.Images.(imageSource)
+		if !ok {
+			return nil, errors.New("new cri service: no ContainerImages and the image store cannot serve containers")
+		}
+		s.cimages = containerImages{src}
+	}
+	if s.shims == nil {
+		s.shims = newShimManager(opts.Config.ShimBinary, filepath.Join(opts.Config.State, "runc"))
+	}
+	if s.namespaces == nil {
+		s.namespaces = hostNamespaces{}
+	}
+	if s.genSpec == nil {
+		s.genSpec = spec.Generate
+	}
 	if s.resolvConf == "" {
 		s.resolvConf = "/etc/resolv.conf"
 	}

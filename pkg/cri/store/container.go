@@ -56,8 +56,8 @@ type ContainerMetadata struct {
 	// StopSignal comes from the image config; "" means SIGTERM.
 	StopSignal string `json:"stopSignal,omitempty"`
 
-	Bundle   string `json:"bundle"` // <state>/containers/<id>, holds config.json
-	Rootfs   string `json:"rootfs"` // overlay mountpoint
+	Bundle   string `json:"bundle"`   // <state>/containers/<id>, holds config.json
+	Rootfs   string `json:"rootfs"`   // overlay mountpoint
 	LayerDir string `json:"layerDir"` // <root>/containers/<id>: upper and work
 	LogPath  string `json:"logPath,omitempty"`
 	Cgroup   string `json:"cgroup,omitempty"`

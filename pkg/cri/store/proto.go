@@ -42,7 +42,9 @@ func (c *ContainerConfig) UnmarshalJSON(b []byte) error {
 }
 
 // Resources is a stored *runtimeapi.LinuxContainerResources.
-type Resources struct{ *runtimeapi.LinuxContainerResources }
+type Resources struct {
+	*runtimeapi.LinuxContainerResources
+}
 
 // MarshalJSON encodes the resources with protojson.
 func (r Resources) MarshalJSON() ([]byte, error) { return marshalProto(r.LinuxContainerResources) }

@@ -4,20 +4,20 @@ import "time"
 
 // SandboxState is the lifecycle state of a pod sandbox.
 //
-//	           RunPodSandbox
-//	                |
-//	                v
-//	             READY ------ pod init or shim lost ------+
-//	                |                                      |
-//	         StopPodSandbox                                v
-//	                |                                 NOTREADY
-//	                v                                      |
-//	            NOTREADY <---------------------------------+
-//	                |
-//	       RemovePodSandbox (Removing set first; no container may be created after)
-//	                |
-//	                v
-//	             deleted
+//	    RunPodSandbox
+//	         |
+//	         v
+//	      READY ------ pod init or shim lost ------+
+//	         |                                      |
+//	  StopPodSandbox                                v
+//	         |                                 NOTREADY
+//	         v                                      |
+//	     NOTREADY <---------------------------------+
+//	         |
+//	RemovePodSandbox (Removing set first; no container may be created after)
+//	         |
+//	         v
+//	      deleted
 //
 // A sandbox record is added only once every resource of the pod exists, so a record never
 // describes a half-built pod; leftovers of a crash mid-create are resources without a record.
@@ -38,8 +38,8 @@ type SandboxMetadata struct {
 	CreatedAt      time.Time `json:"createdAt"`
 	Hostname       string    `json:"hostname,omitempty"`
 
-	PodDir  string `json:"podDir"`           // <state>/sandboxes/<id>
-	ShimDir string `json:"shimDir"`          // <state>/shims/<id>
+	PodDir  string `json:"podDir"`            // <state>/sandboxes/<id>
+	ShimDir string `json:"shimDir"`           // <state>/shims/<id>
 	ShmPath string `json:"shmPath,omitempty"` // tmpfs mount, or /dev/shm for host IPC
 
 	// Pinned namespaces; "" means the host's.
