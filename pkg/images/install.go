@@ -156,8 +156,11 @@ func (s *Service) unpackLayer(ctx context.Context, l v1.Layer, diffID, chainID, 
 		return fmt.Errorf("unpack layer %s: %w", dgst, noSpace(dgst, err))
 	}
 	stats, err := s.streamLayer(ctx, l, fs, diffID, uncompressed)
+	if errors.Is(err, unix.ENOSPC) {
+		return noSpace(dgst, err)
+	}
 	if err != nil {
-		return fmt.Errorf("unpack layer %s: %w", dgst, noSpace(dgst, err))
+		return fmt.Errorf("unpack layer %s: %w", dgst, err)
 	}
 	if err := syncFS(fs); err != nil {
 		return fmt.Errorf("sync layer %s: %w", dgst, noSpace(dgst, err))

@@ -32,6 +32,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
 )
 
 // testRegistry is ggcr's in-memory registry on 127.0.0.1, optionally behind a wrapper.
@@ -718,5 +719,26 @@ func TestAmbiguousPrefix(t *testing.T) {
 				t.Fatalf("resolve = %s, %v", rec.ID, err)
 			}
 		})
+	}
+}
+
+func TestNoSpace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs")
+	}
+	root := t.TempDir()
+	if err := unix.Mount("tmpfs", root, "tmpfs", 0, "size=1m"); err != nil {
+		t.Skipf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(root, unix.MNT_DETACH) })
+	reg := testRegistry(t, nil)
+	push(t, reg+"/big:v1", testImage(t, "big", map[string]string{"big": strings.Repeat("z", 4<<20)}))
+	s := newService(t, func(o *Options) { o.Root = filepath.Join(root, "images") })
+	_, err := s.Pull(context.Background(), reg+"/big:v1", nil)
+	if !errors.Is(err, errdefs.ErrResourceExhausted) || !strings.Contains(err.Error(), "no space left on device writing layer") {
+		t.Fatalf("err = %v, want a clear ENOSPC error", err)
+	}
+	if dirs := snapshotDirs(t, s); len(dirs) != 0 {
+		t.Errorf("partial snapshot left: %v", dirs)
 	}
 }

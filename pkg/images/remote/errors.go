@@ -56,9 +56,3 @@ func classOf(err error) error {
 	}
 	return nil
 }
-
-// Fallback reports whether trying the next host may help: not for a cancelled pull, but
-// for anything a mirror can get wrong (missing content, auth, outage, corruption).
-func Fallback(err error) bool {
-	return err != nil && !errors.Is(err, errdefs.ErrInvalidArgument)
-}
