@@ -27,9 +27,10 @@ type Resource struct {
 	Owner string `json:"owner"` // sandbox or container id
 }
 
-func (r Resource) key() string { return string(r.Kind) + ":" + r.Path }
+// key includes the owner: one image may be leased by many containers.
+func (r Resource) key() string { return string(r.Kind) + "\x00" + r.Owner + "\x00" + r.Path }
 
-// AddResource records r. Recording the same object again updates its owner.
+// AddResource records r. Recording it again is a no-op.
 func (d *DB) AddResource(r Resource) error {
 	if r.Kind == "" || r.Path == "" || r.Owner == "" {
 		return fmt.Errorf("record resource %+v: kind, path and owner are required", r)

@@ -271,3 +271,17 @@ func TestResourcesReleaseOrder(t *testing.T) {
 		t.Fatalf("after remove: %d resources", len(got))
 	}
 }
+
+func TestSharedResourceOwners(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "meta.db"))
+	for _, owner := range []string{"c1", "c2"} {
+		if err := s.AddResource(Resource{Kind: KindLease, Path: "sha256:1", Owner: owner}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, owner := range []string{"c1", "c2"} {
+		if got, _ := s.ResourcesOf(owner); len(got) != 1 {
+			t.Fatalf("owner %s holds %d resources, want 1", owner, len(got))
+		}
+	}
+}
