@@ -100,7 +100,8 @@ func (s *Service) recordExit(c *store.Container, st ShimState) error {
 // stopSignal is the CRI's stop signal, else the image's STOPSIGNAL, else SIGTERM.
 func stopSignal(md store.ContainerMetadata) syscall.Signal {
 	if sig := md.Config.GetStopSignal(); sig != runtimeapi.Signal_SIGNAL_RUNTIME_DEFAULT {
-		if n := unix.SignalNum(runtimeapi.Signal_name[int32(sig)]); n != 0 {
+		// Enum names are "SIGNAL_SIGHUP".
+		if n, ok := parseSignal(strings.TrimPrefix(runtimeapi.Signal_name[int32(sig)], "SIGNAL_")); ok {
 			return n
 		}
 	}
