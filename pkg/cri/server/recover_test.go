@@ -1,0 +1,172 @@
+package server
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-runtime/berth/pkg/cri/store"
+)
+
+func TestRecoverRefreshesContainers(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := context.Background()
+	pod := podConfig("p")
+	podID := e.runPod(t, pod)
+	exited := e.createContainer(t, podID, pod, containerConfig("exited"))
+	running := e.createContainer(t, podID, pod, containerConfig("running"))
+	created := e.createContainer(t, podID, pod, containerConfig("created"))
+	for _, id := range []string{exited, running} {
+		if _, err := e.svc.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.svc.Close()
+
+	// While the agent is down: one container exits, a create that crashed left an
+	// unrecorded container in the shim and an orphaned directory in the ledger.
+	sh := e.shims.get(e.svc.shimDir(podID))
+	sh.exit(exited, 7)
+	if _, err := sh.Create(ctx, ShimCreateRequest{ID: "ghost", Bundle: mustBundle(t)}); err != nil {
+		t.Fatal(err)
+	}
+	orphan := filepath.Join(e.cfg.State, "containers", "ghost")
+	if err := os.MkdirAll(orphan, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	addOrphan(t, e, store.Resource{Kind: store.KindDir, Path: orphan, Owner: "ghost"})
+
+	svc := e.newService(t)
+	if !svc.Ready() {
+		t.Fatal("not ready after Recover")
+	}
+	status := func(id string) *runtimeapi.ContainerStatus {
+		t.Helper()
+		resp, err := svc.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Status
+	}
+	if st := status(exited); st.State != runtimeapi.ContainerState_CONTAINER_EXITED || st.ExitCode != 7 || st.Reason != store.ReasonError {
+		t.Fatalf("container that exited while down: %v", st)
+	}
+	if st := status(running); st.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Fatalf("running container after recover: %v", st)
+	}
+	if st := status(created); st.State != runtimeapi.ContainerState_CONTAINER_CREATED {
+		t.Fatalf("created container after recover: %v", st)
+	}
+	if _, err := sh.State(ctx, "ghost"); err == nil {
+		t.Fatal("unrecorded container still in the shim")
+	}
+	if _, err := os.Stat(orphan); !os.IsNotExist(err) {
+		t.Fatalf("orphaned directory not released: %v", err)
+	}
+	// Exit tracking resumed for the running container.
+	sh.exit(running, 0)
+	c, _ := svc.store.Containers.Get(running)
+	waitFor(t, func() bool { return c.Status().State == store.ContainerExited })
+	if st := status(running); st.Reason != store.ReasonCompleted {
+		t.Fatalf("exit after recover: %v", st)
+	}
+	// The names were restored: a duplicate is refused.
+	if _, err := svc.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: podConfig("p")}); err == nil {
+		t.Fatal("duplicate pod name accepted after recover")
+	}
+	// And everything can still be removed.
+	if _, err := svc.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: podID}); err != nil {
+		t.Fatal(err)
+	}
+	e.svc = svc
+	e.assertNothingLeft(t)
+}
+
+func TestRecoverUnreachableShim(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := context.Background()
+	pod := podConfig("p")
+	podID := e.runPod(t, pod)
+	id := e.createContainer(t, podID, pod, containerConfig("app"))
+	if _, err := e.svc.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: id}); err != nil {
+		t.Fatal(err)
+	}
+	e.svc.Close()
+	e.shims.connErr = errInjected
+
+	svc := e.newService(t)
+	cst, err := svc.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cst.Status.State != runtimeapi.ContainerState_CONTAINER_EXITED || !strings.Contains(cst.Status.Message, "shim unreachable") {
+		t.Fatalf("container with unreachable shim: %v", cst.Status)
+	}
+	sst, err := svc.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: podID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sst.Status.State != runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+		t.Fatalf("sandbox with unreachable shim: %v", sst.Status.State)
+	}
+}
+
+func TestNotReadyBeforeRecover(t *testing.T) {
+	e := newTestEnv(t)
+	e.svc.Close()
+	svc, err := New(Options{
+		Config: e.cfg, Images: struct{ ImageStore }{}, ContainerImages: e.images, Shims: e.shims,
+		Namespaces: e.ns, Cgroups: e.cg, Mounter: e.mounts, GenerateSpec: e.generate,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	if svc.Ready() {
+		t.Fatal("ready before Recover")
+	}
+	resp, err := svc.Status(context.Background(), &runtimeapi.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := resp.Status.Conditions[0]; c.Type != runtimeapi.RuntimeReady || c.Status {
+		t.Fatalf("RuntimeReady before recover = %v", c)
+	}
+}
+
+func TestStoreLockedBySecondAgent(t *testing.T) {
+	e := newTestEnv(t)
+	_, err := New(Options{
+		Config: e.cfg, Images: struct{ ImageStore }{}, ContainerImages: e.images, Shims: e.shims,
+		Namespaces: e.ns, Cgroups: e.cg, Mounter: e.mounts, GenerateSpec: e.generate,
+	})
+	if err == nil {
+		t.Fatal("second service opened a locked store")
+	}
+}
+
+func mustBundle(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// addOrphan records a resource in the closed service's store file.
+func addOrphan(t *testing.T, e *testEnv, r store.Resource) {
+	t.Helper()
+	db, err := store.Open(filepath.Join(e.cfg.Root, "cri", "meta.db"), storeLockTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.AddResource(r); err != nil {
+		t.Fatal(err)
+	}
+}
