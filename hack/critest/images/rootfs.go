@@ -77,7 +77,7 @@ mkdir -p /var/run
 (exec -a httpd /usr/sbin/nginx -f -v -p "$port" -h /usr/share/nginx/html) &
 pid=$!
 echo "$pid" > /var/run/nginx.pid.tmp && mv /var/run/nginx.pid.tmp /var/run/nginx.pid
-trap 'kill "$pid" 2>/dev/null; exit 0' TERM INT QUIT
+trap 'kill "$pid" 2>/dev/null; wait "$pid"; exit 0' TERM INT QUIT
 echo "nginx: serving /usr/share/nginx/html on port $port (busybox httpd, pid $pid)"
 wait "$pid"
 `
@@ -89,14 +89,14 @@ port="${HTTPD_PORT:-80}"
 echo "httpd: serving /usr/local/apache2/htdocs on port $port (busybox httpd)"
 httpd -f -v -p "$port" -h /usr/local/apache2/htdocs &
 pid=$!
-trap 'kill "$pid" 2>/dev/null; exit 0' TERM INT
+trap 'kill "$pid" 2>/dev/null; wait "$pid"; exit 0' TERM INT
 wait "$pid"
 `
 
 // pauseScript stands in for the pause binary: sleep until SIGTERM or SIGINT, then exit 0.
 const pauseScript = `#!/bin/sh
 # pause stand-in (berth critest images).
-trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM INT
+trap 'kill "$sleeper" 2>/dev/null; wait "$sleeper"; exit 0' TERM INT
 while :; do
 	sleep 3600 &
 	sleeper=$!
