@@ -13,10 +13,12 @@ import (
 
 // Generate builds the OCI runtime spec of container id.
 //
-// Left for later, deliberately: seccomp is unconfined (no profile is applied whatever the request
-// says), AppArmor and SELinux labels are empty, user namespaces and id-mapped mounts are refused,
-// and no rlimits are set (the agent's root lacks CAP_SYS_RESOURCE, so raising a hard limit fails).
-// The stop signal is not part of the spec: the agent reads it from the image config.
+// Security contexts: capabilities, seccomp (RuntimeDefault is moby's default profile), masked
+// and read-only paths, no_new_privs, read-only rootfs, the process user and groups, privileged
+// mode and the pod user namespace all apply; AppArmor and SELinux are checked against what the
+// node can enforce (see AppArmor and SELinux). No rlimits are set (the agent's root lacks
+// CAP_SYS_RESOURCE, so raising a hard limit fails). The stop signal is not part of the spec:
+// the agent reads it from the image config.
 func Generate(id string, cfg *runtimeapi.ContainerConfig, sb SandboxInfo, img ImageConfig, opts Options) (*specs.Spec, error) {
 	if opts.CgroupsPath == "" && sb.CgroupParent != "" {
 		// cgroups.ContainerPath's rule, inlined to keep this package free of cgroup libraries.
@@ -68,6 +70,17 @@ func generate(cfg *runtimeapi.ContainerConfig, sb SandboxInfo, img ImageConfig, 
 	if err != nil {
 		return nil, err
 	}
+	seccomp, err := Seccomp(sc, caps, opts.SeccompProfiles)
+	if err != nil {
+		return nil, err
+	}
+	apparmor, err := AppArmor(sc, opts.AppArmorEnabled)
+	if err != nil {
+		return nil, err
+	}
+	if err := SELinux(sc, opts.SELinuxEnabled); err != nil {
+		return nil, err
+	}
 	mounts, rootPropagation, err := Mounts(cfg, sb, privileged)
 	if err != nil {
 		return nil, err
@@ -75,6 +88,16 @@ func generate(cfg *runtimeapi.ContainerConfig, sb SandboxInfo, img ImageConfig, 
 	nss, err := Namespaces(sc.GetNamespaceOptions(), sb, opts)
 	if err != nil {
 		return nil, err
+	}
+	userns, err := containerUserNamespace(sc.GetNamespaceOptions(), sb)
+	if err != nil {
+		return nil, err
+	}
+	if userns.Enabled() {
+		if err := checkUserNamespace(userns, sc, user); err != nil {
+			return nil, err
+		}
+		idmapMounts(mounts, userns)
 	}
 	res, err := Resources(cfg.GetLinux().GetResources(), opts)
 	if err != nil {
@@ -106,12 +129,16 @@ func generate(cfg *runtimeapi.ContainerConfig, sb SandboxInfo, img ImageConfig, 
 			Cwd:             workingDir(cfg, img),
 			Capabilities:    caps,
 			NoNewPrivileges: sc.GetNoNewPrivs(),
+			ApparmorProfile: apparmor,
 			OOMScoreAdj:     oomScoreAdj,
 		},
 		Mounts:      mounts,
 		Annotations: annotations(cfg, sb, opts),
 		Linux: &specs.Linux{
 			Namespaces:        nss,
+			UIDMappings:       userns.UIDs,
+			GIDMappings:       userns.GIDs,
+			Seccomp:           seccomp,
 			Resources:         res,
 			CgroupsPath:       opts.CgroupsPath,
 			Devices:           devs,

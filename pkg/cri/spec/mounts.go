@@ -120,8 +120,9 @@ func criMount(m *runtimeapi.Mount) (specs.Mount, error) {
 		}
 		return specs.Mount{}, fmt.Errorf("mount %q: host path is empty: %w", dst, errdefs.ErrInvalidArgument)
 	}
-	if len(m.GetUidMappings()) > 0 || len(m.GetGidMappings()) > 0 {
-		return specs.Mount{}, fmt.Errorf("mount %q: id-mapped mounts: %w", dst, errdefs.ErrNotImplemented)
+	uids, gids, err := mountIDMappings(m)
+	if err != nil {
+		return specs.Mount{}, err
 	}
 
 	opts := []string{"rbind"}
@@ -160,7 +161,35 @@ func criMount(m *runtimeapi.Mount) (specs.Mount, error) {
 			opts = append(opts, o)
 		}
 	}
-	return specs.Mount{Destination: path.Clean(dst), Type: "bind", Source: m.GetHostPath(), Options: opts}, nil
+	return specs.Mount{
+		Destination: path.Clean(dst), Type: "bind", Source: m.GetHostPath(), Options: opts,
+		UIDMappings: uids, GIDMappings: gids,
+	}, nil
+}
+
+// mountIDMappings converts a CRI idmapped mount's mappings. runc wants both or neither: the
+// kernel's idmapped mounts take one user namespace for both.
+func mountIDMappings(m *runtimeapi.Mount) (uids, gids []specs.LinuxIDMapping, err error) {
+	if (len(m.GetUidMappings()) == 0) != (len(m.GetGidMappings()) == 0) {
+		return nil, nil, fmt.Errorf("mount %q: id-mapped mount needs both uid and gid mappings: %w", m.GetContainerPath(), errdefs.ErrInvalidArgument)
+	}
+	conv := func(ms []*runtimeapi.IDMapping) ([]specs.LinuxIDMapping, error) {
+		var out []specs.LinuxIDMapping
+		for _, x := range ms {
+			if x.GetLength() == 0 {
+				return nil, fmt.Errorf("mount %q: id mapping of length 0: %w", m.GetContainerPath(), errdefs.ErrInvalidArgument)
+			}
+			out = append(out, specs.LinuxIDMapping{ContainerID: x.GetContainerId(), HostID: x.GetHostId(), Size: x.GetLength()})
+		}
+		return out, nil
+	}
+	if uids, err = conv(m.GetUidMappings()); err != nil {
+		return nil, nil, err
+	}
+	if gids, err = conv(m.GetGidMappings()); err != nil {
+		return nil, nil, err
+	}
+	return uids, gids, nil
 }
 
 func mountDepth(p string) int {

@@ -41,7 +41,8 @@ func TestCRIMount(t *testing.T) {
 		{name: "no host path", m: &runtimeapi.Mount{ContainerPath: "/data"}, err: errInvalid},
 		{name: "image volume", m: &runtimeapi.Mount{ContainerPath: "/data", Image: &runtimeapi.ImageSpec{Image: "busybox"}}, err: errdefs.ErrNotImplemented},
 		{name: "unknown propagation", m: &runtimeapi.Mount{ContainerPath: "/data", HostPath: "/h", Propagation: 7}, err: errInvalid},
-		{name: "id mapped", m: &runtimeapi.Mount{ContainerPath: "/data", HostPath: "/h", UidMappings: []*runtimeapi.IDMapping{{HostId: 1, Length: 1}}}, err: errdefs.ErrNotImplemented},
+		{name: "id mapped needs gid mappings too", m: &runtimeapi.Mount{ContainerPath: "/data", HostPath: "/h", UidMappings: []*runtimeapi.IDMapping{{HostId: 1, Length: 1}}}, err: errInvalid},
+		{name: "id mapping of length 0", m: &runtimeapi.Mount{ContainerPath: "/data", HostPath: "/h", UidMappings: []*runtimeapi.IDMapping{{HostId: 1}}, GidMappings: []*runtimeapi.IDMapping{{HostId: 1}}}, err: errInvalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

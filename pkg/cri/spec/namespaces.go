@@ -14,13 +14,24 @@ import (
 // net, ipc and uts are the pod's: joined by path, or the host's for mode NODE or when the
 // sandbox has no pinned namespace (CONTAINER, which the kubelet does not send, gets a new one). pid follows the CRI mode: POD joins the pod init's, CONTAINER
 // gets a new one, TARGET joins another container's, NODE stays on the host. The mount namespace is
-// always new; the cgroup namespace is new when opts.CgroupNS (cgroup v2).
+// always new; the cgroup namespace is new when opts.CgroupNS (cgroup v2). The user namespace is
+// the pod's pinned one (SandboxInfo.UserNSPath) when the pod has user namespace mode POD.
 func Namespaces(nsOpts *runtimeapi.NamespaceOption, sb SandboxInfo, opts Options) ([]specs.LinuxNamespace, error) {
-	if nsOpts.GetUsernsOptions() != nil && nsOpts.GetUsernsOptions().GetMode() != runtimeapi.NamespaceMode_NODE {
-		return nil, fmt.Errorf("user namespace mode %v: %w", nsOpts.GetUsernsOptions().GetMode(), errdefs.ErrNotImplemented)
-	}
-
 	nss := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
+
+	userns, err := containerUserNamespace(nsOpts, sb)
+	if err != nil {
+		return nil, err
+	}
+	if userns.Enabled() {
+		// The pod's net, ipc, uts and pid namespaces must be owned by its user namespace
+		// (the kernel checks the owner to mount sysfs and proc), so runc cannot make a fresh
+		// one here: the agent creates and pins it with the pod.
+		if sb.UserNSPath == "" {
+			return nil, fmt.Errorf("user namespace mode POD: sandbox %s has no user namespace: %w", sb.ID, errdefs.ErrFailedPrecondition)
+		}
+		nss = append(nss, specs.LinuxNamespace{Type: specs.UserNamespace, Path: sb.UserNSPath})
+	}
 
 	pid, err := pidNamespace(nsOpts, sb, opts)
 	if err != nil {

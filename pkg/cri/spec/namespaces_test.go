@@ -92,10 +92,10 @@ func TestNamespaces(t *testing.T) {
 			want: []specs.LinuxNamespace{mnt, {Type: specs.PIDNamespace}, {Type: specs.CgroupNamespace}},
 		},
 		{
-			name: "user namespace refused",
+			name: "user namespace without mappings refused",
 			ns:   &runtimeapi.NamespaceOption{Pid: ctr, UsernsOptions: &runtimeapi.UserNamespace{Mode: pod}},
 			sb:   sb,
-			err:  errdefs.ErrNotImplemented,
+			err:  errInvalid,
 		},
 		{
 			name: "host user namespace accepted",

@@ -24,6 +24,9 @@ type SandboxInfo struct {
 	NetNSPath, IPCNSPath, UTSNSPath string
 	// PIDNSPath is the pod init's /proc/<pid>/ns/pid, joined when the pid mode is POD.
 	PIDNSPath string
+	// UserNSPath is the pod's pinned user namespace, created with the mappings of its
+	// user namespace option (mode POD); "" when the pod uses the host's.
+	UserNSPath string
 
 	CgroupParent string // the pod cgroup (cgroupfs path)
 
@@ -71,4 +74,10 @@ type Options struct {
 	// Devices resolves CRI devices and, for privileged containers, the host's /dev; nil reads
 	// the host's /dev.
 	Devices DeviceLookup
+	// SeccompProfiles reads Localhost seccomp profiles; nil reads the node's files.
+	SeccompProfiles ProfileLoader
+
+	// AppArmorEnabled and SELinuxEnabled describe the node's kernel (AppArmorEnabled(),
+	// SELinuxEnabled()); they decide which AppArmor and SELinux requests can be honoured.
+	AppArmorEnabled, SELinuxEnabled bool
 }

@@ -1,0 +1,73 @@
+package spec
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// AppArmor returns the AppArmor profile the container process is confined by ("" for none).
+//
+// berth ships no AppArmor profile of its own, so RuntimeDefault applies none, on any node; a
+// Localhost profile names one loaded on the node, which only means something where the kernel
+// has AppArmor: elsewhere it is refused, as the kubelet must not believe it was applied.
+// Privileged containers are unconfined, as the CRI says.
+func AppArmor(sc *runtimeapi.LinuxContainerSecurityContext, enabled bool) (string, error) {
+	p, err := appArmorProfile(sc)
+	if err != nil || sc.GetPrivileged() {
+		return "", err
+	}
+	switch p.GetProfileType() {
+	case runtimeapi.SecurityProfile_RuntimeDefault, runtimeapi.SecurityProfile_Unconfined:
+		return "", nil
+	case runtimeapi.SecurityProfile_Localhost:
+		if !enabled {
+			return "", fmt.Errorf("apparmor profile %q: apparmor is not enabled on this node: %w", p.GetLocalhostRef(), errdefs.ErrInvalidArgument)
+		}
+		if p.GetLocalhostRef() == "" {
+			return "", fmt.Errorf("apparmor localhost profile without a name: %w", errdefs.ErrInvalidArgument)
+		}
+		return p.GetLocalhostRef(), nil
+	default:
+		return "", fmt.Errorf("apparmor profile type %v: %w", p.GetProfileType(), errdefs.ErrInvalidArgument)
+	}
+}
+
+// appArmorProfile folds the deprecated apparmor_profile string into a SecurityProfile.
+func appArmorProfile(sc *runtimeapi.LinuxContainerSecurityContext) (*runtimeapi.SecurityProfile, error) {
+	if p := sc.GetApparmor(); p != nil {
+		return p, nil
+	}
+	switch p := sc.GetApparmorProfile(); {
+	case p == "" || p == profileRuntimeDefault:
+		return &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}, nil
+	case p == profileUnconfined:
+		return &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Unconfined}, nil
+	case strings.HasPrefix(p, profileLocalhost):
+		return &runtimeapi.SecurityProfile{
+			ProfileType:  runtimeapi.SecurityProfile_Localhost,
+			LocalhostRef: strings.TrimPrefix(p, profileLocalhost),
+		}, nil
+	default:
+		return nil, fmt.Errorf("apparmor profile %q: want %q, %q or %q<name>: %w",
+			p, profileRuntimeDefault, profileUnconfined, profileLocalhost, errdefs.ErrInvalidArgument)
+	}
+}
+
+// SELinux checks the container's SELinux options. berth does not label processes or files: with
+// SELinux off in the kernel the options mean nothing and are accepted (as containerd does, whose
+// labeller turns into a no-op); with SELinux on, accepting them would claim a confinement that
+// is not applied, so a request carrying options is refused.
+func SELinux(sc *runtimeapi.LinuxContainerSecurityContext, enabled bool) error {
+	o := sc.GetSelinuxOptions()
+	if !enabled || sc.GetPrivileged() || o == nil {
+		return nil
+	}
+	if o.GetUser() == "" && o.GetRole() == "" && o.GetType() == "" && o.GetLevel() == "" {
+		return nil
+	}
+	return fmt.Errorf("selinux options %q: berth does not apply selinux labels and selinux is enabled on this node: %w",
+		strings.Join([]string{o.GetUser(), o.GetRole(), o.GetType(), o.GetLevel()}, ":"), errdefs.ErrNotImplemented)
+}
