@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# Run critest (cri-tools v1.37.0, the CRI conformance suite) against berth with no internet:
+# every image critest pulls is served by hack/critest/images on 127.0.0.1 and berth reaches it
+# through hosts.toml mirrors. Installs critest and ginkgo if missing, starts the registry and a
+# throw-away berth (own root, state and socket), runs the suite, then tears everything down.
+#
+#   hack/critest.sh [--focus REGEX] [--parallel N] [--benchmark] [-- EXTRA CRITEST ARGS]
+#
+# Prints "N passed, N failed, N skipped" last and exits non-zero if any spec failed.
+# Logs and reports are kept in $CRITEST_OUT (default /var/tmp/berth-critest/<time>).
+# Env: GO (go tool), BERTH_BIN, BERTH_SHIM_BIN, CRITEST (install path), CRICTL.
+set -euo pipefail
+
+CRI_TOOLS_VERSION=v1.37.0
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+GO=${GO:-go}
+CRITEST=${CRITEST:-/usr/local/bin/critest}
+CRICTL=${CRICTL:-crictl}
+BERTH_BIN=${BERTH_BIN:-$REPO/bin/berth}
+BERTH_SHIM_BIN=${BERTH_SHIM_BIN:-$REPO/bin/berth-shim}
+SKIPS=$REPO/hack/critest/skips.txt
+OUT=${CRITEST_OUT:-/var/tmp/berth-critest/$(date +%Y%m%d-%H%M%S)}
+
+focus="" parallel=1 benchmark=false extra=()
+
+usage() {
+	sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	exit "${1:-2}"
+}
+
+while [[ $# -gt 0 ]]; do
+	case $1 in
+	--focus) focus=${2:?--focus needs a regex}; shift 2 ;;
+	--focus=*) focus=${1#*=}; shift ;;
+	--parallel) parallel=${2:?--parallel needs a number}; shift 2 ;;
+	--parallel=*) parallel=${1#*=}; shift ;;
+	--benchmark) benchmark=true; shift ;;
+	-h | --help) usage 0 ;;
+	--) shift; extra=("$@"); break ;;
+	*) echo "critest.sh: unknown argument $1" >&2; usage ;;
+	esac
+done
+[[ $parallel =~ ^[1-9][0-9]*$ ]] || { echo "critest.sh: --parallel wants a positive number" >&2; exit 2; }
+
+log() { echo "critest.sh: $*" >&2; }
+
+# --- install -------------------------------------------------------------------------------
+
+# install_critest builds critest from the module source (go test -c ./cmd/critest), as
+# cri-tools' Makefile does, unless the installed one already reports the right version.
+install_critest() {
+	if [[ -x $CRITEST ]] && "$CRITEST" -version 2>/dev/null | grep -q "critest version: $CRI_TOOLS_VERSION\$"; then
+		return
+	fi
+	log "building critest $CRI_TOOLS_VERSION into $CRITEST"
+	local dir src
+	dir=$("$GO" mod download -json "sigs.k8s.io/cri-tools@$CRI_TOOLS_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
+	[[ -d $dir ]] || { log "cannot find the cri-tools $CRI_TOOLS_VERSION module source"; return 1; }
+	# The module cache is read-only and outside any workspace: build from a writable copy.
+	src=$(mktemp -d /tmp/berth-cri-tools.XXXXXX)
+	cp -r "$dir/." "$src"
+	chmod -R u+w "$src"
+	if ! (cd "$src" && GOWORK=off GOFLAGS=-mod=mod "$GO" test -c -o "$CRITEST.tmp" \
+		-ldflags "-X sigs.k8s.io/cri-tools/pkg/version.Version=$CRI_TOOLS_VERSION" ./cmd/critest); then
+		rm -rf "$src"
+		return 1
+	fi
+	mv "$CRITEST.tmp" "$CRITEST"
+	rm -rf "$src"
+}
+
+# install_ginkgo installs the ginkgo CLI critest runs for --parallel, at cri-tools' version.
+install_ginkgo() {
+	local dir want
+	dir=$("$GO" mod download -json "sigs.k8s.io/cri-tools@$CRI_TOOLS_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
+	want=$(awk '$1 == "github.com/onsi/ginkgo/v2" { print $2 }' "$dir/go.mod")
+	[[ -n $want ]] || { log "cannot find the ginkgo version in cri-tools' go.mod"; return 1; }
+	if command -v ginkgo >/dev/null && [[ $(ginkgo version 2>/dev/null) == *"Version ${want#v}" ]]; then
+		return
+	fi
+	log "installing ginkgo $want into /usr/local/bin"
+	(cd /tmp && GOWORK=off GOBIN=/usr/local/bin "$GO" install "github.com/onsi/ginkgo/v2/ginkgo@$want")
+}
+
+# --- teardown ------------------------------------------------------------------------------
+
+TMP="" ROOT_DIR="" STATE_DIR="" REG_PID="" BERTH_PID="" SOCK=""
+
+stop_pid() { # pid name: SIGTERM, then SIGKILL after 20s
+	local pid=$1 name=$2 i
+	[[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 200; i++)); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	log "$name ($pid) ignored SIGTERM, killing it"
+	kill -KILL "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+	local rc=$?
+	set +e
+	if [[ -n $BERTH_PID ]]; then
+		if kill -0 "$BERTH_PID" 2>/dev/null; then
+			"$CRICTL" --runtime-endpoint "unix://$SOCK" --image-endpoint "unix://$SOCK" --timeout 60s rmp -fa >>"$OUT/teardown.log" 2>&1 ||
+				log "crictl rmp -fa failed (see $OUT/teardown.log)"
+		fi
+		stop_pid "$BERTH_PID" berth
+		wait "$BERTH_PID" 2>/dev/null
+		# Shims outlive the agent by design; ours are the ones naming our state dir.
+		local p
+		for p in $(grep -lF "$STATE_DIR" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3); do
+			[[ $p == "$$" || $p == "$BASHPID" ]] && continue
+			grep -qF "$STATE_DIR" "/proc/$p/cmdline" 2>/dev/null || continue # the grep above, gone
+			log "killing leftover $(tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null) ($p)"
+			kill -KILL "$p" 2>/dev/null
+		done
+	fi
+	if [[ -n $REG_PID ]]; then
+		stop_pid "$REG_PID" registry
+		wait "$REG_PID" 2>/dev/null
+	fi
+	if [[ -n $STATE_DIR && -d $STATE_DIR ]]; then
+		# Whatever berth left mounted (shm, rootfs, pinned netns) must go before the directory.
+		grep -F " $STATE_DIR/" /proc/self/mountinfo | awk '{ print $5 }' | sort -r | while read -r m; do
+			umount -l "$m" 2>>"$OUT/teardown.log" || log "cannot unmount $m"
+		done
+		rm -rf "$STATE_DIR" || log "cannot remove $STATE_DIR"
+	fi
+	if [[ -n $ROOT_DIR && -d $ROOT_DIR ]]; then
+		grep -F " $ROOT_DIR/" /proc/self/mountinfo | awk '{ print $5 }' | sort -r | while read -r m; do
+			umount -l "$m" 2>>"$OUT/teardown.log" || log "cannot unmount $m"
+		done
+		rm -rf "$ROOT_DIR" || log "cannot remove $ROOT_DIR"
+	fi
+	[[ -n $TMP ]] && rm -rf "$TMP"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- setup ---------------------------------------------------------------------------------
+
+mkdir -p "$OUT"
+install_critest
+install_ginkgo
+command -v "$CRICTL" >/dev/null || { log "crictl not found (needed to remove pods at the end)"; exit 1; }
+if [[ ! -x $BERTH_BIN || ! -x $BERTH_SHIM_BIN ]]; then
+	log "building berth (make build)"
+	make -C "$REPO" build
+fi
+
+TMP=$(mktemp -d /tmp/berth-critest.XXXXXX)
+# Short names: <state>/shims/<64-hex sandbox id>/shim.sock must fit a 108-byte socket path.
+ROOT_DIR=$(mktemp -d /var/lib/berthct.XXXXXX)
+STATE_DIR=$(mktemp -d /run/berthct.XXXXXX)
+SOCK=$STATE_DIR/berth.sock
+CERTS=$TMP/certs.d
+
+log "building and starting the image registry"
+(cd "$REPO" && "$GO" build -o "$TMP/critest-images" ./hack/critest/images)
+"$TMP/critest-images" --addr 127.0.0.1:0 --pidfile "$TMP/images.pid" --certs-dir "$CERTS" \
+	--manifest "$OUT/images.json" >"$OUT/images.log" 2>&1 &
+REG_PID=$!
+for ((i = 0; i < 1200; i++)); do
+	grep -q '^serving on ' "$OUT/images.log" 2>/dev/null && break
+	kill -0 "$REG_PID" 2>/dev/null || { cat "$OUT/images.log" >&2; log "image registry died"; exit 1; }
+	sleep 0.1
+done
+REG_ADDR=$(sed -n 's/^serving on //p' "$OUT/images.log")
+[[ -n $REG_ADDR ]] || { log "image registry did not come up (see $OUT/images.log)"; exit 1; }
+log "registry on $REG_ADDR, mirrors in $CERTS"
+
+cat >"$TMP/config.toml" <<EOF
+root = "$ROOT_DIR"
+state = "$STATE_DIR"
+listen = "$SOCK"
+shim_binary = "$BERTH_SHIM_BIN"
+log_level = "debug"
+
+[images]
+certs_dir = "$CERTS"
+EOF
+cp "$TMP/config.toml" "$OUT/berth-config.toml"
+
+log "starting berth ($BERTH_BIN), log in $OUT/berth.log"
+"$BERTH_BIN" --config "$TMP/config.toml" --shim-binary "$BERTH_SHIM_BIN" >"$OUT/berth.log" 2>&1 &
+BERTH_PID=$!
+for ((i = 0; i < 300; i++)); do
+	kill -0 "$BERTH_PID" 2>/dev/null || { tail -20 "$OUT/berth.log" >&2; log "berth exited"; exit 1; }
+	if [[ -S $SOCK ]] && "$CRICTL" --runtime-endpoint "unix://$SOCK" --image-endpoint "unix://$SOCK" --timeout 2s version >/dev/null 2>&1; then
+		break
+	fi
+	sleep 0.1
+done
+[[ -S $SOCK ]] || { log "berth did not create $SOCK"; exit 1; }
+
+# --- run -----------------------------------------------------------------------------------
+
+# skip_regex joins the first column of skips.txt, regex-quoted, into one alternation.
+skip_regex() {
+	grep -v '^[[:space:]]*\(#\|$\)' "$SKIPS" | cut -f1 | sed 's/[][\.*^$(){}?+|/]/\\&/g' | paste -sd'|'
+}
+
+args=(--runtime-endpoint "unix://$SOCK" --image-endpoint "unix://$SOCK" -config /dev/null
+	-parallel "$parallel" -ginkgo.no-color -ginkgo.json-report "$OUT/report.json")
+[[ -n $focus ]] && args+=(-ginkgo.focus "$focus")
+if $benchmark; then
+	mkdir -p "$OUT/benchmark"
+	cat >"$OUT/benchmark-params.yaml" <<EOF
+containersNumber: 10
+containersNumberParallel: 2
+podsNumber: 10
+podsNumberParallel: 2
+imagesNumber: 5
+imagesNumberParallel: 1
+EOF
+	args+=(-benchmark -benchmarking-params-file "$OUT/benchmark-params.yaml" -benchmarking-output-dir "$OUT/benchmark")
+else
+	skips=$(skip_regex)
+	[[ -n $skips ]] && args+=(-ginkgo.skip "$skips")
+fi
+args+=("${extra[@]}")
+
+log "running $CRITEST ${args[*]}"
+set +e
+# critest runs from its own temp dir: it writes files (e.g. junit) relative to the cwd.
+(cd "$TMP" && "$CRITEST" "${args[@]}") 2>&1 | tee "$OUT/critest.log"
+critest_rc=${PIPESTATUS[0]}
+set -e
+
+# --- summary -------------------------------------------------------------------------------
+
+# Ginkgo ends with e.g. "FAIL! -- 80 Passed | 15 Failed | 0 Pending | 25 Skipped"; with
+# --parallel the line is the same, printed once by the ginkgo CLI.
+summary=$(grep -E '[0-9]+ Passed \| [0-9]+ Failed \| [0-9]+ Pending \| [0-9]+ Skipped' "$OUT/critest.log" | tail -1 || true)
+if [[ -z $summary ]]; then
+	log "no ginkgo summary in the critest output (exit status $critest_rc); logs in $OUT"
+	echo "0 passed, 0 failed, 0 skipped"
+	exit 1
+fi
+passed=$(sed -E 's/.* ([0-9]+) Passed.*/\1/' <<<"$summary")
+failed=$(sed -E 's/.* ([0-9]+) Failed.*/\1/' <<<"$summary")
+pending=$(sed -E 's/.* ([0-9]+) Pending.*/\1/' <<<"$summary")
+skipped=$(sed -E 's/.* ([0-9]+) Skipped.*/\1/' <<<"$summary")
+if ((failed > 0)); then
+	log "failed specs:"
+	sed -n '/^Summarizing [0-9]* Failure/,/^Ran [0-9]* of/p' "$OUT/critest.log" | grep -E '\[(FAIL|PANICKED|TIMEDOUT|INTERRUPTED)\]' >&2 || true
+fi
+log "logs and reports in $OUT"
+echo "$passed passed, $failed failed, $((skipped + pending)) skipped"
+if ((failed > 0 || critest_rc != 0)); then
+	exit 1
+fi
