@@ -24,8 +24,8 @@ type CreateOptions struct {
 	Bundle  string // holds config.json and rootfs/
 	LogPath string // CRI log file; "" discards output
 	Stdin   bool
-	// StdinOnce is accepted for the CRI's sake; without an attach stream
-	// the shim keeps stdin open either way.
+	// StdinOnce closes the container's stdin when the first attach
+	// session's stdin ends (pipes only; a tty is left open).
 	StdinOnce bool
 	Tty       bool
 }
@@ -81,10 +81,12 @@ func (m *Manager) create(opts CreateOptions) (*container, error) {
 		return nil, err
 	}
 	c := &container{
-		id:     opts.ID,
-		log:    logFile,
-		exited: make(chan struct{}),
-		ioDone: make(chan struct{}),
+		id:        opts.ID,
+		log:       logFile,
+		exited:    make(chan struct{}),
+		ioDone:    make(chan struct{}),
+		stdinOnce: opts.StdinOnce,
+		tty:       opts.Tty,
 	}
 	lc, io, err := m.startInit(opts, config, proc)
 	if err != nil && isPrivilegeError(err) {

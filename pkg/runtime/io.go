@@ -15,10 +15,10 @@ import (
 // stay in the shim; the child ends go to the init and are closed here once
 // it has them.
 type processIO struct {
-	stdin          io.Closer // write end kept open, or the tty master
-	stdout, stderr *os.File  // read ends
-	console        *os.File  // tty master (stdout and stdin share it)
-	consoleSock    *os.File  // parent end of the console socket
+	stdin          *os.File // write end kept open, or the tty master
+	stdout, stderr *os.File // read ends
+	console        *os.File // tty master (stdout and stdin share it)
+	consoleSock    *os.File // parent end of the console socket
 	child          []*os.File
 }
 
@@ -124,7 +124,7 @@ func (m *Manager) copyIO(c *container, p *processIO) {
 	var wg sync.WaitGroup
 	copyStream := func(stream string, r *os.File) {
 		defer wg.Done()
-		if err := c.log.Copy(stream, r); err != nil {
+		if err := c.log.Copy(stream, io.TeeReader(r, c.attached.stream(stream))); err != nil {
 			m.log.Warn("copy container output", "id", c.id, "stream", stream, "err", err)
 		}
 	}

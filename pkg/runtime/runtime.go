@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"slices"
@@ -36,6 +35,8 @@ type Manager struct {
 	records recordStore
 	reaper  *reaper
 
+	execs atomic.Int64 // exec'd processes under supervision
+
 	mu         sync.Mutex
 	containers map[string]*container
 	podInit    *podInit
@@ -48,12 +49,17 @@ type container struct {
 	proc *libcontainer.Process
 	log  *LogFile
 	// stdin is kept open by the shim so that a container reading stdin
-	// does not see EOF as soon as it starts.
-	stdin  io.Closer
-	io     *processIO
-	ioDone chan struct{} // closed when stdout/stderr copying ended
-	exited chan struct{} // closed once the exit is recorded
-	oom    atomic.Bool
+	// does not see EOF as soon as it starts; attach writes to it.
+	stdin     *os.File
+	stdinOnce bool
+	tty       bool
+	attached  attachSet // clients receiving live output
+	// closeStdinOnce guards the StdinOnce close against a second client.
+	closeStdinOnce sync.Once
+	io             *processIO
+	ioDone         chan struct{} // closed when stdout/stderr copying ended
+	exited         chan struct{} // closed once the exit is recorded
+	oom            atomic.Bool
 
 	mu sync.Mutex
 	st Status

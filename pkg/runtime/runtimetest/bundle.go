@@ -47,7 +47,7 @@ func Rootfs(t *testing.T) string {
 	for _, lib := range libraries(t, Busybox) {
 		copyFile(t, lib, filepath.Join(root, lib))
 	}
-	for _, applet := range []string{"sh", "echo", "sleep", "cat", "id", "kill", "head", "tail", "true", "false", "ls", "ps"} {
+	for _, applet := range []string{"sh", "echo", "sleep", "cat", "id", "kill", "head", "tail", "true", "false", "ls", "ps", "stty", "pwd"} {
 		if err := os.Symlink("busybox", filepath.Join(root, "bin", applet)); err != nil {
 			t.Fatal(err)
 		}
