@@ -164,6 +164,8 @@ func TestGenerateSecurityContext(t *testing.T) {
 		cfg := testConfig(func(c *runtimeapi.ContainerConfig) {
 			sc(c).Privileged = true
 			sc(c).MaskedPaths = []string{"/proc/kcore"}
+			sc(c).Seccomp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "/missing.json"}
+			sc(c).Apparmor = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "k8s"}
 		})
 		opts := testOptions()
 		opts.Devices = fakeDevices{"/dev": {{Path: "/dev/sda", Type: "b", Major: 8}}}
@@ -175,8 +177,13 @@ func TestGenerateSecurityContext(t *testing.T) {
 		if len(s.Linux.MaskedPaths) != 0 || len(s.Linux.ReadonlyPaths) != 0 {
 			t.Errorf("masked %v readonly %v", s.Linux.MaskedPaths, s.Linux.ReadonlyPaths)
 		}
-		if m, _ := findMount(s.Mounts, "/sys"); !slices.Contains(m.Options, "rw") {
-			t.Errorf("/sys: %+v", m)
+		for _, dst := range []string{"/sys", "/sys/fs/cgroup"} {
+			if m, _ := findMount(s.Mounts, dst); !slices.Contains(m.Options, "rw") || slices.Contains(m.Options, "ro") {
+				t.Errorf("%s: %+v", dst, m)
+			}
+		}
+		if s.Linux.Seccomp != nil || s.Process.ApparmorProfile != "" {
+			t.Errorf("privileged is confined: seccomp %v apparmor %q", s.Linux.Seccomp != nil, s.Process.ApparmorProfile)
 		}
 		if len(s.Linux.Devices) != 1 || s.Linux.Devices[0].Path != "/dev/sda" {
 			t.Errorf("devices: %+v", s.Linux.Devices)
@@ -201,6 +208,45 @@ func TestGenerateSecurityContext(t *testing.T) {
 		wantErr(t, err, nil)
 		if !slices.Equal(s.Linux.MaskedPaths, []string{"/proc/a"}) || !slices.Equal(s.Linux.ReadonlyPaths, []string{"/proc/b"}) {
 			t.Errorf("masked %v readonly %v", s.Linux.MaskedPaths, s.Linux.ReadonlyPaths)
+		}
+	})
+
+	t.Run("seccomp runtime default", func(t *testing.T) {
+		cfg := testConfig(func(c *runtimeapi.ContainerConfig) { sc(c).Seccomp = &runtimeapi.SecurityProfile{} })
+		s, err := Generate("c1", cfg, testSandbox(), testImage, testOptions())
+		wantErr(t, err, nil)
+		if s.Linux.Seccomp == nil || s.Linux.Seccomp.DefaultAction != specs.ActErrno || len(s.Linux.Seccomp.Syscalls) == 0 {
+			t.Errorf("seccomp: %+v", s.Linux.Seccomp)
+		}
+		if m, _ := findMount(s.Mounts, "/sys"); !slices.Contains(m.Options, "ro") {
+			t.Errorf("/sys of an unprivileged container: %+v", m)
+		}
+	})
+
+	t.Run("seccomp localhost from the injected loader", func(t *testing.T) {
+		cfg := testConfig(func(c *runtimeapi.ContainerConfig) { sc(c).SeccompProfilePath = "localhost//p.json" })
+		opts := testOptions()
+		opts.SeccompProfiles = fakeProfiles{"/p.json": blockChmod}
+		s, err := Generate("c1", cfg, testSandbox(), testImage, opts)
+		wantErr(t, err, nil)
+		if s.Linux.Seccomp == nil || s.Linux.Seccomp.DefaultAction != specs.ActAllow {
+			t.Errorf("seccomp: %+v", s.Linux.Seccomp)
+		}
+		opts.SeccompProfiles = fakeProfiles{}
+		_, err = Generate("c1", cfg, testSandbox(), testImage, opts)
+		wantErr(t, err, errInvalid)
+	})
+
+	t.Run("apparmor localhost", func(t *testing.T) {
+		cfg := testConfig(func(c *runtimeapi.ContainerConfig) { sc(c).ApparmorProfile = "localhost/k8s" })
+		opts := testOptions()
+		_, err := Generate("c1", cfg, testSandbox(), testImage, opts)
+		wantErr(t, err, errInvalid)
+		opts.AppArmorEnabled = true
+		s, err := Generate("c1", cfg, testSandbox(), testImage, opts)
+		wantErr(t, err, nil)
+		if s.Process.ApparmorProfile != "k8s" {
+			t.Errorf("apparmor profile %q", s.Process.ApparmorProfile)
 		}
 	})
 

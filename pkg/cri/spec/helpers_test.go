@@ -21,7 +21,10 @@ func wantErr(t *testing.T, err, want error) {
 	}
 }
 
-var errInvalid = errdefs.ErrInvalidArgument
+var (
+	errInvalid            = errdefs.ErrInvalidArgument
+	errFailedPrecondition = errdefs.ErrFailedPrecondition
+)
 
 func dump(v any) string {
 	b, _ := json.MarshalIndent(v, "", "  ")
