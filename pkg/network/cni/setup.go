@@ -54,6 +54,10 @@ func (m *Manager) Setup(ctx context.Context, req SetupRequest) (Result, error) {
 		}
 	}
 	addErr := fmt.Errorf("cni add sandbox %s to network %q: %w", req.ID, list.Name, err)
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		// The plugin was killed: say why, so the caller can map it to DeadlineExceeded.
+		addErr = fmt.Errorf("%w: %w", addErr, ctxErr)
+	}
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
 	defer cancel()
 	if delErr := m.cni.DelNetworkList(dctx, list, rt); delErr != nil {
@@ -110,8 +114,15 @@ func podAddress(r *current.Result, ipc *current.IPConfig, ifName string) bool {
 // delList runs DEL for one attachment; rt.NetNS may name a namespace that is gone, which the
 // standard plugins accept (they still release the IP).
 func (m *Manager) delList(ctx context.Context, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) error {
+	var orphaned []net.IP
+	if netnsGone(rt.NetNS) {
+		orphaned = m.cachedIPs(list, rt) // DEL drops the cache entry
+	}
 	if err := m.cni.DelNetworkList(ctx, list, rt); err != nil {
 		return fmt.Errorf("cni del sandbox %s from network %q: %w", rt.ContainerID, list.Name, err)
+	}
+	if len(orphaned) > 0 {
+		return m.releaseMasq(ctx, list, rt.ContainerID, orphaned)
 	}
 	return nil
 }
