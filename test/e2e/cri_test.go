@@ -113,6 +113,17 @@ func runPod(t *testing.T, a *agent, cfg *runtimeapi.PodSandboxConfig) pod {
 
 func createContainer(t *testing.T, a *agent, p pod, cfg *runtimeapi.ContainerConfig) string {
 	t.Helper()
+	// As the kubelet does with imagePullPolicy IfNotPresent.
+	if imageStatus(t, a, cfg.Image.Image) == nil {
+		pull(t, a, cfg.Image.Image)
+	}
+	// The kubelet gives each container its pod's namespace modes.
+	if cfg.Linux.SecurityContext == nil {
+		cfg.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{}
+	}
+	if cfg.Linux.SecurityContext.NamespaceOptions == nil {
+		cfg.Linux.SecurityContext.NamespaceOptions = p.cfg.Linux.SecurityContext.NamespaceOptions
+	}
 	resp, err := a.rt.CreateContainer(ctxT(t), &runtimeapi.CreateContainerRequest{PodSandboxId: p.id, Config: cfg, SandboxConfig: p.cfg})
 	if err != nil {
 		t.Fatalf("create container %s: %v", cfg.Metadata.Name, err)

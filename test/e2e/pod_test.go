@@ -106,7 +106,7 @@ func TestPodSharedNamespaces(t *testing.T) {
 	p := runPod(t, a, podConfig(t, "shared"))
 	var inodes []string
 	for _, name := range []string{"one", "two"} {
-		c := ctrConfig(name, env.images.busybox, withShell("readlink /proc/self/ns/net /proc/self/ns/ipc /proc/self/ns/uts"))
+		c := ctrConfig(name, env.images.busybox, withShell("for n in net ipc uts; do readlink /proc/self/ns/$n; done"))
 		id := runContainer(t, a, p, c)
 		waitExited(t, a, id, 30*time.Second)
 		inodes = append(inodes, logText(readLog(t, logPath(p, c)), "stdout"))

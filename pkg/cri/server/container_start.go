@@ -47,14 +47,19 @@ func (s *Service) startContainer(ctx context.Context, c *store.Container) error 
 		}))
 		return err
 	}
-	pid := 0
+	// The shim's clock marks the start, as it marks the exit: a container that
+	// exits at once must not report finishing before it started.
+	pid, started := 0, time.Now()
 	if sst, err := cl.State(ctx, c.ID()); err == nil {
 		pid = sst.Pid
+		if !sst.StartedAt.IsZero() {
+			started = sst.StartedAt
+		}
 	}
 	err = c.Update(func(st *store.ContainerStatus) error {
 		st.Starting = false
 		st.State = store.ContainerRunning
-		st.StartedAt = time.Now()
+		st.StartedAt = started
 		st.Pid = pid
 		return nil
 	})

@@ -1,0 +1,85 @@
+package kubelet_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestCrashLoopBackOff: a container that keeps failing under restartPolicy
+// Always is restarted with a growing back-off (10s, 20s, ...), and crictl can
+// read the log of the attempt before the current one.
+func TestCrashLoopBackOff(t *testing.T) {
+	t.Parallel()
+	const name = "crashloop"
+	// The run counter lives in the emptyDir, which survives container restarts,
+	// so each attempt's log names its attempt.
+	script := `n=$(cat /state/n 2>/dev/null || echo 0); echo $((n+1)) > /state/n; echo "run $n started"; sleep 3; echo "run $n crashing" >&2; exit 3`
+	runPod(t, newPod(name, withEmptyDir("state"), withContainer(withMount(shell("crash", script), "state", "/state"))))
+
+	created := map[int]time.Time{} // attempt -> creation, as crictl shows it
+	sawBackOff := false
+	previousChecked := false
+	var p pod
+	waitFor(t, 3*time.Minute, "three attempts of the crashing container", func() (bool, string) {
+		var found bool
+		var err error
+		p, found, err = env.kubelet.pod(name)
+		if err != nil || !found {
+			return false, fmt.Sprintf("kubelet: found=%v err=%v", found, err)
+		}
+		c, _ := p.container("crash")
+		if c.State.Waiting != nil && c.State.Waiting.Reason == "CrashLoopBackOff" {
+			sawBackOff = true
+		}
+		sb, err := crictlReadyPod(name)
+		if err != nil {
+			return false, err.Error()
+		}
+		cs, err := crictlContainers(sb.ID, "crash")
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, cc := range cs {
+			if _, ok := created[cc.Metadata.Attempt]; !ok {
+				created[cc.Metadata.Attempt] = cc.CreatedAt.Time()
+			}
+			// --previous reads attempt-1's log file, which exists while
+			// the kubelet keeps that dead container (only the newest is kept).
+			if !previousChecked && cc.Metadata.Attempt >= 1 && cc.State == "CONTAINER_RUNNING" {
+				previousChecked = true
+				checkPreviousLog(t, cc)
+			}
+		}
+		return len(created) >= 3 && c.RestartCount >= 2, p.summary()
+	})
+
+	c, _ := p.container("crash")
+	if !sawBackOff {
+		t.Errorf("kubelet: never reported CrashLoopBackOff: %s", p.summary())
+	}
+	if c.LastState.Terminated == nil || c.LastState.Terminated.ExitCode != 3 {
+		t.Errorf("kubelet: want last termination with exit code 3, got %s", c.LastState)
+	}
+	if !previousChecked {
+		t.Error("crictl: never saw a running attempt after the first to read --previous logs of")
+	}
+	gap1, gap2 := created[1].Sub(created[0]), created[2].Sub(created[1])
+	t.Logf("attempts created %v then %v apart", gap1, gap2)
+	// Each attempt runs 3s; the back-off doubles from 10s, so the second gap is ~10s longer.
+	if gap1 < 8*time.Second || gap2 < gap1+5*time.Second {
+		t.Errorf("back-off does not grow: attempts created %v then %v apart", gap1, gap2)
+	}
+}
+
+func checkPreviousLog(t *testing.T, cur criContainer) {
+	t.Helper()
+	out, err := crictlLogs(cur.ID, true)
+	want := []string{fmt.Sprintf("run %d started", cur.Metadata.Attempt-1), fmt.Sprintf("run %d crashing", cur.Metadata.Attempt-1)}
+	for _, w := range want {
+		if err != nil || !strings.Contains(out, w) {
+			t.Errorf("crictl logs --previous %s (attempt %d): want %q, got %q%s", cur.ID, cur.Metadata.Attempt, w, out, errString(err))
+		}
+	}
+}

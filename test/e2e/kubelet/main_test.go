@@ -1,0 +1,141 @@
+// Package kubelet_test runs the real kubelet in standalone mode (static pods, no API
+// server) against a real berth agent, and checks each pod through the kubelet and crictl.
+package kubelet_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-runtime/berth/test/fixture"
+)
+
+// nodeName is the kubelet's --hostname-override; static pods are named <name>-<nodeName>.
+const nodeName = "berth-e2e"
+
+// suite is what every test shares: the registry, the agent and the kubelet.
+type suite struct {
+	berthBin, shimBin, kubeletBin, crictlBin string
+	registry                                 *fixture.Registry
+	busybox                                  string // image reference in the registry
+	agent                                    *agent
+	kubelet                                  *kubelet
+	before                                   snapshot // kernel objects present before the suite
+}
+
+var env suite
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "e2e/kubelet: the kubelet and berth run real pods and need root")
+		return 1
+	}
+	cleanup, err := setupSuite()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e/kubelet setup:", err)
+		cleanup()
+		return 1
+	}
+	code := m.Run()
+	if leaks := finalLeakCheck(); len(leaks) > 0 {
+		fmt.Fprintf(os.Stderr, "e2e/kubelet: left behind after all tests:\n  %s\n", strings.Join(leaks, "\n  "))
+		code = 1
+	}
+	cleanup()
+	return code
+}
+
+func setupSuite() (cleanup func(), err error) {
+	var undo []func()
+	cleanup = func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}
+	if env.kubeletBin, err = lookBinary("KUBELET_BIN", "/usr/local/bin/kubelet"); err != nil {
+		return cleanup, fmt.Errorf("%w (build it with hack/kubelet.sh)", err)
+	}
+	if env.crictlBin, err = lookBinary("CRICTL_BIN", "crictl"); err != nil {
+		return cleanup, fmt.Errorf("%w (install it with hack/deps.sh)", err)
+	}
+	env.before = takeSnapshot()
+	tmp, err := os.MkdirTemp("", "berth-kubelet-e2e-bin-")
+	if err != nil {
+		return cleanup, err
+	}
+	undo = append(undo, func() { os.RemoveAll(tmp) })
+	if env.berthBin, err = binary("BERTH_BIN", "./cmd/agent", filepath.Join(tmp, "berth")); err != nil {
+		return cleanup, err
+	}
+	if env.shimBin, err = binary("BERTH_SHIM_BIN", "./cmd/shim", filepath.Join(tmp, "berth-shim")); err != nil {
+		return cleanup, err
+	}
+	reg, err := fixture.StartRegistry("127.0.0.1:0")
+	if err != nil {
+		return cleanup, err
+	}
+	undo = append(undo, func() { reg.Close() })
+	env.registry = reg
+	img, err := new(fixture.Builder).Busybox()
+	if err != nil {
+		return cleanup, fmt.Errorf("build busybox image: %w", err)
+	}
+	if _, err := reg.Push("berth/busybox:latest", img); err != nil {
+		return cleanup, fmt.Errorf("push busybox image: %w", err)
+	}
+	env.busybox = reg.Ref("berth/busybox:latest")
+
+	a, err := startAgent()
+	if err != nil {
+		return cleanup, err
+	}
+	undo = append(undo, func() { a.stopAndClean() })
+	env.agent = a
+
+	k, err := startKubelet(a.sock)
+	if err != nil {
+		return cleanup, err
+	}
+	// The kubelet stops before the agent: it must not recreate pods the agent removes.
+	undo = append(undo, func() { k.stopAndClean() })
+	env.kubelet = k
+	return cleanup, nil
+}
+
+// lookBinary returns the binary named by envVar, else def (a path or a $PATH name).
+func lookBinary(envVar, def string) (string, error) {
+	p := def
+	if v := os.Getenv(envVar); v != "" {
+		p = v
+	}
+	found, err := exec.LookPath(p)
+	if err != nil {
+		return "", fmt.Errorf("find %s (set $%s): %w", p, envVar, err)
+	}
+	return found, nil
+}
+
+// binary returns the binary named by the environment variable, or builds pkg
+// into out (the Makefile passes prebuilt ones).
+func binary(envVar, pkg, out string) (string, error) {
+	if p := os.Getenv(envVar); p != "" {
+		return p, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "seccomp", "-o", out, pkg)
+	cmd.Dir = "../../.."
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build %s: %v\n%s", pkg, err, b)
+	}
+	return out, nil
+}
