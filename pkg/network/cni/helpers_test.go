@@ -359,4 +359,3 @@ func mustCIDR(t *testing.T, s string) *net.IPNet {
 	}
 	return n
 }
-
