@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -84,8 +85,27 @@ func setupSuite() (cleanup func(), err error) {
 		return cleanup, err
 	}
 	undo = append(undo, func() { a.stopAndClean() })
+	undo = append(undo, removeDefaultCgroupParent)
 	env.shared = a
 	return cleanup, nil
+}
+
+// removeDefaultCgroupParent removes berth's default cgroup parent once the
+// agents are gone. rmdir only succeeds on an empty cgroup, so a parent still
+// in use by another berth on this machine is left alone.
+func removeDefaultCgroupParent() {
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/berth")
+	if d := "/sys/fs/cgroup/berth"; fileExists(d) {
+		dirs = append(dirs, d)
+	}
+	for _, d := range dirs {
+		_ = syscall.Rmdir(d)
+	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // binary returns the binary named by the environment variable, or builds pkg
