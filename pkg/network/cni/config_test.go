@@ -248,7 +248,9 @@ func TestSetupRequestValidate(t *testing.T) {
 		{name: "host port too big", mod: func(r *SetupRequest) { r.PortMappings = []PortMapping{{HostPort: 70000, ContainerPort: 80}} }},
 		{name: "no container port", mod: func(r *SetupRequest) { r.PortMappings = []PortMapping{{HostPort: 80}} }},
 		{name: "bad host ip", mod: func(r *SetupRequest) { r.PortMappings = []PortMapping{{HostPort: 80, ContainerPort: 80, HostIP: "x"}} }},
-		{name: "bad protocol", mod: func(r *SetupRequest) { r.PortMappings = []PortMapping{{HostPort: 80, ContainerPort: 80, Protocol: "icmp"}} }},
+		{name: "bad protocol", mod: func(r *SetupRequest) {
+			r.PortMappings = []PortMapping{{HostPort: 80, ContainerPort: 80, Protocol: "icmp"}}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
