@@ -122,7 +122,8 @@ func TestPodLifecycle(t *testing.T) {
 		if err != nil {
 			t.Fatalf("GetStats: %v", err)
 		}
-		if st.CPUUsageNanos > 0 && st.MemoryUsageBytes > 0 && st.PidsCurrent >= 1 || time.Now().After(deadline) {
+		// The shell forks a subshell for $(seq ...): wait for it to settle at the exec'd sleep.
+		if st.CPUUsageNanos > 0 && st.MemoryUsageBytes > 0 && st.PidsCurrent == 1 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
