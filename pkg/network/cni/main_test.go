@@ -27,7 +27,9 @@ func removeIdleHostportChains() {
 	if err != nil || strings.Count(strings.TrimSpace(string(out)), "\n") > 0 {
 		return // gone already, or holds some pod's rules
 	}
-	run := func(args ...string) { _ = exec.Command("iptables", append([]string{"-w", "-t", "nat"}, args...)...).Run() }
+	run := func(args ...string) {
+		_ = exec.Command("iptables", append([]string{"-w", "-t", "nat"}, args...)...).Run()
+	}
 	run("-D", "PREROUTING", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "CNI-HOSTPORT-DNAT")
 	run("-D", "OUTPUT", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "CNI-HOSTPORT-DNAT")
 	run("-D", "POSTROUTING", "-m", "comment", "--comment", "CNI portfwd requiring masquerade", "-j", "CNI-HOSTPORT-MASQ")
