@@ -17,7 +17,8 @@ var defaultCapabilities = []string{
 	"CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 }
 
-// allCapabilities lists every capability Linux knows of (up to 6.x). Capabilities the running
+// allCapabilities lists every capability Linux knows of (up to 6.x), in the kernel's numbering
+// (index = capability number; CurrentCapabilities relies on it). Capabilities the running
 // kernel lacks are skipped by runc with a warning, so one static list serves every kernel.
 var allCapabilities = []string{
 	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
@@ -31,19 +32,25 @@ var allCapabilities = []string{
 	"CAP_BPF", "CAP_CHECKPOINT_RESTORE",
 }
 
-// Capabilities computes the process capabilities. As in containerd, "ALL" in add or drop is
+// Capabilities computes the process capabilities. "All capabilities" (privileged, add ALL) are
+// those of host, the set the agent itself holds (CurrentCapabilities): runc cannot grant more,
+// and on a node whose root lacks one (e.g. CAP_SYS_RESOURCE) asking for it fails every start.
+// A nil host means every capability Linux knows. As in containerd, "ALL" in add or drop is
 // applied first so that individual names still refine it (add ALL, drop X = all but X; drop
 // ALL, add X = only X); individual drops win over individual adds. Names are accepted with or
 // without the CAP_ prefix, in any case. Inheritable stays empty (CVE-2022-24769); ambient
 // capabilities are also put in the inheritable and other sets, which the kernel requires.
-func Capabilities(sc *runtimeapi.LinuxContainerSecurityContext) (*specs.LinuxCapabilities, error) {
+func Capabilities(sc *runtimeapi.LinuxContainerSecurityContext, host []string) (*specs.LinuxCapabilities, error) {
+	if host == nil {
+		host = allCapabilities
+	}
 	if sc.GetPrivileged() {
-		return capSets(slices.Clone(allCapabilities), nil), nil
+		return capSets(slices.Clone(host), nil), nil
 	}
 	c := sc.GetCapabilities()
 	caps := slices.Clone(defaultCapabilities)
 	if slices.ContainsFunc(c.GetAddCapabilities(), isAll) {
-		caps = slices.Clone(allCapabilities)
+		caps = slices.Clone(host)
 	}
 	if slices.ContainsFunc(c.GetDropCapabilities(), isAll) {
 		caps = nil

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -39,7 +40,7 @@ func TestCapabilities(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Capabilities(tt.sc)
+			got, err := Capabilities(tt.sc, nil)
 			wantErr(t, err, tt.err)
 			if tt.err != nil {
 				return
@@ -57,7 +58,7 @@ func TestCapabilities(t *testing.T) {
 }
 
 func TestCapabilitiesUnknownNamesIt(t *testing.T) {
-	_, err := Capabilities(capsSC([]string{"FLY"}, nil))
+	_, err := Capabilities(capsSC([]string{"FLY"}, nil), nil)
 	if err == nil || !strings.Contains(err.Error(), `"FLY"`) {
 		t.Fatalf("error should name the capability: %v", err)
 	}
@@ -68,7 +69,7 @@ func TestCapabilitiesAmbient(t *testing.T) {
 		DropCapabilities:       []string{"ALL"},
 		AddAmbientCapabilities: []string{"NET_BIND_SERVICE"},
 	}}
-	got, err := Capabilities(sc)
+	got, err := Capabilities(sc, nil)
 	wantErr(t, err, nil)
 	want := []string{"CAP_NET_BIND_SERVICE"}
 	for set, caps := range map[string][]string{"bounding": got.Bounding, "effective": got.Effective, "permitted": got.Permitted, "inheritable": got.Inheritable, "ambient": got.Ambient} {
@@ -79,10 +80,52 @@ func TestCapabilitiesAmbient(t *testing.T) {
 }
 
 func TestCapabilitiesDoesNotAliasDefaults(t *testing.T) {
-	got, err := Capabilities(nil)
+	got, err := Capabilities(nil, nil)
 	wantErr(t, err, nil)
 	got.Bounding[0] = "CAP_SYS_ADMIN"
 	if defaultCapabilities[0] != "CAP_CHOWN" {
 		t.Fatal("the default capability list was modified through a generated spec")
+	}
+}
+
+func TestCapabilitiesFromHost(t *testing.T) {
+	host := without(allCapabilities, "CAP_SYS_RESOURCE")
+	tests := []struct {
+		name string
+		sc   *runtimeapi.LinuxContainerSecurityContext
+		want []string
+	}{
+		{name: "privileged gets the host's", sc: &runtimeapi.LinuxContainerSecurityContext{Privileged: true}, want: host},
+		{name: "add ALL gets the host's", sc: capsSC([]string{"ALL"}, nil), want: host},
+		{name: "defaults unaffected", sc: nil, want: defaultCapabilities},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Capabilities(tt.sc, host)
+			wantErr(t, err, nil)
+			if !slices.Equal(got.Bounding, tt.want) || !slices.Equal(got.Effective, tt.want) {
+				t.Fatalf("got %v\nwant %v", got.Bounding, tt.want)
+			}
+		})
+	}
+}
+
+func TestCapsFromMask(t *testing.T) {
+	// This node's root: everything up to CAP_CHECKPOINT_RESTORE (40) but CAP_SYS_RESOURCE (24),
+	// plus a bit no kernel has named yet.
+	got := capsFromMask(0x000001fffeffffff | 1<<50)
+	if want := without(allCapabilities, "CAP_SYS_RESOURCE"); !slices.Equal(got, want) {
+		t.Fatalf("got %v\nwant %v", got, want)
+	}
+	if got := capsFromMask(0x400); !slices.Equal(got, []string{"CAP_NET_BIND_SERVICE"}) {
+		t.Fatalf("0x400: %v", got)
+	}
+}
+
+func TestCurrentCapabilities(t *testing.T) {
+	caps, err := CurrentCapabilities()
+	wantErr(t, err, nil)
+	if os.Geteuid() == 0 && !slices.Contains(caps, "CAP_SYS_ADMIN") {
+		t.Fatalf("root without CAP_SYS_ADMIN? %v", caps)
 	}
 }

@@ -66,7 +66,7 @@ func generate(cfg *runtimeapi.ContainerConfig, sb SandboxInfo, img ImageConfig, 
 	if err != nil {
 		return nil, err
 	}
-	caps, err := Capabilities(sc)
+	caps, err := Capabilities(sc, opts.HostCapabilities)
 	if err != nil {
 		return nil, err
 	}
@@ -93,6 +93,8 @@ func generate(cfg *runtimeapi.ContainerConfig, sb SandboxInfo, img ImageConfig, 
 	if err != nil {
 		return nil, err
 	}
+	// Linux.UIDMappings stay empty: runc reads them from the joined namespace (and warns that
+	// giving both is deprecated); the mounts carry their own copy.
 	if userns.Enabled() {
 		if err := checkUserNamespace(userns, sc, user); err != nil {
 			return nil, err
@@ -136,8 +138,6 @@ func generate(cfg *runtimeapi.ContainerConfig, sb SandboxInfo, img ImageConfig, 
 		Annotations: annotations(cfg, sb, opts),
 		Linux: &specs.Linux{
 			Namespaces:        nss,
-			UIDMappings:       userns.UIDs,
-			GIDMappings:       userns.GIDs,
 			Seccomp:           seccomp,
 			Resources:         res,
 			CgroupsPath:       opts.CgroupsPath,

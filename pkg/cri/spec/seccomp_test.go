@@ -70,7 +70,7 @@ func TestSeccomp(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			caps, err := Capabilities(tt.sc)
+			caps, err := Capabilities(tt.sc, nil)
 			wantErr(t, err, nil)
 			got, err := Seccomp(tt.sc, caps, profiles)
 			wantErr(t, err, tt.err)
@@ -115,7 +115,7 @@ func TestSeccompDefaultFollowsCapabilities(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			def.Capabilities = &runtimeapi.Capability{AddCapabilities: tt.add}
-			caps, err := Capabilities(def)
+			caps, err := Capabilities(def, nil)
 			wantErr(t, err, nil)
 			got, err := Seccomp(def, caps, nil)
 			wantErr(t, err, nil)

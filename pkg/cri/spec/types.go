@@ -74,6 +74,9 @@ type Options struct {
 	// Devices resolves CRI devices and, for privileged containers, the host's /dev; nil reads
 	// the host's /dev.
 	Devices DeviceLookup
+	// HostCapabilities are the capabilities the agent holds (CurrentCapabilities()): what
+	// privileged containers and "add ALL" get. nil means every capability Linux knows.
+	HostCapabilities []string
 	// SeccompProfiles reads Localhost seccomp profiles; nil reads the node's files.
 	SeccompProfiles ProfileLoader
 

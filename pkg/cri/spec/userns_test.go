@@ -74,8 +74,9 @@ func TestGenerateUserNamespace(t *testing.T) {
 	want := []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
 	s, err := Generate("c1", usernsConfig(), usernsSandbox(), testImage, testOptions())
 	wantErr(t, err, nil)
-	if !slices.Equal(s.Linux.UIDMappings, want) || !slices.Equal(s.Linux.GIDMappings, want) {
-		t.Fatalf("mappings uid %v gid %v", s.Linux.UIDMappings, s.Linux.GIDMappings)
+	// runc reads the mappings of a joined namespace itself and warns when the spec repeats them.
+	if len(s.Linux.UIDMappings) != 0 || len(s.Linux.GIDMappings) != 0 {
+		t.Fatalf("mappings uid %v gid %v next to a joined user namespace", s.Linux.UIDMappings, s.Linux.GIDMappings)
 	}
 	if !slices.Contains(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace, Path: "/run/berth/netns/sb1/user"}) {
 		t.Fatalf("namespaces %v do not join the pod's user namespace", s.Linux.Namespaces)
