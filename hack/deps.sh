@@ -39,4 +39,6 @@ if ! "$TOOLS_BIN/crictl" --version 2>/dev/null | grep -q "$want"; then
 		-ldflags "-X sigs.k8s.io/cri-tools/pkg/version.Version=$want" \
 		"sigs.k8s.io/cri-tools/cmd/crictl@$CRI_TOOLS_VERSION"
 fi
+# The standard CNI plugins (bridge, host-local, portmap, ...) into /opt/cni/bin.
+"$(dirname "$0")/cni.sh"
 log "ok"
