@@ -62,6 +62,9 @@ func generate(cfg *runtimeapi.ContainerConfig, sb SandboxInfo, img ImageConfig, 
 		}
 		users = RootfsUsers{Rootfs: rootfs}
 	}
+	if err := checkRunAsGroup(sc); err != nil {
+		return nil, err
+	}
 	user, err := users.LookupUser(sc, img)
 	if err != nil {
 		return nil, err

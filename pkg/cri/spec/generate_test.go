@@ -211,6 +211,15 @@ func TestGenerateSecurityContext(t *testing.T) {
 		}
 	})
 
+	t.Run("run_as_group with run_as_user", func(t *testing.T) {
+		cfg := testConfig(func(c *runtimeapi.ContainerConfig) {
+			sc(c).RunAsUser = &runtimeapi.Int64Value{Value: 1000}
+			sc(c).RunAsGroup = &runtimeapi.Int64Value{Value: 10}
+		})
+		_, err := Generate("c1", cfg, testSandbox(), testImage, testOptions())
+		wantErr(t, err, nil)
+	})
+
 	t.Run("seccomp runtime default", func(t *testing.T) {
 		cfg := testConfig(func(c *runtimeapi.ContainerConfig) { sc(c).Seccomp = &runtimeapi.SecurityProfile{} })
 		s, err := Generate("c1", cfg, testSandbox(), testImage, testOptions())
@@ -281,6 +290,12 @@ func TestGenerateErrors(t *testing.T) {
 		}), img: testImage, err: errInvalid},
 		{name: "bad mount", cfg: testConfig(func(c *runtimeapi.ContainerConfig) {
 			c.Mounts = []*runtimeapi.Mount{{ContainerPath: "/x", HostPath: "/y", RecursiveReadOnly: true}}
+		}), img: testImage, err: errInvalid},
+		{name: "run_as_group without a user", cfg: testConfig(func(c *runtimeapi.ContainerConfig) {
+			c.Linux.SecurityContext.RunAsGroup = &runtimeapi.Int64Value{Value: 10}
+		}), img: testImage, err: errInvalid},
+		{name: "unknown seccomp profile path", cfg: testConfig(func(c *runtimeapi.ContainerConfig) {
+			c.Linux.SecurityContext.SeccompProfilePath = "localhost//nonexistent/profile.json"
 		}), img: testImage, err: errInvalid},
 		{name: "bad resources", cfg: testConfig(func(c *runtimeapi.ContainerConfig) { c.Linux.Resources.OomScoreAdj = -5000 }), img: testImage, err: errInvalid},
 	}

@@ -151,6 +151,15 @@ func resolveUser(sc *runtimeapi.LinuxContainerSecurityContext, img ImageConfig, 
 	return u, nil
 }
 
+// checkRunAsGroup enforces the CRI rule that run_as_group comes with run_as_user or
+// run_as_username: a group alone would silently pair with the image's user.
+func checkRunAsGroup(sc *runtimeapi.LinuxContainerSecurityContext) error {
+	if sc.GetRunAsGroup() != nil && sc.GetRunAsUser() == nil && sc.GetRunAsUsername() == "" {
+		return fmt.Errorf("run_as_group %d without run_as_user or run_as_username: %w", sc.GetRunAsGroup().GetValue(), errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
 // userSpec returns the requested user and group, the CRI fields taking precedence over the
 // image. An explicit run_as_user drops the image's group: the primary group then comes from
 // /etc/passwd, as with containerd.
