@@ -62,3 +62,58 @@ func toState(st runtime.Status) shim.State {
 		OOMKilled: st.OOMKilled, Reason: st.Reason, Message: st.Message,
 	}
 }
+
+func (b backend) Exec(ctx context.Context, id string, o shim.ExecOptions) (shim.ExecResult, error) {
+	res, err := b.m.Exec(ctx, id, runtime.ExecOptions{
+		Args: o.Cmd, Tty: o.Tty, Timeout: o.Timeout,
+		Size:  runtime.TermSize{Width: o.Size.Width, Height: o.Size.Height},
+		Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr, Resize: resizes(ctx, o.Resize),
+	})
+	return shim.ExecResult{ExitCode: res.ExitCode, TimedOut: res.TimedOut}, err
+}
+
+func (b backend) Attach(ctx context.Context, id string, s shim.Streams) error {
+	return b.m.Attach(ctx, id, runtime.AttachOptions{
+		Stdin: s.Stdin, Stdout: s.Stdout, Stderr: s.Stderr, Resize: resizes(ctx, s.Resize),
+	})
+}
+
+// resizes converts the size channel until ctx ends.
+func resizes(ctx context.Context, in <-chan shim.TermSize) <-chan runtime.TermSize {
+	if in == nil {
+		return nil
+	}
+	out := make(chan runtime.TermSize)
+	go func() {
+		defer close(out)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case sz, ok := <-in:
+				if !ok {
+					return
+				}
+				select {
+				case out <- runtime.TermSize{Width: sz.Width, Height: sz.Height}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out
+}
+
+func (b backend) Stats(id string) (shim.Stats, error) {
+	st, err := b.m.Stats(id)
+	return shim.Stats{
+		Timestamp: st.Timestamp, CPUUsageNanos: st.CPUUsageNanos,
+		MemoryUsageBytes: st.MemoryUsageBytes, MemoryWorkingSetBytes: st.MemoryWorkingSetBytes,
+		MemoryRSSBytes: st.MemoryRSSBytes, MemoryLimitBytes: st.MemoryLimitBytes,
+		PageFaults: st.PageFaults, MajorPageFaults: st.MajorPageFaults, SwapUsageBytes: st.SwapUsageBytes,
+		PidsCurrent: st.PidsCurrent, PidsLimit: st.PidsLimit,
+	}, err
+}
+
+func (b backend) ExecCount() int { return b.m.ExecCount() }

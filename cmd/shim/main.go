@@ -104,12 +104,22 @@ func serve(f flags, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	iol, err := shim.ListenIO(f.dir)
+	if err != nil {
+		l.Close()
+		return err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go mgr.Run(ctx)
 	srv := shim.NewServer(f.id, backend{mgr}, log)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ctx, l) }()
+	go func() {
+		if err := srv.ServeIO(ctx, iol); err != nil {
+			log.Error("serve session streams", "err", err)
+		}
+	}()
 	log.Info("shim serving", "pid", os.Getpid(), "dir", f.dir)
 
 	sigc := make(chan os.Signal, 1)
@@ -147,4 +157,5 @@ func serve(f flags, log *slog.Logger) error {
 func cleanup(dir string) {
 	_ = os.Remove(filepath.Join(dir, shim.SocketName))
 	_ = os.Remove(filepath.Join(dir, shim.PidName))
+	_ = os.Remove(filepath.Join(dir, shim.IOSocketName))
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -35,6 +36,16 @@ type Backend interface {
 	// Close deletes stopped containers and releases the pod init; it fails
 	// with errdefs.ErrFailedPrecondition while a container runs.
 	Close(ctx context.Context) error
+	// Exec runs a process in a running container and returns once it has
+	// exited and its output is drained; ctx done kills the process tree.
+	// A timeout returns the result with an error wrapping
+	// context.DeadlineExceeded.
+	Exec(ctx context.Context, id string, opts ExecOptions) (ExecResult, error)
+	// Attach streams the main process's live output and stdin until its
+	// output ends or ctx is done (which only detaches).
+	Attach(ctx context.Context, id string, s Streams) error
+	Stats(id string) (Stats, error)
+	ExecCount() int
 }
 
 // Server serves one shim's socket.
@@ -45,11 +56,15 @@ type Server struct {
 
 	shutdownOnce sync.Once
 	shutdown     chan struct{}
+
+	sessions sessionTable
+	ioCtx    context.Context // ServeIO's; ends the running sessions
 }
 
 // NewServer wraps a backend.
 func NewServer(sandboxID string, b Backend, log *slog.Logger) *Server {
-	return &Server{sandboxID: sandboxID, backend: b, log: log, shutdown: make(chan struct{})}
+	return &Server{sandboxID: sandboxID, backend: b, log: log, shutdown: make(chan struct{}),
+		sessions: sessionTable{m: map[string]*session{}}}
 }
 
 // ShutdownRequested is closed once a Shutdown call succeeded.
@@ -194,4 +209,41 @@ func (v *service) Shutdown(ctx context.Context, _ *api.Empty) (*api.Empty, error
 	}
 	v.s.shutdownOnce.Do(func() { close(v.s.shutdown) })
 	return &api.Empty{}, nil
+}
+
+func (v *service) OpenSession(_ context.Context, r *api.SessionRequest) (*api.SessionResponse, error) {
+	token, err := v.s.openSession(r)
+	if err != nil {
+		return nil, err
+	}
+	return &api.SessionResponse{Session: token}, nil
+}
+
+func (v *service) Stats(_ context.Context, r *api.IDRequest) (*api.ContainerStats, error) {
+	st, err := v.s.backend.Stats(r.Id)
+	if err != nil {
+		return nil, err
+	}
+	return &api.ContainerStats{
+		Timestamp:             toUnixNano(st.Timestamp),
+		CpuUsageNs:            st.CPUUsageNanos,
+		MemoryUsageBytes:      st.MemoryUsageBytes,
+		MemoryWorkingSetBytes: st.MemoryWorkingSetBytes,
+		MemoryRssBytes:        st.MemoryRSSBytes,
+		MemoryLimitBytes:      st.MemoryLimitBytes,
+		PageFaults:            st.PageFaults,
+		MajorPageFaults:       st.MajorPageFaults,
+		SwapUsageBytes:        st.SwapUsageBytes,
+		PidsCurrent:           st.PidsCurrent,
+		PidsLimit:             st.PidsLimit,
+	}, nil
+}
+
+func (v *service) Debug(context.Context, *api.Empty) (*api.DebugResponse, error) {
+	return &api.DebugResponse{
+		Sessions:   int64(v.s.sessions.len()),
+		Goroutines: int64(goruntime.NumGoroutine()),
+		Fds:        int64(countFDs()),
+		Execs:      int64(v.s.backend.ExecCount()),
+	}, nil
 }

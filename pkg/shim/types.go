@@ -6,14 +6,17 @@
 package shim
 
 import (
+	"io"
 	"time"
 )
 
 // File names inside a shim's directory.
 const (
 	SocketName = "shim.sock"
-	PidName    = "shim.pid"
-	LogName    = "shim.log"
+	// IOSocketName is where exec and attach sessions connect their streams.
+	IOSocketName = "io.sock"
+	PidName      = "shim.pid"
+	LogName      = "shim.log"
 )
 
 // Container statuses reported in State.Status.
@@ -55,4 +58,65 @@ type State struct {
 	CreatedAt, StartedAt, FinishedAt time.Time
 	OOMKilled                        bool
 	Reason, Message                  string
+}
+
+// TermSize is a terminal's size in characters.
+type TermSize struct{ Width, Height uint16 }
+
+// Streams are one session's byte streams; nil ones are not connected.
+type Streams struct {
+	// Stdin feeds the process; its EOF closes the process's stdin (not a
+	// tty's). Exec and Attach return without waiting for a blocked
+	// Stdin.Read: the caller ends it by closing its source.
+	Stdin io.Reader
+	// Stdout and Stderr receive output until the session ends; with a tty
+	// everything is on Stdout. A failing writer aborts the session.
+	Stdout, Stderr io.Writer
+	// Resize carries tty size changes; nil for none.
+	Resize <-chan TermSize
+}
+
+// ExecOptions describe a process to run in a running container, with the
+// container's user, env, cwd, capabilities and no_new_privs.
+type ExecOptions struct {
+	Cmd     []string
+	Tty     bool
+	Size    TermSize      // initial tty size
+	Timeout time.Duration // kill the process tree after this long; 0 = none
+	Streams
+}
+
+// ExecResult is how an exec'd process ended.
+type ExecResult struct {
+	ExitCode int32 // 128+signal when killed
+	TimedOut bool
+}
+
+// ExecSyncResult is the captured output of ExecSync.
+type ExecSyncResult struct {
+	Stdout, Stderr []byte
+	ExitCode       int32
+}
+
+// Stats is a container's cgroup usage at one instant.
+type Stats struct {
+	Timestamp             time.Time
+	CPUUsageNanos         uint64 // cumulative
+	MemoryUsageBytes      uint64
+	MemoryWorkingSetBytes uint64 // usage minus inactive file cache
+	MemoryRSSBytes        uint64
+	MemoryLimitBytes      uint64
+	PageFaults            uint64
+	MajorPageFaults       uint64
+	SwapUsageBytes        uint64
+	PidsCurrent           uint64
+	PidsLimit             uint64 // 0 = unlimited
+}
+
+// DebugInfo are shim counters tests use to find leaks.
+type DebugInfo struct {
+	Sessions   int // exec/attach sessions open or waiting for their streams
+	Goroutines int
+	FDs        int // open file descriptors of the shim
+	Execs      int // exec'd processes supervised
 }

@@ -670,6 +670,359 @@ func (x *PodInitResponse) GetPid() int64 {
 	return 0
 }
 
+type SessionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// "exec" or "attach".
+	Kind          string   `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Args          []string `protobuf:"bytes,3,rep,name=args,proto3" json:"args,omitempty"`
+	Tty           bool     `protobuf:"varint,4,opt,name=tty,proto3" json:"tty,omitempty"`
+	Stdin         bool     `protobuf:"varint,5,opt,name=stdin,proto3" json:"stdin,omitempty"`
+	Stdout        bool     `protobuf:"varint,6,opt,name=stdout,proto3" json:"stdout,omitempty"`
+	Stderr        bool     `protobuf:"varint,7,opt,name=stderr,proto3" json:"stderr,omitempty"`
+	Width         uint32   `protobuf:"varint,8,opt,name=width,proto3" json:"width,omitempty"`
+	Height        uint32   `protobuf:"varint,9,opt,name=height,proto3" json:"height,omitempty"`
+	TimeoutNs     int64    `protobuf:"varint,10,opt,name=timeout_ns,json=timeoutNs,proto3" json:"timeout_ns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionRequest) Reset() {
+	*x = SessionRequest{}
+	mi := &file_shim_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionRequest) ProtoMessage() {}
+
+func (x *SessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shim_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionRequest.ProtoReflect.Descriptor instead.
+func (*SessionRequest) Descriptor() ([]byte, []int) {
+	return file_shim_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SessionRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SessionRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *SessionRequest) GetArgs() []string {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetTty() bool {
+	if x != nil {
+		return x.Tty
+	}
+	return false
+}
+
+func (x *SessionRequest) GetStdin() bool {
+	if x != nil {
+		return x.Stdin
+	}
+	return false
+}
+
+func (x *SessionRequest) GetStdout() bool {
+	if x != nil {
+		return x.Stdout
+	}
+	return false
+}
+
+func (x *SessionRequest) GetStderr() bool {
+	if x != nil {
+		return x.Stderr
+	}
+	return false
+}
+
+func (x *SessionRequest) GetWidth() uint32 {
+	if x != nil {
+		return x.Width
+	}
+	return 0
+}
+
+func (x *SessionRequest) GetHeight() uint32 {
+	if x != nil {
+		return x.Height
+	}
+	return 0
+}
+
+func (x *SessionRequest) GetTimeoutNs() int64 {
+	if x != nil {
+		return x.TimeoutNs
+	}
+	return 0
+}
+
+type SessionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionResponse) Reset() {
+	*x = SessionResponse{}
+	mi := &file_shim_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionResponse) ProtoMessage() {}
+
+func (x *SessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shim_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionResponse.ProtoReflect.Descriptor instead.
+func (*SessionResponse) Descriptor() ([]byte, []int) {
+	return file_shim_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SessionResponse) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+type ContainerStats struct {
+	state                 protoimpl.MessageState `protogen:"open.v1"`
+	Timestamp             int64                  `protobuf:"varint,1,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	CpuUsageNs            uint64                 `protobuf:"varint,2,opt,name=cpu_usage_ns,json=cpuUsageNs,proto3" json:"cpu_usage_ns,omitempty"`
+	MemoryUsageBytes      uint64                 `protobuf:"varint,3,opt,name=memory_usage_bytes,json=memoryUsageBytes,proto3" json:"memory_usage_bytes,omitempty"`
+	MemoryWorkingSetBytes uint64                 `protobuf:"varint,4,opt,name=memory_working_set_bytes,json=memoryWorkingSetBytes,proto3" json:"memory_working_set_bytes,omitempty"`
+	MemoryRssBytes        uint64                 `protobuf:"varint,5,opt,name=memory_rss_bytes,json=memoryRssBytes,proto3" json:"memory_rss_bytes,omitempty"`
+	MemoryLimitBytes      uint64                 `protobuf:"varint,6,opt,name=memory_limit_bytes,json=memoryLimitBytes,proto3" json:"memory_limit_bytes,omitempty"`
+	PageFaults            uint64                 `protobuf:"varint,7,opt,name=page_faults,json=pageFaults,proto3" json:"page_faults,omitempty"`
+	MajorPageFaults       uint64                 `protobuf:"varint,8,opt,name=major_page_faults,json=majorPageFaults,proto3" json:"major_page_faults,omitempty"`
+	SwapUsageBytes        uint64                 `protobuf:"varint,9,opt,name=swap_usage_bytes,json=swapUsageBytes,proto3" json:"swap_usage_bytes,omitempty"`
+	PidsCurrent           uint64                 `protobuf:"varint,10,opt,name=pids_current,json=pidsCurrent,proto3" json:"pids_current,omitempty"`
+	PidsLimit             uint64                 `protobuf:"varint,11,opt,name=pids_limit,json=pidsLimit,proto3" json:"pids_limit,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *ContainerStats) Reset() {
+	*x = ContainerStats{}
+	mi := &file_shim_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerStats) ProtoMessage() {}
+
+func (x *ContainerStats) ProtoReflect() protoreflect.Message {
+	mi := &file_shim_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerStats.ProtoReflect.Descriptor instead.
+func (*ContainerStats) Descriptor() ([]byte, []int) {
+	return file_shim_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ContainerStats) GetTimestamp() int64 {
+	if x != nil {
+		return x.Timestamp
+	}
+	return 0
+}
+
+func (x *ContainerStats) GetCpuUsageNs() uint64 {
+	if x != nil {
+		return x.CpuUsageNs
+	}
+	return 0
+}
+
+func (x *ContainerStats) GetMemoryUsageBytes() uint64 {
+	if x != nil {
+		return x.MemoryUsageBytes
+	}
+	return 0
+}
+
+func (x *ContainerStats) GetMemoryWorkingSetBytes() uint64 {
+	if x != nil {
+		return x.MemoryWorkingSetBytes
+	}
+	return 0
+}
+
+func (x *ContainerStats) GetMemoryRssBytes() uint64 {
+	if x != nil {
+		return x.MemoryRssBytes
+	}
+	return 0
+}
+
+func (x *ContainerStats) GetMemoryLimitBytes() uint64 {
+	if x != nil {
+		return x.MemoryLimitBytes
+	}
+	return 0
+}
+
+func (x *ContainerStats) GetPageFaults() uint64 {
+	if x != nil {
+		return x.PageFaults
+	}
+	return 0
+}
+
+func (x *ContainerStats) GetMajorPageFaults() uint64 {
+	if x != nil {
+		return x.MajorPageFaults
+	}
+	return 0
+}
+
+func (x *ContainerStats) GetSwapUsageBytes() uint64 {
+	if x != nil {
+		return x.SwapUsageBytes
+	}
+	return 0
+}
+
+func (x *ContainerStats) GetPidsCurrent() uint64 {
+	if x != nil {
+		return x.PidsCurrent
+	}
+	return 0
+}
+
+func (x *ContainerStats) GetPidsLimit() uint64 {
+	if x != nil {
+		return x.PidsLimit
+	}
+	return 0
+}
+
+type DebugResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sessions      int64                  `protobuf:"varint,1,opt,name=sessions,proto3" json:"sessions,omitempty"`
+	Goroutines    int64                  `protobuf:"varint,2,opt,name=goroutines,proto3" json:"goroutines,omitempty"`
+	Fds           int64                  `protobuf:"varint,3,opt,name=fds,proto3" json:"fds,omitempty"`
+	Execs         int64                  `protobuf:"varint,4,opt,name=execs,proto3" json:"execs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DebugResponse) Reset() {
+	*x = DebugResponse{}
+	mi := &file_shim_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DebugResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DebugResponse) ProtoMessage() {}
+
+func (x *DebugResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shim_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DebugResponse.ProtoReflect.Descriptor instead.
+func (*DebugResponse) Descriptor() ([]byte, []int) {
+	return file_shim_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *DebugResponse) GetSessions() int64 {
+	if x != nil {
+		return x.Sessions
+	}
+	return 0
+}
+
+func (x *DebugResponse) GetGoroutines() int64 {
+	if x != nil {
+		return x.Goroutines
+	}
+	return 0
+}
+
+func (x *DebugResponse) GetFds() int64 {
+	if x != nil {
+		return x.Fds
+	}
+	return 0
+}
+
+func (x *DebugResponse) GetExecs() int64 {
+	if x != nil {
+		return x.Execs
+	}
+	return 0
+}
+
 var File_shim_proto protoreflect.FileDescriptor
 
 const file_shim_proto_rawDesc = "" +
@@ -727,7 +1080,45 @@ const file_shim_proto_rawDesc = "" +
 	"\vcgroup_path\x18\x04 \x01(\tR\n" +
 	"cgroupPath\"#\n" +
 	"\x0fPodInitResponse\x12\x10\n" +
-	"\x03pid\x18\x01 \x01(\x03R\x03pid2\xf5\x05\n" +
+	"\x03pid\x18\x01 \x01(\x03R\x03pid\"\xed\x01\n" +
+	"\x0eSessionRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04args\x18\x03 \x03(\tR\x04args\x12\x10\n" +
+	"\x03tty\x18\x04 \x01(\bR\x03tty\x12\x14\n" +
+	"\x05stdin\x18\x05 \x01(\bR\x05stdin\x12\x16\n" +
+	"\x06stdout\x18\x06 \x01(\bR\x06stdout\x12\x16\n" +
+	"\x06stderr\x18\a \x01(\bR\x06stderr\x12\x14\n" +
+	"\x05width\x18\b \x01(\rR\x05width\x12\x16\n" +
+	"\x06height\x18\t \x01(\rR\x06height\x12\x1d\n" +
+	"\n" +
+	"timeout_ns\x18\n" +
+	" \x01(\x03R\ttimeoutNs\"+\n" +
+	"\x0fSessionResponse\x12\x18\n" +
+	"\asession\x18\x01 \x01(\tR\asession\"\xc8\x03\n" +
+	"\x0eContainerStats\x12\x1c\n" +
+	"\ttimestamp\x18\x01 \x01(\x03R\ttimestamp\x12 \n" +
+	"\fcpu_usage_ns\x18\x02 \x01(\x04R\n" +
+	"cpuUsageNs\x12,\n" +
+	"\x12memory_usage_bytes\x18\x03 \x01(\x04R\x10memoryUsageBytes\x127\n" +
+	"\x18memory_working_set_bytes\x18\x04 \x01(\x04R\x15memoryWorkingSetBytes\x12(\n" +
+	"\x10memory_rss_bytes\x18\x05 \x01(\x04R\x0ememoryRssBytes\x12,\n" +
+	"\x12memory_limit_bytes\x18\x06 \x01(\x04R\x10memoryLimitBytes\x12\x1f\n" +
+	"\vpage_faults\x18\a \x01(\x04R\n" +
+	"pageFaults\x12*\n" +
+	"\x11major_page_faults\x18\b \x01(\x04R\x0fmajorPageFaults\x12(\n" +
+	"\x10swap_usage_bytes\x18\t \x01(\x04R\x0eswapUsageBytes\x12!\n" +
+	"\fpids_current\x18\n" +
+	" \x01(\x04R\vpidsCurrent\x12\x1d\n" +
+	"\n" +
+	"pids_limit\x18\v \x01(\x04R\tpidsLimit\"s\n" +
+	"\rDebugResponse\x12\x1a\n" +
+	"\bsessions\x18\x01 \x01(\x03R\bsessions\x12\x1e\n" +
+	"\n" +
+	"goroutines\x18\x02 \x01(\x03R\n" +
+	"goroutines\x12\x10\n" +
+	"\x03fds\x18\x03 \x01(\x03R\x03fds\x12\x14\n" +
+	"\x05execs\x18\x04 \x01(\x03R\x05execs2\xc2\a\n" +
 	"\x04Shim\x129\n" +
 	"\x04Ping\x12\x14.berth.shim.v1.Empty\x1a\x1b.berth.shim.v1.PingResponse\x12E\n" +
 	"\x06Create\x12\x1c.berth.shim.v1.CreateRequest\x1a\x1d.berth.shim.v1.CreateResponse\x127\n" +
@@ -740,7 +1131,10 @@ const file_shim_proto_rawDesc = "" +
 	"\tReopenLog\x12\x18.berth.shim.v1.IDRequest\x1a\x14.berth.shim.v1.Empty\x128\n" +
 	"\x06Delete\x12\x18.berth.shim.v1.IDRequest\x1a\x14.berth.shim.v1.Empty\x12M\n" +
 	"\fStartPodInit\x12\x1d.berth.shim.v1.PodInitRequest\x1a\x1e.berth.shim.v1.PodInitResponse\x126\n" +
-	"\bShutdown\x12\x14.berth.shim.v1.Empty\x1a\x14.berth.shim.v1.EmptyB1Z/github.com/berth-runtime/berth/pkg/shim/api;apib\x06proto3"
+	"\bShutdown\x12\x14.berth.shim.v1.Empty\x1a\x14.berth.shim.v1.Empty\x12L\n" +
+	"\vOpenSession\x12\x1d.berth.shim.v1.SessionRequest\x1a\x1e.berth.shim.v1.SessionResponse\x12@\n" +
+	"\x05Stats\x12\x18.berth.shim.v1.IDRequest\x1a\x1d.berth.shim.v1.ContainerStats\x12;\n" +
+	"\x05Debug\x12\x14.berth.shim.v1.Empty\x1a\x1c.berth.shim.v1.DebugResponseB1Z/github.com/berth-runtime/berth/pkg/shim/api;apib\x06proto3"
 
 var (
 	file_shim_proto_rawDescOnce sync.Once
@@ -754,7 +1148,7 @@ func file_shim_proto_rawDescGZIP() []byte {
 	return file_shim_proto_rawDescData
 }
 
-var file_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_shim_proto_goTypes = []any{
 	(*Empty)(nil),           // 0: berth.shim.v1.Empty
 	(*PingResponse)(nil),    // 1: berth.shim.v1.PingResponse
@@ -767,6 +1161,10 @@ var file_shim_proto_goTypes = []any{
 	(*UpdateRequest)(nil),   // 8: berth.shim.v1.UpdateRequest
 	(*PodInitRequest)(nil),  // 9: berth.shim.v1.PodInitRequest
 	(*PodInitResponse)(nil), // 10: berth.shim.v1.PodInitResponse
+	(*SessionRequest)(nil),  // 11: berth.shim.v1.SessionRequest
+	(*SessionResponse)(nil), // 12: berth.shim.v1.SessionResponse
+	(*ContainerStats)(nil),  // 13: berth.shim.v1.ContainerStats
+	(*DebugResponse)(nil),   // 14: berth.shim.v1.DebugResponse
 }
 var file_shim_proto_depIdxs = []int32{
 	6,  // 0: berth.shim.v1.ListResponse.containers:type_name -> berth.shim.v1.ContainerState
@@ -782,20 +1180,26 @@ var file_shim_proto_depIdxs = []int32{
 	2,  // 10: berth.shim.v1.Shim.Delete:input_type -> berth.shim.v1.IDRequest
 	9,  // 11: berth.shim.v1.Shim.StartPodInit:input_type -> berth.shim.v1.PodInitRequest
 	0,  // 12: berth.shim.v1.Shim.Shutdown:input_type -> berth.shim.v1.Empty
-	1,  // 13: berth.shim.v1.Shim.Ping:output_type -> berth.shim.v1.PingResponse
-	4,  // 14: berth.shim.v1.Shim.Create:output_type -> berth.shim.v1.CreateResponse
-	0,  // 15: berth.shim.v1.Shim.Start:output_type -> berth.shim.v1.Empty
-	0,  // 16: berth.shim.v1.Shim.Kill:output_type -> berth.shim.v1.Empty
-	6,  // 17: berth.shim.v1.Shim.Wait:output_type -> berth.shim.v1.ContainerState
-	6,  // 18: berth.shim.v1.Shim.State:output_type -> berth.shim.v1.ContainerState
-	7,  // 19: berth.shim.v1.Shim.List:output_type -> berth.shim.v1.ListResponse
-	0,  // 20: berth.shim.v1.Shim.Update:output_type -> berth.shim.v1.Empty
-	0,  // 21: berth.shim.v1.Shim.ReopenLog:output_type -> berth.shim.v1.Empty
-	0,  // 22: berth.shim.v1.Shim.Delete:output_type -> berth.shim.v1.Empty
-	10, // 23: berth.shim.v1.Shim.StartPodInit:output_type -> berth.shim.v1.PodInitResponse
-	0,  // 24: berth.shim.v1.Shim.Shutdown:output_type -> berth.shim.v1.Empty
-	13, // [13:25] is the sub-list for method output_type
-	1,  // [1:13] is the sub-list for method input_type
+	11, // 13: berth.shim.v1.Shim.OpenSession:input_type -> berth.shim.v1.SessionRequest
+	2,  // 14: berth.shim.v1.Shim.Stats:input_type -> berth.shim.v1.IDRequest
+	0,  // 15: berth.shim.v1.Shim.Debug:input_type -> berth.shim.v1.Empty
+	1,  // 16: berth.shim.v1.Shim.Ping:output_type -> berth.shim.v1.PingResponse
+	4,  // 17: berth.shim.v1.Shim.Create:output_type -> berth.shim.v1.CreateResponse
+	0,  // 18: berth.shim.v1.Shim.Start:output_type -> berth.shim.v1.Empty
+	0,  // 19: berth.shim.v1.Shim.Kill:output_type -> berth.shim.v1.Empty
+	6,  // 20: berth.shim.v1.Shim.Wait:output_type -> berth.shim.v1.ContainerState
+	6,  // 21: berth.shim.v1.Shim.State:output_type -> berth.shim.v1.ContainerState
+	7,  // 22: berth.shim.v1.Shim.List:output_type -> berth.shim.v1.ListResponse
+	0,  // 23: berth.shim.v1.Shim.Update:output_type -> berth.shim.v1.Empty
+	0,  // 24: berth.shim.v1.Shim.ReopenLog:output_type -> berth.shim.v1.Empty
+	0,  // 25: berth.shim.v1.Shim.Delete:output_type -> berth.shim.v1.Empty
+	10, // 26: berth.shim.v1.Shim.StartPodInit:output_type -> berth.shim.v1.PodInitResponse
+	0,  // 27: berth.shim.v1.Shim.Shutdown:output_type -> berth.shim.v1.Empty
+	12, // 28: berth.shim.v1.Shim.OpenSession:output_type -> berth.shim.v1.SessionResponse
+	13, // 29: berth.shim.v1.Shim.Stats:output_type -> berth.shim.v1.ContainerStats
+	14, // 30: berth.shim.v1.Shim.Debug:output_type -> berth.shim.v1.DebugResponse
+	16, // [16:31] is the sub-list for method output_type
+	1,  // [1:16] is the sub-list for method input_type
 	1,  // [1:1] is the sub-list for extension type_name
 	1,  // [1:1] is the sub-list for extension extendee
 	0,  // [0:1] is the sub-list for field type_name
@@ -812,7 +1216,7 @@ func file_shim_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shim_proto_rawDesc), len(file_shim_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -20,6 +20,9 @@ type ShimService interface {
 	Delete(context.Context, *IDRequest) (*Empty, error)
 	StartPodInit(context.Context, *PodInitRequest) (*PodInitResponse, error)
 	Shutdown(context.Context, *Empty) (*Empty, error)
+	OpenSession(context.Context, *SessionRequest) (*SessionResponse, error)
+	Stats(context.Context, *IDRequest) (*ContainerStats, error)
+	Debug(context.Context, *Empty) (*DebugResponse, error)
 }
 
 func RegisterShimService(srv *ttrpc.Server, svc ShimService) {
@@ -108,6 +111,27 @@ func RegisterShimService(srv *ttrpc.Server, svc ShimService) {
 					return nil, err
 				}
 				return svc.Shutdown(ctx, &req)
+			},
+			"OpenSession": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req SessionRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.OpenSession(ctx, &req)
+			},
+			"Stats": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req IDRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.Stats(ctx, &req)
+			},
+			"Debug": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req Empty
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.Debug(ctx, &req)
 			},
 		},
 	})
@@ -214,6 +238,30 @@ func (c *shimClient) StartPodInit(ctx context.Context, req *PodInitRequest) (*Po
 func (c *shimClient) Shutdown(ctx context.Context, req *Empty) (*Empty, error) {
 	var resp Empty
 	if err := c.client.Call(ctx, "berth.shim.v1.Shim", "Shutdown", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *shimClient) OpenSession(ctx context.Context, req *SessionRequest) (*SessionResponse, error) {
+	var resp SessionResponse
+	if err := c.client.Call(ctx, "berth.shim.v1.Shim", "OpenSession", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *shimClient) Stats(ctx context.Context, req *IDRequest) (*ContainerStats, error) {
+	var resp ContainerStats
+	if err := c.client.Call(ctx, "berth.shim.v1.Shim", "Stats", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *shimClient) Debug(ctx context.Context, req *Empty) (*DebugResponse, error) {
+	var resp DebugResponse
+	if err := c.client.Call(ctx, "berth.shim.v1.Shim", "Debug", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil
