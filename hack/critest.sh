@@ -204,8 +204,10 @@ skip_regex() {
 	grep -v '^[[:space:]]*\(#\|$\)' "$SKIPS" | cut -f1 | sed 's/[][\.*^$(){}?+|/]/\\&/g' | paste -sd'|'
 }
 
-args=(--runtime-endpoint "unix://$SOCK" --image-endpoint "unix://$SOCK" -config /dev/null
-	-parallel "$parallel" -ginkgo.no-color -ginkgo.json-report "$OUT/report.json")
+args=(--runtime-endpoint "unix://$SOCK" --image-endpoint "unix://$SOCK"
+	-ginkgo.no-color -ginkgo.json-report "$OUT/report.json")
+# Passing -parallel=1 makes ginkgo mistake it for go test's -parallel and refuse to run.
+((parallel > 1)) && args+=(-parallel "$parallel")
 [[ -n $focus ]] && args+=(-ginkgo.focus "$focus")
 if $benchmark; then
 	mkdir -p "$OUT/benchmark"
