@@ -49,7 +49,10 @@ log() { echo "critest.sh: $*" >&2; }
 # install_critest builds critest from the module source (go test -c ./cmd/critest), as
 # cri-tools' Makefile does, unless the installed one already reports the right version.
 install_critest() {
-	if [[ -x $CRITEST ]] && "$CRITEST" -version 2>/dev/null | grep -q "critest version: $CRI_TOOLS_VERSION\$"; then
+	# Capture first: grep -q closing the pipe early would fail the pipeline under pipefail.
+	local have
+	have=$([[ -x $CRITEST ]] && "$CRITEST" -version 2>/dev/null || true)
+	if grep -q "^critest version: $CRI_TOOLS_VERSION\$" <<<"$have"; then
 		return
 	fi
 	log "building critest $CRI_TOOLS_VERSION into $CRITEST"
