@@ -182,6 +182,7 @@ func (s *Service) writeSpec(md *store.ContainerMetadata, sbMD store.SandboxMetad
 		RootfsPath: md.Rootfs, CgroupsPath: md.Cgroup, ImageName: md.ImageName,
 		CgroupV2: s.cgroups.V2(), CgroupNS: s.cgroups.V2(),
 	}
+	s.hostSec.apply(&opts)
 	if cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() == runtimeapi.NamespaceMode_TARGET {
 		target, err := s.store.Containers.Resolve(cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetTargetId())
 		if err != nil {

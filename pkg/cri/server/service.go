@@ -72,6 +72,8 @@ type Service struct {
 	log    *slog.Logger
 	ready  atomic.Bool
 
+	hostSec hostSecurity
+
 	cimages    ContainerImages
 	store      *store.Store
 	ownsStore  bool
@@ -114,6 +116,7 @@ func New(opts Options) (*Service, error) {
 		clients: map[string]ShimClient{}, stop: make(chan struct{}),
 	}
 	s.features = opts.Features
+	s.hostSec = probeHostSecurity(log)
 	if s.cimages == nil {
 		src, ok := opts.Images.(imageSource)
 		if !ok {
