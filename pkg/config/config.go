@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,8 +54,15 @@ type ImagesConfig struct {
 
 // NetworkConfig configures pod networking.
 type NetworkConfig struct {
-	CNIConfDir string   `toml:"cni_conf_dir"`
+	// CNIConfDir holds the network configs; the first valid one is the pod network.
+	CNIConfDir string `toml:"cni_conf_dir"`
+	// CNIBinDirs are searched in order for plugin binaries.
 	CNIBinDirs []string `toml:"cni_bin_dirs"`
+	// DefaultSubnet is the pod subnet of the bridge network used when CNIConfDir has no
+	// config at all (comma-separated for dual-stack); the kubelet's pod CIDR overrides it.
+	DefaultSubnet string `toml:"default_subnet"`
+	// DefaultBridge names that network's Linux bridge (at most 15 bytes).
+	DefaultBridge string `toml:"default_bridge"`
 }
 
 // Duration is a time.Duration that reads "1m30s" from TOML.
@@ -88,8 +96,10 @@ func Default() Config {
 			MaxConcurrentDownloads: 3,
 		},
 		Network: NetworkConfig{
-			CNIConfDir: "/etc/cni/net.d",
-			CNIBinDirs: []string{"/opt/cni/bin"},
+			CNIConfDir:    "/etc/cni/net.d",
+			CNIBinDirs:    []string{"/opt/cni/bin"},
+			DefaultSubnet: "10.88.0.0/16",
+			DefaultBridge: "berth0",
 		},
 	}
 }
@@ -145,6 +155,9 @@ func (c Config) Validate() error {
 	if c.Images.MaxConcurrentDownloads < 1 {
 		return fmt.Errorf("config: images.max_concurrent_downloads must be at least 1, got %d", c.Images.MaxConcurrentDownloads)
 	}
+	if err := c.Network.validate(); err != nil {
+		return err
+	}
 	if c.Images.PullProgressTimeout.Duration <= 0 {
 		return fmt.Errorf("config: images.pull_progress_timeout must be positive, got %s", c.Images.PullProgressTimeout.Duration)
 	}
@@ -158,4 +171,27 @@ func (c Config) String() string {
 		return fmt.Sprintf("# cannot encode config: %v\n", err)
 	}
 	return b.String()
+}
+
+func (n NetworkConfig) validate() error {
+	if n.CNIConfDir != "" && !filepath.IsAbs(n.CNIConfDir) {
+		return fmt.Errorf("config: network.cni_conf_dir must be an absolute path, got %q", n.CNIConfDir)
+	}
+	for _, d := range n.CNIBinDirs {
+		if !filepath.IsAbs(d) {
+			return fmt.Errorf("config: network.cni_bin_dirs must hold absolute paths, got %q", d)
+		}
+	}
+	if n.DefaultSubnet != "" {
+		for _, part := range strings.Split(n.DefaultSubnet, ",") {
+			if _, _, err := net.ParseCIDR(strings.TrimSpace(part)); err != nil {
+				return fmt.Errorf("config: network.default_subnet %q: %w", n.DefaultSubnet, err)
+			}
+		}
+	}
+	// IFNAMSIZ is 16 bytes with the NUL.
+	if len(n.DefaultBridge) > 15 || strings.ContainsAny(n.DefaultBridge, "/ \t\n") {
+		return fmt.Errorf("config: network.default_bridge %q is not a valid interface name", n.DefaultBridge)
+	}
+	return nil
 }

@@ -30,6 +30,14 @@ func TestLoad(t *testing.T) {
 				t.Errorf("unset key lost its default: %q", c.State)
 			}
 		}},
+		{name: "network keys", file: "[network]\ndefault_subnet = \"10.99.0.0/24\"\ndefault_bridge = \"berthx\"\n", check: func(t *testing.T, c Config) {
+			if c.Network.DefaultSubnet != "10.99.0.0/24" || c.Network.DefaultBridge != "berthx" {
+				t.Errorf("got %+v", c.Network)
+			}
+			if c.Network.CNIConfDir != "/etc/cni/net.d" {
+				t.Errorf("unset cni_conf_dir lost its default: %q", c.Network.CNIConfDir)
+			}
+		}},
 		{name: "unknown key is refused", file: "roots = \"/x\"\n", wantErr: "unknown keys: roots"},
 		{name: "bad duration is refused", file: "[images]\npull_progress_timeout = \"soon\"\n", wantErr: "parse duration"},
 	}
@@ -66,6 +74,11 @@ func TestValidate(t *testing.T) {
 		{name: "relative root", mutate: func(c *Config) { c.Root = "var/lib" }, wantErr: "root must be an absolute path"},
 		{name: "bad driver", mutate: func(c *Config) { c.CgroupDriver = "cgroupfsx" }, wantErr: "cgroup_driver"},
 		{name: "bad level", mutate: func(c *Config) { c.LogLevel = "loud" }, wantErr: "log_level"},
+		{name: "bad default subnet", mutate: func(c *Config) { c.Network.DefaultSubnet = "10.88.0.0/33" }, wantErr: "default_subnet"},
+		{name: "dual-stack default subnet", mutate: func(c *Config) { c.Network.DefaultSubnet = "10.88.0.0/16, fd88::/64" }},
+		{name: "bridge name too long", mutate: func(c *Config) { c.Network.DefaultBridge = "berth-bridge-0123" }, wantErr: "default_bridge"},
+		{name: "relative cni conf dir", mutate: func(c *Config) { c.Network.CNIConfDir = "net.d" }, wantErr: "cni_conf_dir"},
+		{name: "relative cni bin dir", mutate: func(c *Config) { c.Network.CNIBinDirs = []string{"bin"} }, wantErr: "cni_bin_dirs"},
 		{name: "zero downloads", mutate: func(c *Config) { c.Images.MaxConcurrentDownloads = 0 }, wantErr: "max_concurrent_downloads"},
 	}
 	for _, tt := range tests {
