@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,8 +15,10 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-runtime/berth/pkg/cgroups"
+	"github.com/berth-runtime/berth/pkg/config"
 	"github.com/berth-runtime/berth/pkg/cri/spec"
 	"github.com/berth-runtime/berth/pkg/images"
+	"github.com/berth-runtime/berth/pkg/network/cni"
 	"github.com/berth-runtime/berth/pkg/network/netns"
 	"github.com/berth-runtime/berth/pkg/shim"
 )
@@ -216,3 +219,19 @@ func (c containerImages) Resolve(ctx context.Context, ref string) (ImageInfo, er
 
 // spec.Generate is the default SpecGenerator; keep the signatures in step.
 var _ SpecGenerator = spec.Generate
+
+// newCNINetwork binds Network to pkg/network/cni. Its cache and host-local's reservations
+// live under the agent's state dir, so that each agent (and each test agent) keeps its own.
+func newCNINetwork(cfg config.Config, log *slog.Logger) (*cni.Manager, error) {
+	return cni.New(cni.Options{
+		ConfDir:       cfg.Network.CNIConfDir,
+		BinDirs:       cfg.Network.CNIBinDirs,
+		CacheDir:      filepath.Join(cfg.State, "cni", "cache"),
+		DataDir:       filepath.Join(cfg.State, "cni", "networks"),
+		DefaultSubnet: cfg.Network.DefaultSubnet,
+		DefaultBridge: cfg.Network.DefaultBridge,
+		Logger:        log.With("component", "cni"),
+	})
+}
+
+var _ Network = (*cni.Manager)(nil)

@@ -9,6 +9,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-runtime/berth/pkg/cri/spec"
+	"github.com/berth-runtime/berth/pkg/network/cni"
 )
 
 // The runtime RPCs consume these small interfaces; adapters.go binds them to pkg/shim,
@@ -128,4 +129,19 @@ type ContainerImages interface {
 type ImageInfo struct {
 	ID     string // sha256:<config digest>
 	Config spec.ImageConfig
+}
+
+// Network attaches pod network namespaces to the pod network (pkg/network/cni). Calls for
+// one sandbox must not overlap; the service serializes them.
+type Network interface {
+	// Status is nil when pods can be networked, else why not (for NetworkReady).
+	Status() error
+	// SetPodCIDR takes the kubelet's pod CIDR.
+	SetPodCIDR(cidr string) error
+	// Setup runs CNI ADD; on failure nothing of the attachment is left.
+	Setup(ctx context.Context, req cni.SetupRequest) (cni.Result, error)
+	// Teardown runs CNI DEL; tearing down twice, or what was never set up, is success.
+	Teardown(ctx context.Context, req cni.TeardownRequest) error
+	// GC releases what sandboxes other than valid hold.
+	GC(ctx context.Context, valid []string) error
 }

@@ -406,6 +406,7 @@ type testEnv struct {
 	cg      *fakeCgroups
 	mounts  *fakeMounter
 	images  *fakeImages
+	net     *fakeNetwork
 	specErr error
 	procSys string
 }
@@ -432,6 +433,7 @@ func newTestEnv(t *testing.T) *testEnv {
 			leases: map[string]string{}, lower: filepath.Join(dir, "lower"),
 		},
 		procSys: filepath.Join(dir, "proc-sys"),
+		net:     newFakeNetwork(),
 	}
 	env.svc = env.newService(t)
 	return env
@@ -443,7 +445,7 @@ func (e *testEnv) newService(t *testing.T) *Service {
 	t.Helper()
 	svc, err := New(Options{
 		Config: e.cfg, Images: struct{ ImageStore }{}, ContainerImages: e.images, Shims: e.shims, Namespaces: e.ns,
-		Cgroups: e.cg, Mounter: e.mounts, GenerateSpec: e.generate,
+		Cgroups: e.cg, Mounter: e.mounts, GenerateSpec: e.generate, Network: e.net,
 		ResolvConf: filepath.Join(filepath.Dir(e.cfg.Root), "resolv.conf"), ProcSys: e.procSys,
 	})
 	if err != nil {
@@ -550,6 +552,9 @@ func (e *testEnv) assertNothingLeft(t *testing.T) {
 	}
 	if n := e.images.leaseCount(); n != 0 {
 		t.Errorf("%d leases left", n)
+	}
+	if n := e.net.attached(); n != 0 {
+		t.Errorf("%d pods left attached to the network", n)
 	}
 	if n := e.shims.running(); n != 0 {
 		t.Errorf("%d shims left running", n)

@@ -37,6 +37,7 @@ func (s *Service) Recover(ctx context.Context) error {
 	if err := s.reconcileResources(ctx); err != nil {
 		return fmt.Errorf("recover: %w", err)
 	}
+	s.gcNetwork(ctx)
 	s.ready.Store(true)
 	return nil
 }

@@ -120,7 +120,7 @@ func TestNotReadyBeforeRecover(t *testing.T) {
 	e.svc.Close()
 	svc, err := New(Options{
 		Config: e.cfg, Images: struct{ ImageStore }{}, ContainerImages: e.images, Shims: e.shims,
-		Namespaces: e.ns, Cgroups: e.cg, Mounter: e.mounts, GenerateSpec: e.generate,
+		Namespaces: e.ns, Cgroups: e.cg, Mounter: e.mounts, GenerateSpec: e.generate, Network: e.net,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -142,7 +142,7 @@ func TestStoreLockedBySecondAgent(t *testing.T) {
 	e := newTestEnv(t)
 	_, err := New(Options{
 		Config: e.cfg, Images: struct{ ImageStore }{}, ContainerImages: e.images, Shims: e.shims,
-		Namespaces: e.ns, Cgroups: e.cg, Mounter: e.mounts, GenerateSpec: e.generate,
+		Namespaces: e.ns, Cgroups: e.cg, Mounter: e.mounts, GenerateSpec: e.generate, Network: e.net,
 	})
 	if err == nil {
 		t.Fatal("second service opened a locked store")

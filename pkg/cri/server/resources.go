@@ -52,6 +52,8 @@ func (s *Service) release(ctx context.Context, r store.Resource) error {
 		err = s.cimages.Unlease(ctx, r.Owner)
 	case store.KindShim:
 		err = s.shutdownShim(ctx, r.Owner, r.Path)
+	case kindCNI:
+		err = s.releaseNetwork(ctx, r.Owner, r.Path)
 	default:
 		err = fmt.Errorf("unknown resource kind %q", r.Kind)
 	}

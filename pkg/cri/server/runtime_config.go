@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -17,9 +18,13 @@ func (s *Service) RuntimeConfig(ctx context.Context, req *runtimeapi.RuntimeConf
 	return &runtimeapi.RuntimeConfigResponse{Linux: &runtimeapi.LinuxRuntimeConfiguration{CgroupDriver: driver}}, nil
 }
 
-// UpdateRuntimeConfig stores the pod CIDR for the network plugin to come.
+// UpdateRuntimeConfig hands the node's pod CIDR to the pod network, which allocates pod IPs
+// from it from then on.
 func (s *Service) UpdateRuntimeConfig(ctx context.Context, req *runtimeapi.UpdateRuntimeConfigRequest) (*runtimeapi.UpdateRuntimeConfigResponse, error) {
 	if cidr := req.GetRuntimeConfig().GetNetworkConfig().GetPodCidr(); cidr != "" {
+		if err := s.network.SetPodCIDR(cidr); err != nil {
+			return nil, fmt.Errorf("update runtime config: %w", err)
+		}
 		s.podCIDR.Store(cidr)
 	}
 	return &runtimeapi.UpdateRuntimeConfigResponse{}, nil

@@ -97,6 +97,7 @@ func (s *Service) runSandbox(ctx context.Context, id, name string, req *runtimea
 		{"write pod files", func() error { return s.setupPodDir(&md, cfg, cl) }},
 		{"mount shm", func() error { return s.setupShm(&md, cfg, cl) }},
 		{"create namespaces", func() error { return s.setupNamespaces(&md, cfg, cl) }},
+		{"set up network", func() error { return s.setupNetwork(ctx, &md, &st, cl) }},
 		{"apply sysctls", func() error { return s.applySysctls(md, sysctls) }},
 		{"create pod cgroup", func() error { return s.setupCgroup(&md, cfg, cl) }},
 		{"start shim", func() error { return s.setupShim(ctx, md, cl) }},

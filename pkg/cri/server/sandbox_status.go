@@ -18,6 +18,14 @@ func (s *Service) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandb
 	}
 	md, st := sb.Metadata(), sb.Status()
 	resp := &runtimeapi.PodSandboxStatusResponse{Status: toCRISandboxStatus(md, st)}
+	if n := resp.Status.Network; n != nil {
+		if ips := podIPs(md, st); len(ips) > 0 {
+			n.Ip = ips[0]
+			for _, ip := range ips[1:] {
+				n.AdditionalIps = append(n.AdditionalIps, &runtimeapi.PodIP{Ip: ip})
+			}
+		}
+	}
 	if req.GetVerbose() {
 		info, err := sandboxVerboseInfo(md, st)
 		if err != nil {

@@ -43,6 +43,10 @@ func (s *Service) stopSandbox(ctx context.Context, sb *store.Sandbox) error {
 	if err := s.release(ctx, store.Resource{Kind: store.KindShim, Path: md.ShimDir, Owner: md.ID}); err != nil {
 		return fmt.Errorf("stop shim: %w", err)
 	}
+	// DEL before the netns is unpinned (at remove), so the plugins find the pod's interface.
+	if err := s.teardownNetwork(ctx, md); err != nil {
+		return fmt.Errorf("tear down network: %w", err)
+	}
 	if md.ShmPath != "" && md.ShmPath != "/dev/shm" {
 		if err := s.release(ctx, store.Resource{Kind: store.KindMount, Path: md.ShmPath, Owner: md.ID}); err != nil {
 			return fmt.Errorf("unmount shm: %w", err)

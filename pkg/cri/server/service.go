@@ -45,6 +45,8 @@ type Options struct {
 	GenerateSpec SpecGenerator
 	// Mounter makes shm and rootfs mounts; nil mounts on the host.
 	Mounter Mounter
+	// Network attaches pods to the pod network; nil uses pkg/network/cni with Config.Network.
+	Network Network
 
 	// ResolvConf is copied into pods that carry no DNS config; "" is /etc/resolv.conf.
 	ResolvConf string
@@ -83,6 +85,8 @@ type Service struct {
 	cgroups    Cgroups
 	genSpec    SpecGenerator
 	mounter    Mounter
+	network    Network
+	netLocks   keyedLocks
 	resolvConf string
 	procSys    string
 	features   HandlerFeatures
@@ -111,7 +115,7 @@ func New(opts Options) (*Service, error) {
 		cfg: opts.Config, images: opts.Images, log: log,
 		cimages: opts.ContainerImages, store: opts.Store, names: registrar.New(),
 		shims: opts.Shims, namespaces: opts.Namespaces, cgroups: opts.Cgroups,
-		genSpec: opts.GenerateSpec, mounter: opts.Mounter,
+		genSpec: opts.GenerateSpec, mounter: opts.Mounter, network: opts.Network,
 		resolvConf: opts.ResolvConf, procSys: opts.ProcSys,
 		clients: map[string]ShimClient{}, stop: make(chan struct{}),
 	}
@@ -148,6 +152,13 @@ func New(opts Options) (*Service, error) {
 			return nil, fmt.Errorf("new cri service: %w", err)
 		}
 		s.cgroups = cg
+	}
+	if s.network == nil {
+		n, err := newCNINetwork(opts.Config, log)
+		if err != nil {
+			return nil, fmt.Errorf("new cri service: %w", err)
+		}
+		s.network = n
 	}
 	if s.store == nil {
 		path := filepath.Join(opts.Config.Root, "cri", "meta.db")

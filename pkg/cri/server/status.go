@@ -14,11 +14,7 @@ func (s *Service) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*r
 		runtimeReady.Reason = "Recovering"
 		runtimeReady.Message = "berth is restoring its state after a restart"
 	}
-	// Every pod gets a network namespace with loopback up; pod IPs come with CNI later.
-	networkReady := &runtimeapi.RuntimeCondition{
-		Type: runtimeapi.NetworkReady, Status: true,
-		Reason: "LoopbackOnly", Message: "pods get a private network namespace with loopback; CNI is not configured",
-	}
+	networkReady := s.networkReady()
 	resp := &runtimeapi.StatusResponse{
 		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{runtimeReady, networkReady}},
 		RuntimeHandlers: []*runtimeapi.RuntimeHandler{{
