@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,8 +37,9 @@ type Config struct {
 	// CgroupDriver is cgroupfs or systemd (systemd only where systemd is PID 1).
 	CgroupDriver string `toml:"cgroup_driver"`
 
-	Images  ImagesConfig  `toml:"images"`
-	Network NetworkConfig `toml:"network"`
+	Images    ImagesConfig    `toml:"images"`
+	Network   NetworkConfig   `toml:"network"`
+	Streaming StreamingConfig `toml:"streaming"`
 }
 
 // ImagesConfig configures pulls and the image store.
@@ -63,6 +65,17 @@ type NetworkConfig struct {
 	DefaultSubnet string `toml:"default_subnet"`
 	// DefaultBridge names that network's Linux bridge (at most 15 bytes).
 	DefaultBridge string `toml:"default_bridge"`
+}
+
+// StreamingConfig configures the HTTP server behind exec, attach and port-forward.
+type StreamingConfig struct {
+	// Address is the host:port it listens on. The default is loopback only: the server has no
+	// authentication, so whoever reaches it can exec in any container. Port 0 picks a free one.
+	Address string `toml:"address"`
+	// IdleTimeout closes a stream connection with no traffic for this long.
+	IdleTimeout Duration `toml:"idle_timeout"`
+	// StreamCreationTimeout bounds the wait for a client to open its streams after connecting.
+	StreamCreationTimeout Duration `toml:"stream_creation_timeout"`
 }
 
 // Duration is a time.Duration that reads "1m30s" from TOML.
@@ -100,6 +113,12 @@ func Default() Config {
 			CNIBinDirs:    []string{"/opt/cni/bin"},
 			DefaultSubnet: "10.88.0.0/16",
 			DefaultBridge: "berth0",
+		},
+		// The kubelet's own defaults (k8s.io/cri-streaming DefaultConfig).
+		Streaming: StreamingConfig{
+			Address:               "127.0.0.1:0",
+			IdleTimeout:           Duration{4 * time.Hour},
+			StreamCreationTimeout: Duration{30 * time.Second},
 		},
 	}
 }
@@ -158,6 +177,9 @@ func (c Config) Validate() error {
 	if err := c.Network.validate(); err != nil {
 		return err
 	}
+	if err := c.Streaming.validate(); err != nil {
+		return err
+	}
 	if c.Images.PullProgressTimeout.Duration <= 0 {
 		return fmt.Errorf("config: images.pull_progress_timeout must be positive, got %s", c.Images.PullProgressTimeout.Duration)
 	}
@@ -192,6 +214,28 @@ func (n NetworkConfig) validate() error {
 	// IFNAMSIZ is 16 bytes with the NUL.
 	if len(n.DefaultBridge) > 15 || strings.ContainsAny(n.DefaultBridge, "/ \t\n") {
 		return fmt.Errorf("config: network.default_bridge %q is not a valid interface name", n.DefaultBridge)
+	}
+	return nil
+}
+
+func (s StreamingConfig) validate() error {
+	host, port, err := net.SplitHostPort(s.Address)
+	if err != nil {
+		return fmt.Errorf("config: streaming.address %q: %w", s.Address, err)
+	}
+	// An IP literal (or "" for every address): resolving a name at startup would make the
+	// listening address depend on DNS.
+	if host != "" && net.ParseIP(host) == nil {
+		return fmt.Errorf("config: streaming.address %q: host must be an IP address", s.Address)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("config: streaming.address %q: port must be 0-65535", s.Address)
+	}
+	if s.IdleTimeout.Duration <= 0 {
+		return fmt.Errorf("config: streaming.idle_timeout must be positive, got %s", s.IdleTimeout.Duration)
+	}
+	if s.StreamCreationTimeout.Duration <= 0 {
+		return fmt.Errorf("config: streaming.stream_creation_timeout must be positive, got %s", s.StreamCreationTimeout.Duration)
 	}
 	return nil
 }

@@ -38,6 +38,19 @@ func TestLoad(t *testing.T) {
 				t.Errorf("unset cni_conf_dir lost its default: %q", c.Network.CNIConfDir)
 			}
 		}},
+		{name: "streaming keys", file: "[streaming]\naddress = \"127.0.0.1:10010\"\nidle_timeout = \"30m\"\n", check: func(t *testing.T, c Config) {
+			if c.Streaming.Address != "127.0.0.1:10010" || c.Streaming.IdleTimeout.Duration != 30*time.Minute {
+				t.Errorf("got %+v", c.Streaming)
+			}
+			if c.Streaming.StreamCreationTimeout.Duration != 30*time.Second {
+				t.Errorf("unset stream_creation_timeout lost its default: %s", c.Streaming.StreamCreationTimeout)
+			}
+		}},
+		{name: "streaming defaults to loopback", optional: true, check: func(t *testing.T, c Config) {
+			if c.Streaming.Address != "127.0.0.1:0" {
+				t.Errorf("default streaming address %q is not loopback with a free port", c.Streaming.Address)
+			}
+		}},
 		{name: "unknown key is refused", file: "roots = \"/x\"\n", wantErr: "unknown keys: roots"},
 		{name: "bad duration is refused", file: "[images]\npull_progress_timeout = \"soon\"\n", wantErr: "parse duration"},
 	}
@@ -79,6 +92,14 @@ func TestValidate(t *testing.T) {
 		{name: "bridge name too long", mutate: func(c *Config) { c.Network.DefaultBridge = "berth-bridge-0123" }, wantErr: "default_bridge"},
 		{name: "relative cni conf dir", mutate: func(c *Config) { c.Network.CNIConfDir = "net.d" }, wantErr: "cni_conf_dir"},
 		{name: "relative cni bin dir", mutate: func(c *Config) { c.Network.CNIBinDirs = []string{"bin"} }, wantErr: "cni_bin_dirs"},
+		{name: "streaming on every address", mutate: func(c *Config) { c.Streaming.Address = ":10010" }},
+		{name: "streaming on ipv6 loopback", mutate: func(c *Config) { c.Streaming.Address = "[::1]:0" }},
+		{name: "streaming address without port", mutate: func(c *Config) { c.Streaming.Address = "127.0.0.1" }, wantErr: "streaming.address"},
+		{name: "streaming address with a host name", mutate: func(c *Config) { c.Streaming.Address = "localhost:0" }, wantErr: "IP address"},
+		{name: "streaming port out of range", mutate: func(c *Config) { c.Streaming.Address = "127.0.0.1:65536" }, wantErr: "port"},
+		{name: "streaming port not a number", mutate: func(c *Config) { c.Streaming.Address = "127.0.0.1:http" }, wantErr: "port"},
+		{name: "zero idle timeout", mutate: func(c *Config) { c.Streaming.IdleTimeout.Duration = 0 }, wantErr: "idle_timeout"},
+		{name: "negative stream creation timeout", mutate: func(c *Config) { c.Streaming.StreamCreationTimeout.Duration = -time.Second }, wantErr: "stream_creation_timeout"},
 		{name: "zero downloads", mutate: func(c *Config) { c.Images.MaxConcurrentDownloads = 0 }, wantErr: "max_concurrent_downloads"},
 	}
 	for _, tt := range tests {
