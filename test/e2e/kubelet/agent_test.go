@@ -26,8 +26,16 @@ type agent struct {
 	rt                         runtimeapi.RuntimeServiceClient
 }
 
-// startAgent starts berth with an empty config, or the TOML in the file
-// $BERTH_E2E_CONFIG (e.g. a CNI network for hostPort).
+// The pod network: berth's default bridge network (no CNI config in its conf
+// dir), on a bridge and subnet of its own; the kubelet's podCIDR replaces the subnet.
+const (
+	podBridge     = "berthke2e0"
+	berthSubnet   = "10.247.76.0/24"
+	kubeletSubnet = "10.247.77.0/24"
+)
+
+// startAgent starts berth with the suite's network config, or the TOML in the
+// file $BERTH_E2E_CONFIG instead.
 func startAgent() (*agent, error) {
 	root, err := os.MkdirTemp("/var/lib", "berth-kubelet-e2e-")
 	if err != nil {
@@ -40,7 +48,8 @@ func startAgent() (*agent, error) {
 		return nil, err
 	}
 	a := &agent{root: root, state: state, sock: filepath.Join(state, "berth.sock"), logPath: filepath.Join(root, "agent.log")}
-	var cfg []byte
+	cfg := fmt.Appendf(nil, "[network]\ncni_conf_dir = %q\ndefault_subnet = %q\ndefault_bridge = %q\n",
+		filepath.Join(root, "net.d"), berthSubnet, podBridge)
 	if p := os.Getenv("BERTH_E2E_CONFIG"); p != "" {
 		if cfg, err = os.ReadFile(p); err != nil {
 			a.stopAndClean()
@@ -143,6 +152,10 @@ func (a *agent) stopAndClean() {
 	saveLog(a.logPath, "berth.log")
 	removeAllSafely(a.state)
 	removeAllSafely(a.root)
+	// The bridge plugin never deletes its bridge.
+	if out, err := exec.Command("ip", "link", "del", podBridge).CombinedOutput(); err != nil && !strings.Contains(string(out), "not exist") {
+		fmt.Fprintf(os.Stderr, "e2e/kubelet: delete bridge %s: %v: %s\n", podBridge, err, out)
+	}
 }
 
 // tail returns the last n lines of a file.

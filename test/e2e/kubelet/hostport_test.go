@@ -3,6 +3,7 @@ package kubelet_test
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -23,7 +24,12 @@ func TestHostPort(t *testing.T) {
 	web.Ports = []port{{ContainerPort: 8080, HostPort: hostPort, HostIP: "127.0.0.1", Protocol: "TCP"}}
 	runPod(t, newPod(name, withContainer(web)))
 
-	waitPod(t, name, 2*time.Minute, "web running", running("web"))
+	p := waitPod(t, name, 2*time.Minute, "web running", running("web"))
+	// Standalone, the kubelet's podCIDR reaches berth through UpdateRuntimeConfig.
+	_, cidr, _ := net.ParseCIDR(kubeletSubnet)
+	if ip := net.ParseIP(p.Status.PodIP); ip == nil || !cidr.Contains(ip) {
+		t.Errorf("kubelet: pod IP %q is not in the kubelet's podCIDR %s", p.Status.PodIP, kubeletSubnet)
+	}
 	if _, err := crictlReadyPod(name); err != nil {
 		t.Fatal(err)
 	}

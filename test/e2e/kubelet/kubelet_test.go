@@ -241,6 +241,17 @@ func (k *kubelet) logLines(words ...string) []string {
 	return out
 }
 
+// criErrors are the kubelet's error lines about failed runtime calls.
+func (k *kubelet) criErrors() []string {
+	var out []string
+	for _, l := range k.logLines("rpc error") {
+		if strings.HasPrefix(l, "E") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 // staticName is the name the kubelet gives a static pod: <name>-<node>.
 func staticName(name string) string { return name + "-" + nodeName }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -63,7 +64,13 @@ func findLeaks() []string {
 		leaks = append(leaks, fmt.Sprintf("berth lists %d containers (err %v)", len(resp.GetContainers()), err))
 	}
 	for _, m := range mountsUnder(env.agent.root, env.agent.state, env.kubelet.dir) {
-		leaks = append(leaks, "mount "+m)
+		// The kubelet bind-mounts its root dir onto itself (rshared) by design.
+		if m != env.kubelet.rootDir {
+			leaks = append(leaks, "mount "+m)
+		}
+	}
+	if out, _ := exec.Command("ip", "-o", "link", "show", "master", podBridge).Output(); len(strings.TrimSpace(string(out))) > 0 {
+		leaks = append(leaks, "veths on "+podBridge+": "+strings.TrimSpace(string(out)))
 	}
 	for _, n := range dirNames("/run/netns") {
 		if !env.before.netns[n] {

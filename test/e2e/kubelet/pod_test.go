@@ -85,6 +85,7 @@ type execAction struct {
 type podStatus struct {
 	Phase                 string            `json:"phase,omitempty"`
 	QOSClass              string            `json:"qosClass,omitempty"`
+	PodIP                 string            `json:"podIP,omitempty"`
 	Conditions            []podCondition    `json:"conditions,omitempty"`
 	InitContainerStatuses []containerStatus `json:"initContainerStatuses,omitempty"`
 	ContainerStatuses     []containerStatus `json:"containerStatuses,omitempty"`
@@ -268,7 +269,7 @@ func dumpPod(t *testing.T, name string) {
 		lines = lines[len(lines)-25:]
 	}
 	t.Logf("kubelet log lines for %s:\n%s", name, strings.Join(lines, "\n"))
-	errs := env.kubelet.logLines(" E", "rpc error")
+	errs := env.kubelet.criErrors()
 	if len(errs) > 10 {
 		errs = errs[len(errs)-10:]
 	}
