@@ -308,12 +308,15 @@ func TestSecuritySeccompLocalhost(t *testing.T) {
 	}
 
 	missing := filepath.Join(t.TempDir(), "absent.json")
+	garbage := filepath.Join(t.TempDir(), "garbage.json")
+	must(t, os.WriteFile(garbage, []byte("not a profile"), 0o644), "write garbage profile")
 	for _, tc := range []struct {
 		name, want string
 		sc         func(*sc)
 	}{
 		{"missing", missing, func(s *sc) { s.Seccomp = profile(runtimeapi.SecurityProfile_Localhost, missing) }},
 		{"missing-path", missing, func(s *sc) { s.SeccompProfilePath = "localhost/" + missing }},
+		{"unparsable", garbage, func(s *sc) { s.Seccomp = profile(runtimeapi.SecurityProfile_Localhost, garbage) }},
 		{"relative", "profiles/x.json", func(s *sc) { s.Seccomp = profile(runtimeapi.SecurityProfile_Localhost, "profiles/x.json") }},
 		{"bad-path-value", "bogus/profile", func(s *sc) { s.SeccompProfilePath = "bogus/profile" }},
 	} {
@@ -401,6 +404,8 @@ const maskScript = `
 echo "keys_bytes: $(wc -c < /proc/keys)"
 echo "timer_list_bytes: $(head -c 64 /proc/timer_list | wc -c)"
 echo "firmware_entries: $(ls -A /sys/firmware | wc -l)"
+if [ -e /proc/kcore ]; then echo "kcore_bytes: $(head -c 1 /proc/kcore | wc -c)"; else echo "kcore_bytes: absent"; fi
+echo "sys_opts: $(awk '$2 == "/sys" { print $4 }' /proc/mounts | cut -d, -f1)"
 echo "proc_sys_opts: $(awk '$2 == "/proc/sys" { print $4 }' /proc/mounts | cut -d, -f1)"
 echo "proc_bus_opts: $(awk '$2 == "/proc/bus" { print $4 }' /proc/mounts | cut -d, -f1)"
 if echo berth > /proc/sys/kernel/domainname 2>/dev/null; then echo "domainname_write: ok"; else echo "domainname_write: refused"; fi
@@ -413,11 +418,17 @@ func TestSecurityMaskedAndReadonlyPaths(t *testing.T) {
 	a := env.shared
 	p := runPod(t, a, podConfig(t, "secmask"))
 
+	// /proc/kcore is masked when the kernel has one (this test VM's kernel may not).
+	kcore := "absent"
+	if fileExists("/proc/kcore") {
+		kcore = "0"
+	}
+
 	t.Run("defaults", func(t *testing.T) {
 		got := statusFields(runToExit(t, a, p, ctrConfig("defaults", env.images.busybox, withShell(maskScript))))
 		checkFields(t, got, map[string]string{
-			"keys_bytes": "0", "timer_list_bytes": "0", "firmware_entries": "0",
-			"proc_sys_opts": "ro", "proc_bus_opts": "ro", "domainname_write": "refused",
+			"keys_bytes": "0", "timer_list_bytes": "0", "firmware_entries": "0", "kcore_bytes": kcore,
+			"sys_opts": "ro", "proc_sys_opts": "ro", "proc_bus_opts": "ro", "domainname_write": "refused",
 		})
 	})
 
@@ -428,7 +439,7 @@ func TestSecurityMaskedAndReadonlyPaths(t *testing.T) {
 		}))
 		got := statusFields(runToExit(t, a, p, c))
 		checkFields(t, got, map[string]string{
-			"timer_list_bytes": "0", "proc_sys_opts": "", "proc_bus_opts": "ro", "domainname_write": "ok",
+			"timer_list_bytes": "0", "sys_opts": "ro", "proc_sys_opts": "", "proc_bus_opts": "ro", "domainname_write": "ok",
 		})
 		if n, _ := strconv.Atoi(got["firmware_entries"]); n == 0 {
 			t.Errorf("/sys/firmware still masked although the request's masked_paths do not name it")
