@@ -40,6 +40,17 @@ type Config struct {
 	Images    ImagesConfig    `toml:"images"`
 	Network   NetworkConfig   `toml:"network"`
 	Streaming StreamingConfig `toml:"streaming"`
+	Metrics   MetricsConfig   `toml:"metrics"`
+}
+
+// MetricsConfig configures stats collection and the Prometheus endpoint.
+type MetricsConfig struct {
+	// Address serves /metrics and /debug/pprof/ over http; "" (the default) serves nothing.
+	// It must be a loopback host:port: the endpoints are unauthenticated and pprof exposes
+	// the agent's memory. Port 0 picks a free port, written to <state>/metrics.addr.
+	Address string `toml:"address"`
+	// StatsPeriod is how often container and pod stats are sampled in the background.
+	StatsPeriod Duration `toml:"stats_period"`
 }
 
 // ImagesConfig configures pulls and the image store.
@@ -120,6 +131,7 @@ func Default() Config {
 			IdleTimeout:           Duration{4 * time.Hour},
 			StreamCreationTimeout: Duration{30 * time.Second},
 		},
+		Metrics: MetricsConfig{StatsPeriod: Duration{10 * time.Second}},
 	}
 }
 
@@ -182,6 +194,23 @@ func (c Config) Validate() error {
 	}
 	if c.Images.PullProgressTimeout.Duration <= 0 {
 		return fmt.Errorf("config: images.pull_progress_timeout must be positive, got %s", c.Images.PullProgressTimeout.Duration)
+	}
+	return c.Metrics.validate()
+}
+
+func (m MetricsConfig) validate() error {
+	if m.StatsPeriod.Duration < time.Second {
+		return fmt.Errorf("config: metrics.stats_period must be at least 1s, got %s", m.StatsPeriod.Duration)
+	}
+	if m.Address == "" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(m.Address)
+	if err != nil {
+		return fmt.Errorf("config: metrics.address %q: %w", m.Address, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("config: metrics.address %q must be on a loopback address (127.0.0.1, [::1], localhost)", m.Address)
 	}
 	return nil
 }

@@ -135,3 +135,36 @@ func TestStringRoundTrips(t *testing.T) {
 		t.Errorf("round trip changed config:\n%s\nvs\n%s", got.String(), c.String())
 	}
 }
+
+func TestValidateMetrics(t *testing.T) {
+	tests := []struct {
+		name, addr string
+		period     time.Duration
+		wantErr    string
+	}{
+		{name: "off", addr: "", period: 10 * time.Second},
+		{name: "loopback v4", addr: "127.0.0.1:9090", period: 10 * time.Second},
+		{name: "loopback v6 any port", addr: "[::1]:0", period: time.Second},
+		{name: "localhost", addr: "localhost:9090", period: 10 * time.Second},
+		{name: "all interfaces", addr: ":9090", period: 10 * time.Second, wantErr: "loopback"},
+		{name: "public", addr: "10.0.0.1:9090", period: 10 * time.Second, wantErr: "loopback"},
+		{name: "no port", addr: "127.0.0.1", period: 10 * time.Second, wantErr: "metrics.address"},
+		{name: "period too short", period: 100 * time.Millisecond, wantErr: "stats_period"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			c.Metrics.Address, c.Metrics.StatsPeriod.Duration = tt.addr, tt.period
+			err := c.Validate()
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
