@@ -1,7 +1,9 @@
 package runtime
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -16,6 +18,8 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/cgroups"
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-runtime/berth/pkg/runtime/podns"
 )
 
 // PodInitArg is the argument that makes the shim binary run PodInitMain.
@@ -25,11 +29,24 @@ const PodInitArg = "pod-init"
 type PodInitOptions struct {
 	NetNS, IPCNS, UTSNS string // pinned namespaces to join ("" = the shim's)
 	CgroupPath          string // relative to every cgroup v1 hierarchy root
+	// UserNS is the pod's pinned user namespace ("" = the shim's). The
+	// namespaces above must belong to it.
+	UserNS string
 }
 
 type podInit struct {
-	cmd  *exec.Cmd
-	done chan struct{}
+	pid  int
+	done chan struct{} // closed once the init is reaped
+}
+
+// signal sends sig unless the init was already reaped (its pid may then be
+// someone else's).
+func (p *podInit) signal(sig syscall.Signal) {
+	select {
+	case <-p.done:
+	default:
+		_ = unix.Kill(p.pid, sig)
+	}
 }
 
 // StartPodInit starts the pod's init as PID 1 of a new PID namespace, inside
@@ -40,46 +57,30 @@ type podInit struct {
 // namespaces (a clone child inherits its thread's namespaces), with
 // CLONE_NEWPID. It gets no mount namespace of its own: a private copy of the
 // host's mounts would pin the pod's mounts and make their unmount fail.
+//
+// With a user namespace the pid namespace must belong to it (the kernel
+// checks the owner when runc mounts proc), and a Go process cannot join a
+// user namespace; see startInUserNS.
 func (m *Manager) StartPodInit(opts PodInitOptions) (int, error) {
 	m.mu.Lock()
 	if m.podInit != nil {
-		pid := m.podInit.cmd.Process.Pid
+		pid := m.podInit.pid
 		m.mu.Unlock()
 		return pid, fmt.Errorf("pod init (pid %d): %w", pid, errdefs.ErrAlreadyExists)
 	}
 	m.mu.Unlock()
 
-	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
-	if err != nil {
-		return 0, err
+	start := m.startPodInit
+	if opts.UserNS != "" {
+		start = m.startInUserNS
 	}
-	defer devnull.Close()
-	cmd := exec.Command(m.opts.InitBinary, PodInitArg)
-	cmd.Args[0] = "berth-pod-init"
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, devnull, devnull
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Setsid: true}
-	release := m.reaper.hold()
-	err = startInNamespaces(cmd, map[int]string{
-		unix.CLONE_NEWNET: opts.NetNS,
-		unix.CLONE_NEWIPC: opts.IPCNS,
-		unix.CLONE_NEWUTS: opts.UTSNS,
-	})
-	if err == nil {
-		m.reaper.own(cmd.Process.Pid)
-	}
-	release()
+	pi, err := start(opts)
 	if err != nil {
 		return 0, fmt.Errorf("start pod init: %w", err)
 	}
-	pi := &podInit{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		m.reaper.disown(cmd.Process.Pid)
-		close(pi.done)
-	}()
 	if opts.CgroupPath != "" {
-		if err := joinCgroupV1(opts.CgroupPath, cmd.Process.Pid); err != nil {
-			_ = cmd.Process.Kill()
+		if err := joinCgroupV1(opts.CgroupPath, pi.pid); err != nil {
+			pi.signal(syscall.SIGKILL)
 			<-pi.done
 			return 0, err
 		}
@@ -87,7 +88,138 @@ func (m *Manager) StartPodInit(opts PodInitOptions) (int, error) {
 	m.mu.Lock()
 	m.podInit = pi
 	m.mu.Unlock()
-	return cmd.Process.Pid, nil
+	return pi.pid, nil
+}
+
+func (m *Manager) podInitCommand() (*exec.Cmd, func(), error) {
+	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd := exec.Command(m.opts.InitBinary, PodInitArg)
+	cmd.Args[0] = "berth-pod-init"
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, devnull, devnull
+	return cmd, func() { devnull.Close() }, nil
+}
+
+// startPodInit forks the init straight into a new pid namespace.
+func (m *Manager) startPodInit(opts PodInitOptions) (*podInit, error) {
+	cmd, closeFiles, err := m.podInitCommand()
+	if err != nil {
+		return nil, err
+	}
+	defer closeFiles()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Setsid: true}
+	release := m.reaper.hold()
+	err = startInNamespaces(cmd, podNamespaces(opts))
+	if err == nil {
+		m.reaper.own(cmd.Process.Pid)
+	}
+	release()
+	if err != nil {
+		return nil, err
+	}
+	pi := &podInit{pid: cmd.Process.Pid, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		m.reaper.disown(pi.pid)
+		close(pi.done)
+	}()
+	return pi, nil
+}
+
+func podNamespaces(opts PodInitOptions) map[int]string {
+	return map[int]string{
+		unix.CLONE_NEWNET: opts.NetNS,
+		unix.CLONE_NEWIPC: opts.IPCNS,
+		unix.CLONE_NEWUTS: opts.UTSNS,
+	}
+}
+
+// podInitReportTimeout bounds the wait for the intermediate process, which
+// only joins, forks and exits.
+const podInitReportTimeout = 10 * time.Second
+
+// startInUserNS runs the init binary with the pod's user namespace handed to
+// package podns's constructor: before Go starts, it joins the user namespace,
+// unshares the pid namespace, forks the init and exits after reporting the
+// init's pid. The init is then an orphan, reparented to this process (a child
+// subreaper), which owns and reaps it from then on. net, ipc and uts are
+// joined by the forking thread, as without a user namespace.
+func (m *Manager) startInUserNS(opts PodInitOptions) (*podInit, error) {
+	cmd, closeFiles, err := m.podInitCommand()
+	if err != nil {
+		return nil, err
+	}
+	defer closeFiles()
+	userns, err := os.Open(opts.UserNS)
+	if err != nil {
+		return nil, fmt.Errorf("open user namespace: %w", err)
+	}
+	defer userns.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	cmd.ExtraFiles = []*os.File{userns, w} // fds 3 and 4
+	cmd.Env = []string{podns.EnvUserNSFD + "=3", podns.EnvReportFD + "=4"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+
+	release := m.reaper.hold()
+	defer release()
+	err = startInNamespaces(cmd, podNamespaces(opts))
+	w.Close()
+	if err != nil {
+		return nil, err
+	}
+	_ = r.SetReadDeadline(time.Now().Add(podInitReportTimeout))
+	report, readErr := io.ReadAll(r)
+	if readErr != nil {
+		_ = cmd.Process.Kill()
+	}
+	waitErr := cmd.Wait()
+	pid, err := parsePodInitReport(string(report))
+	if err != nil {
+		return nil, errors.Join(err, readErr, waitErr)
+	}
+	// The init must be our child now, or nobody here could reap it. WNOWAIT
+	// leaves an init that already died for the waiter below.
+	var info unix.Siginfo
+	if err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil); err != nil {
+		_ = unix.Kill(pid, unix.SIGKILL)
+		return nil, fmt.Errorf("pod init %d is not a child of the shim (not a child subreaper?): %w", pid, err)
+	}
+	m.reaper.own(pid)
+	pi := &podInit{pid: pid, done: make(chan struct{})}
+	go func() {
+		for {
+			var ws unix.WaitStatus
+			_, err := unix.Wait4(pid, &ws, 0, nil)
+			if err != unix.EINTR {
+				break
+			}
+		}
+		m.reaper.disown(pid)
+		close(pi.done)
+	}()
+	return pi, nil
+}
+
+// parsePodInitReport reads package podns's "pid <n>" or "error <text>" line.
+func parsePodInitReport(report string) (int, error) {
+	line := strings.TrimSpace(report)
+	if msg, ok := strings.CutPrefix(line, "error "); ok {
+		return 0, fmt.Errorf("enter pod user namespace: %s", msg)
+	}
+	if n, ok := strings.CutPrefix(line, "pid "); ok {
+		pid, err := strconv.Atoi(n)
+		if err == nil && pid > 0 {
+			return pid, nil
+		}
+	}
+	// An empty report: the init binary does not link package podns.
+	return 0, fmt.Errorf("enter pod user namespace: unexpected report %q", line)
 }
 
 // startInNamespaces starts cmd from a locked thread that joined the given
@@ -185,11 +317,11 @@ func (m *Manager) StopPodInit() {
 	if pi == nil {
 		return
 	}
-	_ = pi.cmd.Process.Signal(syscall.SIGTERM)
+	pi.signal(syscall.SIGTERM)
 	select {
 	case <-pi.done:
 	case <-time.After(2 * time.Second):
-		_ = pi.cmd.Process.Kill()
+		pi.signal(syscall.SIGKILL)
 		<-pi.done
 	}
 }

@@ -149,7 +149,7 @@ func (c *Client) Delete(ctx context.Context, id string) error {
 // StartPodInit starts the pod's PID-namespace init and returns its host pid.
 func (c *Client) StartPodInit(ctx context.Context, req PodInitRequest) (int, error) {
 	resp, err := c.svc.StartPodInit(ctx, &api.PodInitRequest{
-		NetNs: req.NetNS, IpcNs: req.IPCNS, UtsNs: req.UTSNS, CgroupPath: req.CgroupPath,
+		NetNs: req.NetNS, IpcNs: req.IPCNS, UtsNs: req.UTSNS, CgroupPath: req.CgroupPath, UserNs: req.UserNS,
 	})
 	if err != nil {
 		return 0, fromStatus("start pod init", err)

@@ -195,7 +195,7 @@ func (v *service) Delete(ctx context.Context, r *api.IDRequest) (*api.Empty, err
 
 func (v *service) StartPodInit(_ context.Context, r *api.PodInitRequest) (*api.PodInitResponse, error) {
 	pid, err := v.s.backend.StartPodInit(PodInitRequest{
-		NetNS: r.NetNs, IPCNS: r.IpcNs, UTSNS: r.UtsNs, CgroupPath: r.CgroupPath,
+		NetNS: r.NetNs, IPCNS: r.IpcNs, UTSNS: r.UtsNs, CgroupPath: r.CgroupPath, UserNS: r.UserNs,
 	})
 	if err != nil {
 		return nil, err

@@ -47,6 +47,9 @@ type CreateRequest struct {
 type PodInitRequest struct {
 	NetNS, IPCNS, UTSNS string // paths of pinned namespaces to join ("" = host)
 	CgroupPath          string // cgroup (relative to the hierarchy roots) to put the init in
+	// UserNS is the pod's pinned user namespace ("" = host). The init joins it and then makes
+	// its pid namespace, so that the pid namespace belongs to the pod's user namespace.
+	UserNS string
 }
 
 // State is a container as the shim sees it.

@@ -559,11 +559,14 @@ func (x *UpdateRequest) GetResources() []byte {
 }
 
 type PodInitRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NetNs         string                 `protobuf:"bytes,1,opt,name=net_ns,json=netNs,proto3" json:"net_ns,omitempty"`
-	IpcNs         string                 `protobuf:"bytes,2,opt,name=ipc_ns,json=ipcNs,proto3" json:"ipc_ns,omitempty"`
-	UtsNs         string                 `protobuf:"bytes,3,opt,name=uts_ns,json=utsNs,proto3" json:"uts_ns,omitempty"`
-	CgroupPath    string                 `protobuf:"bytes,4,opt,name=cgroup_path,json=cgroupPath,proto3" json:"cgroup_path,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	NetNs      string                 `protobuf:"bytes,1,opt,name=net_ns,json=netNs,proto3" json:"net_ns,omitempty"`
+	IpcNs      string                 `protobuf:"bytes,2,opt,name=ipc_ns,json=ipcNs,proto3" json:"ipc_ns,omitempty"`
+	UtsNs      string                 `protobuf:"bytes,3,opt,name=uts_ns,json=utsNs,proto3" json:"uts_ns,omitempty"`
+	CgroupPath string                 `protobuf:"bytes,4,opt,name=cgroup_path,json=cgroupPath,proto3" json:"cgroup_path,omitempty"`
+	// user_ns is the pod's pinned user namespace; the net, ipc and uts
+	// namespaces above belong to it, and the init's new pid namespace will.
+	UserNs        string `protobuf:"bytes,5,opt,name=user_ns,json=userNs,proto3" json:"user_ns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -622,6 +625,13 @@ func (x *PodInitRequest) GetUtsNs() string {
 func (x *PodInitRequest) GetCgroupPath() string {
 	if x != nil {
 		return x.CgroupPath
+	}
+	return ""
+}
+
+func (x *PodInitRequest) GetUserNs() string {
+	if x != nil {
+		return x.UserNs
 	}
 	return ""
 }
@@ -1072,13 +1082,14 @@ const file_shim_proto_rawDesc = "" +
 	"containers\"=\n" +
 	"\rUpdateRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
-	"\tresources\x18\x02 \x01(\fR\tresources\"v\n" +
+	"\tresources\x18\x02 \x01(\fR\tresources\"\x8f\x01\n" +
 	"\x0ePodInitRequest\x12\x15\n" +
 	"\x06net_ns\x18\x01 \x01(\tR\x05netNs\x12\x15\n" +
 	"\x06ipc_ns\x18\x02 \x01(\tR\x05ipcNs\x12\x15\n" +
 	"\x06uts_ns\x18\x03 \x01(\tR\x05utsNs\x12\x1f\n" +
 	"\vcgroup_path\x18\x04 \x01(\tR\n" +
-	"cgroupPath\"#\n" +
+	"cgroupPath\x12\x17\n" +
+	"\auser_ns\x18\x05 \x01(\tR\x06userNs\"#\n" +
 	"\x0fPodInitResponse\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x03R\x03pid\"\xed\x01\n" +
 	"\x0eSessionRequest\x12\x0e\n" +
