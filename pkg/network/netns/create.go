@@ -18,10 +18,26 @@ type Options struct {
 	Dir           string // each namespace is pinned at Dir/<kind>
 	Net, IPC, UTS bool
 	Hostname      string // set in the new UTS namespace; needs UTS
+	// UserNS, when set, adds a new user namespace (pinned at Dir/user) that owns the other
+	// new namespaces.
+	UserNS *UserNS
 }
 
 // Paths are the pinned namespaces; a kind not requested is "".
-type Paths struct{ Net, IPC, UTS string }
+type Paths struct{ Net, IPC, UTS, User string }
+
+func (p *Paths) set(k Kind, path string) {
+	switch k {
+	case KindNet:
+		p.Net = path
+	case KindIPC:
+		p.IPC = path
+	case KindUTS:
+		p.UTS = path
+	case KindUser:
+		p.User = path
+	}
+}
 
 func (o Options) kinds() []Kind {
 	var ks []Kind
@@ -47,6 +63,8 @@ func (o Options) validate() error {
 		return fmt.Errorf("hostname %q needs a new UTS namespace: %w", o.Hostname, errdefs.ErrInvalidArgument)
 	case len(o.Hostname) > hostNameMax:
 		return fmt.Errorf("hostname %q is longer than %d bytes: %w", o.Hostname, hostNameMax, errdefs.ErrInvalidArgument)
+	case o.UserNS != nil:
+		return o.UserNS.validate()
 	}
 	return nil
 }
@@ -60,6 +78,13 @@ func Create(opts Options) (Paths, error) {
 	err := os.MkdirAll(opts.Dir, 0o755)
 	if err != nil {
 		return Paths{}, fmt.Errorf("create namespaces: %w", err)
+	}
+	if opts.UserNS != nil {
+		paths, err := createWithUserNS(opts)
+		if err != nil {
+			return Paths{}, fmt.Errorf("create namespaces in %s: %w", opts.Dir, err)
+		}
+		return paths, nil
 	}
 	var paths Paths
 	// The thread is never reused: after unshare it belongs to the new namespaces.
@@ -111,14 +136,7 @@ func createOnThread(opts Options) (Paths, error) {
 			return Paths{}, fmt.Errorf("pin %s namespace: %w", k, err)
 		}
 		pinned = append(pinned, dst)
-		switch k {
-		case KindNet:
-			paths.Net = dst
-		case KindIPC:
-			paths.IPC = dst
-		case KindUTS:
-			paths.UTS = dst
-		}
+		paths.set(k, dst)
 	}
 	return paths, nil
 }

@@ -20,6 +20,9 @@ func Do(path string, fn func() error) error {
 // the namespace: they run on other threads. A missing path is errdefs.ErrNotFound; a file
 // that is not a namespace of that kind is errdefs.ErrInvalidArgument.
 func DoNS(kind Kind, path string, fn func() error) error {
+	if kind == KindUser {
+		return fmt.Errorf("enter user namespace %s: a multi-threaded process cannot: %w", path, errdefs.ErrNotImplemented)
+	}
 	flag, err := kind.cloneFlag()
 	if err != nil {
 		return fmt.Errorf("enter namespace %s: %w", path, err)

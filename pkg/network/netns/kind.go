@@ -14,6 +14,9 @@ const (
 	KindNet Kind = "net"
 	KindIPC Kind = "ipc"
 	KindUTS Kind = "uts"
+	// KindUser can be created and pinned, not entered with DoNS: a multi-threaded process
+	// cannot join a user namespace.
+	KindUser Kind = "user"
 )
 
 // cloneFlag is the unshare(2)/setns(2) flag for the kind.
@@ -25,6 +28,8 @@ func (k Kind) cloneFlag() (int, error) {
 		return unix.CLONE_NEWIPC, nil
 	case KindUTS:
 		return unix.CLONE_NEWUTS, nil
+	case KindUser:
+		return unix.CLONE_NEWUSER, nil
 	}
 	return 0, fmt.Errorf("unsupported namespace kind %q: %w", string(k), errdefs.ErrInvalidArgument)
 }
