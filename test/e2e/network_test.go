@@ -197,7 +197,9 @@ func withPortMapping(hostIP string, hostPort, containerPort int32) podOption {
 }
 
 func withHostNetwork() podOption {
-	return func(c *runtimeapi.PodSandboxConfig) { c.Linux.SecurityContext.NamespaceOptions.Network = runtimeapi.NamespaceMode_NODE }
+	return func(c *runtimeapi.PodSandboxConfig) {
+		c.Linux.SecurityContext.NamespaceOptions.Network = runtimeapi.NamespaceMode_NODE
+	}
 }
 
 // httpdScript serves body on port from the container with busybox httpd, in the foreground.
@@ -546,4 +548,3 @@ func TestBenchRunPodSandbox(t *testing.T) {
 		runs, withNet.Round(time.Millisecond), hostNet.Round(time.Millisecond), float64(withNet)/float64(hostNet))
 	checkNoLeftovers(t, tn, a, 0)
 }
-
