@@ -47,6 +47,7 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtimeapi.CreateCon
 		cl.run(ctx)
 		return nil, fmt.Errorf("create container %q in sandbox %s: %w", name, sb.ID(), err)
 	}
+	s.events.container(id)
 	return &runtimeapi.CreateContainerResponse{ContainerId: id}, nil
 }
 

@@ -27,6 +27,7 @@ func (s *Service) RemoveContainer(ctx context.Context, req *runtimeapi.RemoveCon
 }
 
 func (s *Service) removeContainer(ctx context.Context, c *store.Container) error {
+	defer s.events.container(c.ID())
 	err := c.Update(func(st *store.ContainerStatus) error {
 		if st.Starting {
 			return fmt.Errorf("container is starting: %w", errdefs.ErrFailedPrecondition)

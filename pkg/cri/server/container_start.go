@@ -23,6 +23,7 @@ func (s *Service) StartContainer(ctx context.Context, req *runtimeapi.StartConta
 }
 
 func (s *Service) startContainer(ctx context.Context, c *store.Container) error {
+	defer s.events.container(c.ID())
 	// Starting guards against a concurrent Start or Remove while the shim call runs
 	// without the record's lock.
 	err := c.Update(func(st *store.ContainerStatus) error {

@@ -91,6 +91,7 @@ func (s *Service) waitExit(ctx context.Context, cl ShimClient, c *store.Containe
 
 // recordExit stores an exit reported by the shim; the first report wins.
 func (s *Service) recordExit(c *store.Container, st ShimState) error {
+	defer s.events.container(c.ID())
 	return c.Update(func(cs *store.ContainerStatus) error {
 		cs.Exited(st.ExitCode, st.FinishedAt, st.OOMKilled, st.Message)
 		return nil

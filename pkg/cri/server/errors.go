@@ -77,6 +77,7 @@ func UnaryInterceptor(r readiness, log *slog.Logger) grpc.UnaryServerInterceptor
 		resp, err := handler(ctx, req)
 		err = toStatus(err)
 		logCall(log, info.FullMethod, start, err)
+		observeCall(r, info.FullMethod, start, err)
 		return resp, err
 	}
 }
@@ -90,7 +91,19 @@ func StreamInterceptor(r readiness, log *slog.Logger) grpc.StreamServerIntercept
 		start := time.Now()
 		err := toStatus(handler(srv, ss))
 		logCall(log, info.FullMethod, start, err)
+		observeCall(r, info.FullMethod, start, err)
 		return err
+	}
+}
+
+// rpcObserver records per-RPC metrics; the Service is one (metrics_prom.go).
+type rpcObserver interface {
+	observeRPC(method string, code codes.Code, d time.Duration)
+}
+
+func observeCall(r readiness, method string, start time.Time, err error) {
+	if o, ok := r.(rpcObserver); ok {
+		o.observeRPC(method, status.Code(err), time.Since(start))
 	}
 }
 

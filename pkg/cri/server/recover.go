@@ -38,6 +38,7 @@ func (s *Service) Recover(ctx context.Context) error {
 		return fmt.Errorf("recover: %w", err)
 	}
 	s.gcNetwork(ctx)
+	s.events.seed()
 	s.ready.Store(true)
 	return nil
 }

@@ -27,6 +27,7 @@ func (s *Service) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePo
 }
 
 func (s *Service) removeSandbox(ctx context.Context, sb *store.Sandbox) error {
+	defer s.events.sandbox(sb.ID())
 	err := sb.Update(func(st *store.SandboxStatus) error { st.Removing = true; return nil })
 	if errdefs.IsNotFound(err) {
 		return nil

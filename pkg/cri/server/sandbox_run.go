@@ -43,6 +43,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandb
 		cl.run(ctx)
 		return nil, fmt.Errorf("run pod sandbox %q: %w", name, err)
 	}
+	s.events.sandbox(id)
 	return &runtimeapi.RunPodSandboxResponse{PodSandboxId: id}, nil
 }
 

@@ -34,6 +34,7 @@ func (s *Service) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSan
 }
 
 func (s *Service) stopSandbox(ctx context.Context, sb *store.Sandbox) error {
+	defer s.events.sandbox(sb.ID())
 	md := sb.Metadata()
 	if err := s.stopContainers(ctx, s.store.ContainersOf(md.ID)); err != nil {
 		return fmt.Errorf("stop containers: %w", err)

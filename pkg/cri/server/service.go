@@ -100,6 +100,13 @@ type Service struct {
 	// exits tracks the Wait goroutines so Close can wait for them.
 	exits sync.WaitGroup
 	stop  chan struct{}
+
+	// Stats cache, container events and Prometheus metrics (metrics_service.go).
+	stats      *statsCollector
+	events     *eventBroker
+	prom       *promMetrics
+	metricsSrv *metricsServer
+	telemetry  telemetryState
 }
 
 // New builds a Service. It is not Ready until Recover has run.
@@ -169,6 +176,10 @@ func New(opts Options) (*Service, error) {
 		s.store, s.ownsStore = store.New(db), true
 	}
 	s.podCIDR.Store("")
+	if err := s.initTelemetry(); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -190,6 +201,7 @@ func (s *Service) Close() error {
 	default:
 	}
 	close(s.stop)
+	s.closeTelemetry()
 	s.clientsMu.Lock()
 	for id, c := range s.clients {
 		c.Close()
