@@ -40,6 +40,11 @@ type ShimClient interface {
 	// Shutdown deletes every container and ends the shim.
 	Shutdown(ctx context.Context) error
 	Close() error
+
+	// ExecSync, Exec and Attach serve the CRI exec and attach RPCs (types in streaming_shim.go).
+	ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) (ShimExecSyncResult, error)
+	Exec(ctx context.Context, id string, opts ShimExecOptions) (ShimExecResult, error)
+	Attach(ctx context.Context, id string, tty bool, s ShimStreams) error
 }
 
 // ShimCreateRequest creates a container from an OCI bundle.

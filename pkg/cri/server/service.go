@@ -97,6 +97,9 @@ type Service struct {
 
 	podCIDR atomic.Value // string, from UpdateRuntimeConfig
 
+	// streaming serves exec, attach and port-forward sessions; nil when disabled.
+	streaming *streamServer
+
 	// exits tracks the Wait goroutines so Close can wait for them.
 	exits sync.WaitGroup
 	stop  chan struct{}
@@ -180,6 +183,10 @@ func New(opts Options) (*Service, error) {
 		s.Close()
 		return nil, err
 	}
+	if err := s.startStreaming(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("new cri service: %w", err)
+	}
 	return s, nil
 }
 
@@ -201,6 +208,7 @@ func (s *Service) Close() error {
 	default:
 	}
 	close(s.stop)
+	s.stopStreaming()
 	s.closeTelemetry()
 	s.clientsMu.Lock()
 	for id, c := range s.clients {
