@@ -92,8 +92,8 @@ func (h *hostCgroups) ToResources(r *runtimeapi.LinuxContainerResources) (*specs
 type hostNamespaces struct{}
 
 func (hostNamespaces) Create(o NamespaceOptions) (NamespacePaths, error) {
-	p, err := netns.Create(netns.Options{Dir: o.Dir, Net: o.Net, IPC: o.IPC, UTS: o.UTS, Hostname: o.Hostname})
-	return NamespacePaths{Net: p.Net, IPC: p.IPC, UTS: p.UTS}, err
+	p, err := netns.Create(netns.Options{Dir: o.Dir, Net: o.Net, IPC: o.IPC, UTS: o.UTS, Hostname: o.Hostname, UserNS: netnsUserNS(o.UserNS)})
+	return NamespacePaths{Net: p.Net, IPC: p.IPC, UTS: p.UTS, User: p.User}, err
 }
 
 func (hostNamespaces) Unpin(path string) error { return netns.Unpin(path) }
@@ -185,7 +185,7 @@ func (s shimClient) Update(ctx context.Context, id string, res *specs.LinuxResou
 func (s shimClient) ReopenLog(ctx context.Context, id string) error { return s.c.ReopenLog(ctx, id) }
 func (s shimClient) Delete(ctx context.Context, id string) error    { return s.c.Delete(ctx, id) }
 func (s shimClient) StartPodInit(ctx context.Context, r ShimPodInitRequest) (int, error) {
-	return s.c.StartPodInit(ctx, shim.PodInitRequest{NetNS: r.NetNS, IPCNS: r.IPCNS, UTSNS: r.UTSNS, CgroupPath: r.CgroupPath})
+	return s.c.StartPodInit(ctx, shim.PodInitRequest{NetNS: r.NetNS, IPCNS: r.IPCNS, UTSNS: r.UTSNS, CgroupPath: r.CgroupPath, UserNS: r.UserNS})
 }
 func (s shimClient) Shutdown(ctx context.Context) error { return s.c.Shutdown(ctx) }
 func (s shimClient) Close() error                       { return s.c.Close() }

@@ -96,7 +96,7 @@ func (s *Service) createContainer(ctx context.Context, id, name string, sb *stor
 		fn   func() error
 	}{
 		{"lease image", func() error { return s.leaseImage(ctx, md, cl) }},
-		{"mount rootfs", func() error { return s.mountRootfs(ctx, md, cl) }},
+		{"mount rootfs", func() error { return s.mountRootfs(ctx, md, sbMD, cl) }},
 		{"prepare mounts", func() error { return prepareHostPaths(cfg, md.LogPath) }},
 		{"write spec", func() error { return s.writeSpec(&md, sbMD, sbSt, img) }},
 		{"create in shim", func() error { return s.shimCreate(ctx, md, cl) }},
@@ -116,8 +116,9 @@ func (s *Service) leaseImage(ctx context.Context, md store.ContainerMetadata, cl
 }
 
 // mountRootfs mounts the image's snapshots under a private writable layer. An image without
-// layers still needs a lower directory: overlayfs refuses an empty lowerdir.
-func (s *Service) mountRootfs(ctx context.Context, md store.ContainerMetadata, cl *cleanups) error {
+// layers still needs a lower directory: overlayfs refuses an empty lowerdir. In a pod with a
+// user namespace the layers are idmapped first (container_idmap.go).
+func (s *Service) mountRootfs(ctx context.Context, md store.ContainerMetadata, sbMD store.SandboxMetadata, cl *cleanups) error {
 	lowers, err := s.cimages.Lowers(ctx, md.ImageID)
 	if err != nil {
 		return fmt.Errorf("image %s snapshots: %w", md.ImageID, err)
@@ -143,6 +144,9 @@ func (s *Service) mountRootfs(ctx context.Context, md store.ContainerMetadata, c
 		return os.MkdirAll(md.Rootfs, 0o755)
 	})
 	if err != nil {
+		return err
+	}
+	if lowers, err = s.idmapRootfs(md, sbMD, lowers, upper, work, cl); err != nil {
 		return err
 	}
 	data := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(lowers, ":"), upper, work)
@@ -221,6 +225,7 @@ func sandboxInfo(md store.SandboxMetadata, st store.SandboxStatus) spec.SandboxI
 		ResolvPath: filepath.Join(md.PodDir, "resolv.conf"), ShmPath: md.ShmPath,
 		Sysctls:         md.Config.GetLinux().GetSysctls(),
 		SecurityContext: md.Config.GetLinux().GetSecurityContext(),
+		UserNSPath:      podUserNSPath(md),
 	}
 	if st.Pid > 0 {
 		info.PIDNSPath = fmt.Sprintf("/proc/%d/ns/pid", st.Pid)

@@ -59,6 +59,7 @@ type ShimCreateRequest struct {
 type ShimPodInitRequest struct {
 	NetNS, IPCNS, UTSNS string
 	CgroupPath          string
+	UserNS              string // the pod's pinned user namespace; "" = the host's
 }
 
 // Shim container states.
@@ -93,10 +94,12 @@ type NamespaceOptions struct {
 	Dir           string
 	Net, IPC, UTS bool
 	Hostname      string
+	// UserNS, when enabled, adds a user namespace (pinned at Dir/user) owning the others.
+	UserNS spec.IDMappings
 }
 
 // NamespacePaths are the pinned namespaces; "" for one not created.
-type NamespacePaths struct{ Net, IPC, UTS string }
+type NamespacePaths struct{ Net, IPC, UTS, User string }
 
 // Cgroups manages pod cgroups and converts CRI resources.
 type Cgroups interface {

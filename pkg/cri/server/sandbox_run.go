@@ -28,6 +28,9 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandb
 	if err != nil {
 		return nil, fmt.Errorf("run pod sandbox %q: %w", name, err)
 	}
+	if _, err := podUserNS(cfg); err != nil {
+		return nil, fmt.Errorf("run pod sandbox %q: %w", name, err)
+	}
 	id := newID()
 	if err := s.names.Reserve(name, id); err != nil {
 		return nil, fmt.Errorf("run pod sandbox %q: %w", name, err)
@@ -158,12 +161,17 @@ func (s *Service) setupShm(md *store.SandboxMetadata, cfg *runtimeapi.PodSandbox
 	})
 }
 
-// setupNamespaces pins the pod's net, ipc and uts namespaces. UTS follows the network: a
-// host-network pod keeps the host's name, as in Kubernetes.
+// setupNamespaces pins the pod's net, ipc and uts namespaces, and its user namespace when it
+// has one (sandbox_userns.go). UTS follows the network: a host-network pod keeps the host's
+// name, as in Kubernetes.
 func (s *Service) setupNamespaces(md *store.SandboxMetadata, cfg *runtimeapi.PodSandboxConfig, cl *cleanups) error {
+	userns, err := podUserNS(cfg)
+	if err != nil {
+		return err
+	}
 	opts := NamespaceOptions{
 		Dir: s.netnsDir(md.ID), Net: !hostNetwork(cfg), IPC: !hostIPC(cfg), UTS: !hostNetwork(cfg),
-		Hostname: md.Hostname,
+		Hostname: md.Hostname, UserNS: userns,
 	}
 	if !opts.Net && !opts.IPC && !opts.UTS {
 		return nil
@@ -173,7 +181,7 @@ func (s *Service) setupNamespaces(md *store.SandboxMetadata, cfg *runtimeapi.Pod
 	}
 	dirRes := store.Resource{Kind: store.KindDir, Path: opts.Dir, Owner: md.ID}
 	cl.push("netns dir", func(ctx context.Context) error { return s.release(ctx, dirRes) })
-	for kind, want := range map[string]bool{"net": opts.Net, "ipc": opts.IPC, "uts": opts.UTS} {
+	for kind, want := range map[string]bool{"net": opts.Net, "ipc": opts.IPC, "uts": opts.UTS, "user": userns.Enabled()} {
 		if !want {
 			continue
 		}
@@ -235,6 +243,7 @@ func (s *Service) setupPodInit(ctx context.Context, md store.SandboxMetadata, st
 	}
 	pid, err := c.StartPodInit(ctx, ShimPodInitRequest{
 		NetNS: md.NetNS, IPCNS: md.IPCNS, UTSNS: md.UTSNS, CgroupPath: md.CgroupParent,
+		UserNS: podUserNSPath(md),
 	})
 	if err != nil {
 		return err

@@ -130,6 +130,10 @@ func New(opts Options) (*Service, error) {
 		clients: map[string]ShimClient{}, stop: make(chan struct{}),
 	}
 	s.features = opts.Features
+	if opts.Mounter == nil && opts.Namespaces == nil && !s.features.UserNamespaces {
+		// Real mounts and namespaces only: fakes cannot host a user namespace.
+		s.features.UserNamespaces = probeUserNamespaces([]string{opts.Config.Root, opts.Config.State}, log)
+	}
 	s.hostSec = probeHostSecurity(log)
 	if s.cimages == nil {
 		src, ok := opts.Images.(imageSource)
