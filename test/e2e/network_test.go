@@ -26,6 +26,7 @@ import (
 // never share (or collide with) a real berth0 or each other's IP ranges.
 type testNet struct {
 	bridge, subnet string
+	podCIDR        string // a second unused /24, for UpdateRuntimeConfig
 	confDir        string // the agent's cni_conf_dir; empty means the default network
 	binDir         string // extra plugin dir searched before /opt/cni/bin
 }
@@ -42,6 +43,7 @@ func newTestNet(t *testing.T) *testNet {
 		tn := &testNet{
 			bridge:  fmt.Sprintf("bte2e%d", n),
 			subnet:  fmt.Sprintf("10.222.%d.0/24", n),
+			podCIDR: fmt.Sprintf("10.223.%d.0/24", n),
 			confDir: t.TempDir(),
 			binDir:  t.TempDir(),
 		}
@@ -305,6 +307,26 @@ func TestNetworkDNSAndHostsInPod(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("pod lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+func TestNetworkPodCIDRFromKubelet(t *testing.T) {
+	tn := newTestNet(t)
+	a := tn.agent(t)
+	_, err := a.rt.UpdateRuntimeConfig(ctxT(t), &runtimeapi.UpdateRuntimeConfigRequest{RuntimeConfig: &runtimeapi.RuntimeConfig{
+		NetworkConfig: &runtimeapi.NetworkConfig{PodCidr: tn.podCIDR},
+	}})
+	must(t, err, "update runtime config")
+	p := runPod(t, a, podConfig(t, "cidr"))
+	_, cidr, _ := net.ParseCIDR(tn.podCIDR)
+	if ip := podIP(t, a, p.id); !cidr.Contains(net.ParseIP(ip)) {
+		t.Fatalf("pod IP %s outside the kubelet's pod CIDR %s", ip, tn.podCIDR)
+	}
+	_, err = a.rt.UpdateRuntimeConfig(ctxT(t), &runtimeapi.UpdateRuntimeConfigRequest{RuntimeConfig: &runtimeapi.RuntimeConfig{
+		NetworkConfig: &runtimeapi.NetworkConfig{PodCidr: "10.0.0.0/33"},
+	}})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("bad pod CIDR: %v, want InvalidArgument", err)
 	}
 }
 
