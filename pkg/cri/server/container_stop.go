@@ -59,6 +59,7 @@ func (s *Service) stopContainer(ctx context.Context, c *store.Container, timeout
 			return err
 		}
 	}
+	s.kills.mark(md.ID)
 	if err := cl.Kill(ctx, md.ID, sigKill, true); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("kill: %w", err)
 	}
@@ -92,6 +93,7 @@ func (s *Service) waitExit(ctx context.Context, cl ShimClient, c *store.Containe
 // recordExit stores an exit reported by the shim; the first report wins.
 func (s *Service) recordExit(c *store.Container, st ShimState) error {
 	defer s.events.container(c.ID())
+	st.OOMKilled = s.kills.oomKilled(c.ID(), st.OOMKilled, st.FinishedAt)
 	return c.Update(func(cs *store.ContainerStatus) error {
 		cs.Exited(st.ExitCode, st.FinishedAt, st.OOMKilled, st.Message)
 		return nil

@@ -110,6 +110,7 @@ type Service struct {
 	prom       *promMetrics
 	metricsSrv *metricsServer
 	telemetry  telemetryState
+	kills      killMarks
 }
 
 // New builds a Service. It is not Ready until Recover has run.
