@@ -22,7 +22,8 @@ func TestCrashLoopBackOff(t *testing.T) {
 	sawBackOff := false
 	previousChecked := false
 	var p pod
-	waitFor(t, 3*time.Minute, "three attempts of the crashing container", func() (bool, string) {
+	var seen []string // distinct container states the kubelet reported, in order
+	waitFor(t, 3*time.Minute, "four attempts of the crashing container", func() (bool, string) {
 		var found bool
 		var err error
 		p, found, err = env.kubelet.pod(name)
@@ -32,6 +33,9 @@ func TestCrashLoopBackOff(t *testing.T) {
 		c, _ := p.container("crash")
 		if c.State.Waiting != nil && c.State.Waiting.Reason == "CrashLoopBackOff" {
 			sawBackOff = true
+		}
+		if st := fmt.Sprintf("%d:%s", c.RestartCount, c.State); len(seen) == 0 || seen[len(seen)-1] != st {
+			seen = append(seen, st)
 		}
 		sb, err := crictlReadyPod(name)
 		if err != nil {
@@ -52,8 +56,9 @@ func TestCrashLoopBackOff(t *testing.T) {
 				checkPreviousLog(t, cc)
 			}
 		}
-		return len(created) >= 3 && c.RestartCount >= 2, p.summary()
+		return len(created) >= 4 && c.RestartCount >= 3, p.summary()
 	})
+	t.Logf("kubelet reported restarts:state %v", seen)
 
 	c, _ := p.container("crash")
 	if !sawBackOff {
@@ -65,11 +70,12 @@ func TestCrashLoopBackOff(t *testing.T) {
 	if !previousChecked {
 		t.Error("crictl: never saw a running attempt after the first to read --previous logs of")
 	}
-	gap1, gap2 := created[1].Sub(created[0]), created[2].Sub(created[1])
-	t.Logf("attempts created %v then %v apart", gap1, gap2)
-	// Each attempt runs 3s; the back-off doubles from 10s, so the second gap is ~10s longer.
-	if gap1 < 8*time.Second || gap2 < gap1+5*time.Second {
-		t.Errorf("back-off does not grow: attempts created %v then %v apart", gap1, gap2)
+	// The first restart is immediate; then each attempt runs 3s and the
+	// back-off doubles from 10s, so the next gap is about 10s longer.
+	gap1, gap2 := created[2].Sub(created[1]), created[3].Sub(created[2])
+	t.Logf("attempts created %v, %v, %v apart", created[1].Sub(created[0]), gap1, gap2)
+	if gap1 < 10*time.Second || gap2 < gap1+5*time.Second {
+		t.Errorf("back-off does not grow: attempts 1, 2, 3 created %v then %v apart", gap1, gap2)
 	}
 }
 

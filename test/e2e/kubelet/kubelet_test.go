@@ -124,6 +124,8 @@ func (k *kubelet) config(sock, resolv string, ports []int) map[string]any {
 		"evictionHard":        map[string]string{"memory.available": "1Mi"},
 		"serializeImagePulls": false,
 		"registerNode":        false,
+		// Standalone only: the kubelet hands this to berth in UpdateRuntimeConfig.
+		"podCIDR": kubeletSubnet,
 		"authentication": map[string]any{
 			"anonymous": map[string]any{"enabled": true},
 			"webhook":   map[string]any{"enabled": false},

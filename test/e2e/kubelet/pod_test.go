@@ -103,7 +103,7 @@ type containerStatus struct {
 	RestartCount int            `json:"restartCount"`
 	ContainerID  string         `json:"containerID,omitempty"` // "<runtime>://<id>"
 	State        containerState `json:"state"`
-	LastState    containerState `json:"lastTerminationState"`
+	LastState    containerState `json:"lastState"`
 }
 
 type containerState struct {
