@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -120,5 +121,35 @@ func (s *Service) idmapRootfs(md store.ContainerMetadata, sbMD store.SandboxMeta
 	if err := chownToPodRoot(m, upper, work); err != nil {
 		return nil, err
 	}
+	if err := searchableByOthers(s.cfg.State, md.Bundle); err != nil {
+		return nil, err
+	}
 	return s.idmapLowers(md, userns, lowers, cl)
+}
+
+// searchableByOthers adds the search bit for others to root and each directory below it down
+// to dir. runc sets up the rootfs as the container's root, which holds no capability over
+// directories owned by the host's root (unmapped in its user namespace): it must be able to
+// walk the path to the rootfs like any user. Only search is granted, not listing (0711, as
+// containerd's state directories).
+func searchableByOthers(root, dir string) error {
+	rel, err := filepath.Rel(root, dir)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return fmt.Errorf("%s is not below %s: %w", dir, root, errdefs.ErrInvalidArgument)
+	}
+	p := root
+	for _, part := range append([]string{""}, strings.Split(rel, string(filepath.Separator))...) {
+		p = filepath.Join(p, part)
+		fi, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&0o001 == 0 {
+			keep := fi.Mode() & (os.ModePerm | os.ModeSetuid | os.ModeSetgid | os.ModeSticky)
+			if err := os.Chmod(p, keep|0o001); err != nil {
+				return fmt.Errorf("let the pod's root search %s: %w", p, err)
+			}
+		}
+	}
+	return nil
 }

@@ -226,3 +226,32 @@ func TestProbeUserNamespaces(t *testing.T) {
 		t.Error("probe succeeded on an impossible directory")
 	}
 }
+
+func TestSearchableByOthers(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "state")
+	dir := filepath.Join(root, "containers", "c1")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(root, 0o700|os.ModeSetgid); err != nil {
+		t.Fatal(err)
+	}
+	if err := searchableByOthers(root, dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{root, filepath.Join(root, "containers"), dir} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode()&0o001 == 0 || fi.Mode()&0o006 != 0 {
+			t.Errorf("%s mode %v, want others' search bit only", p, fi.Mode())
+		}
+	}
+	if fi, _ := os.Stat(root); fi.Mode()&os.ModeSetgid == 0 {
+		t.Errorf("setgid bit of %s lost: %v", root, fi.Mode())
+	}
+	if err := searchableByOthers(dir, root); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("searchableByOthers outside root = %v", err)
+	}
+}
