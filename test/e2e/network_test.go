@@ -142,24 +142,31 @@ func (a *agent) netnsPins(t *testing.T) int {
 	return n
 }
 
-// veths counts the host's veth interfaces, and those on the test's bridge.
-func (tn *testNet) veths(t *testing.T) (all, onBridge int) {
+// veths counts the host's veth interfaces and those on the test's bridge, and returns the
+// names of those that could be the test's: on its bridge or on none (other engineers' tests
+// on this machine add veths to their own bridges while ours run).
+func (tn *testNet) veths(t *testing.T) (all, onBridge int, ours map[string]bool) {
 	t.Helper()
 	links, err := netlink.LinkList()
 	if err != nil {
 		t.Fatal(err)
 	}
 	br, _ := netlink.LinkByName(tn.bridge)
+	ours = map[string]bool{}
 	for _, l := range links {
 		if l.Type() != "veth" {
 			continue
 		}
 		all++
-		if br != nil && l.Attrs().MasterIndex == br.Attrs().Index {
+		master := l.Attrs().MasterIndex
+		if br != nil && master == br.Attrs().Index {
 			onBridge++
 		}
+		if master == 0 || (br != nil && master == br.Attrs().Index) {
+			ours[l.Attrs().Name] = true
+		}
 	}
-	return all, onBridge
+	return all, onBridge, ours
 }
 
 // iptablesMentions reports the iptables rules (v4 nat and filter) that name id: the bridge
@@ -385,7 +392,7 @@ func checkNoLeftovers(t *testing.T, tn *testNet, a *agent, ipsBefore int) {
 	if n := a.reservedIPs(t); n != ipsBefore {
 		t.Errorf("%d IPs reserved, want %d", n, ipsBefore)
 	}
-	if _, n := tn.veths(t); n != 0 {
+	if _, n, _ := tn.veths(t); n != 0 {
 		t.Errorf("%d veths left on bridge %s", n, tn.bridge)
 	}
 	if entries, _ := os.ReadDir(filepath.Join(a.state, "netns")); len(entries) != 0 {
@@ -468,7 +475,7 @@ func TestNetworkFiftyPodsLeaveNothing(t *testing.T) {
 	tn := newTestNet(t)
 	a := tn.agent(t)
 	ctx := ctxT(t)
-	vethsBefore, _ := tn.veths(t)
+	vethsBefore, _, oursBefore := tn.veths(t)
 	ipsBefore, pinsBefore := a.reservedIPs(t), a.netnsPins(t)
 
 	ids := make([]string, pods)
@@ -505,7 +512,7 @@ func TestNetworkFiftyPodsLeaveNothing(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	_, onBridge := tn.veths(t)
+	_, onBridge, _ := tn.veths(t)
 	t.Logf("with %d pods: %d IPs reserved, %d netns pins, %d veths on %s", pods, a.reservedIPs(t), a.netnsPins(t), onBridge, tn.bridge)
 	if len(ips) != pods || a.reservedIPs(t) != ipsBefore+pods || a.netnsPins(t) != pinsBefore+pods || onBridge != pods {
 		t.Fatalf("%d distinct pod IPs, %d reserved, %d pins, %d veths; want %d each", len(ips), a.reservedIPs(t), a.netnsPins(t), onBridge, pods)
@@ -522,12 +529,14 @@ func TestNetworkFiftyPodsLeaveNothing(t *testing.T) {
 			t.Fatalf("remove %s: %v", id, err)
 		}
 	}
-	vethsAfter, onBridge := tn.veths(t)
+	vethsAfter, onBridge, oursAfter := tn.veths(t)
 	t.Logf("before: %d IPs, %d pins, %d veths; after: %d IPs, %d pins, %d veths (%d on %s)",
 		ipsBefore, pinsBefore, vethsBefore, a.reservedIPs(t), a.netnsPins(t), vethsAfter, onBridge, tn.bridge)
 	checkNoLeftovers(t, tn, a, ipsBefore)
-	if vethsAfter > vethsBefore {
-		t.Errorf("%d veths on the host after, %d before", vethsAfter, vethsBefore)
+	for name := range oursAfter {
+		if !oursBefore[name] {
+			t.Errorf("veth %s appeared on no bridge or on %s", name, tn.bridge)
+		}
 	}
 	var leftRules []string
 	for _, id := range ids {
