@@ -238,24 +238,47 @@ set -e
 
 # --- summary -------------------------------------------------------------------------------
 
-# Ginkgo ends with e.g. "FAIL! -- 80 Passed | 15 Failed | 0 Pending | 25 Skipped"; with
-# --parallel the line is the same, printed once by the ginkgo CLI.
-summary=$(grep -E '[0-9]+ Passed \| [0-9]+ Failed \| [0-9]+ Pending \| [0-9]+ Skipped' "$OUT/critest.log" | tail -1 || true)
-if [[ -z $summary ]]; then
-	log "no ginkgo summary in the critest output (exit status $critest_rc); logs in $OUT"
+# count_report prints "passed failed skipped" from ginkgo's JSON report (It specs only;
+# pending counts as skipped, panics and timeouts as failures).
+count_report() {
+	jq -r '[.[].SpecReports[] | select(.LeafNodeType == "It") | .State]
+		| [(map(select(. == "passed")) | length),
+		   (map(select(. == "failed" or . == "panicked" or . == "timedout" or . == "interrupted" or . == "aborted")) | length),
+		   (map(select(. == "skipped" or . == "pending")) | length)] | @tsv' "$OUT/report.json"
+}
+
+# count_log parses ginkgo's summary line, e.g. "FAIL! -- 80 Passed | 15 Failed | 0 Pending |
+# 25 Skipped" (not printed in --benchmark's succinct mode).
+count_log() {
+	local line
+	line=$(grep -E '[0-9]+ Passed \| [0-9]+ Failed \| [0-9]+ Pending \| [0-9]+ Skipped' "$OUT/critest.log" | tail -1)
+	[[ -n $line ]] || return 1
+	sed -E 's/.* ([0-9]+) Passed \| ([0-9]+) Failed \| ([0-9]+) Pending \| ([0-9]+) Skipped.*/\1 \2 \3 \4/' <<<"$line" |
+		awk '{ print $1 "\t" $2 "\t" $3 + $4 }'
+}
+
+counts=""
+if command -v jq >/dev/null && [[ -s $OUT/report.json ]]; then
+	counts=$(count_report || true)
+fi
+[[ -n $counts ]] || counts=$(count_log || true)
+if [[ -z $counts ]]; then
+	log "no ginkgo report or summary from critest (exit status $critest_rc); logs in $OUT"
 	echo "0 passed, 0 failed, 0 skipped"
 	exit 1
 fi
-passed=$(sed -E 's/.* ([0-9]+) Passed.*/\1/' <<<"$summary")
-failed=$(sed -E 's/.* ([0-9]+) Failed.*/\1/' <<<"$summary")
-pending=$(sed -E 's/.* ([0-9]+) Pending.*/\1/' <<<"$summary")
-skipped=$(sed -E 's/.* ([0-9]+) Skipped.*/\1/' <<<"$summary")
+read -r passed failed skipped <<<"$counts"
 if ((failed > 0)); then
 	log "failed specs:"
-	sed -n '/^Summarizing [0-9]* Failure/,/^Ran [0-9]* of/p' "$OUT/critest.log" | grep -E '\[(FAIL|PANICKED|TIMEDOUT|INTERRUPTED)\]' >&2 || true
+	if command -v jq >/dev/null && [[ -s $OUT/report.json ]]; then
+		jq -r '.[].SpecReports[] | select(.LeafNodeType == "It" and (.State | IN("passed", "skipped", "pending") | not))
+			| "  [" + .State + "] " + ((.ContainerHierarchyTexts + [.LeafNodeText]) | join(" "))' "$OUT/report.json" >&2
+	else
+		grep -E '^ *\[(FAIL|PANICKED|TIMEDOUT|INTERRUPTED)\]' "$OUT/critest.log" >&2 || true
+	fi
 fi
 log "logs and reports in $OUT"
-echo "$passed passed, $failed failed, $((skipped + pending)) skipped"
+echo "$passed passed, $failed failed, $skipped skipped"
 if ((failed > 0 || critest_rc != 0)); then
 	exit 1
 fi
