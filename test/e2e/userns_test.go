@@ -216,3 +216,36 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// A pod user namespace survives an agent crash, and removing the pod afterwards still releases
+// every pin and idmapped layer mount. Containers with their own pid namespace and a non-root
+// user work in it too.
+func TestUserNSAgentRestart(t *testing.T) {
+	a := newAgent(t, agentOptions{})
+	p := runPod(t, a, podConfig(t, "userns-restart", withUserNS(kubeletUserNS())))
+	c := ctrConfig("worker", env.images.busybox, withShell("id -u; cat /proc/self/uid_map; echo ready; sleep 3600"),
+		func(c *runtimeapi.ContainerConfig) {
+			c.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{RunAsUser: &runtimeapi.Int64Value{Value: 1000}}
+		})
+	id := runContainer(t, a, p, c)
+	waitLog(t, logPath(p, c), "ready", 30*time.Second)
+	out := logText(readLog(t, logPath(p, c)), "stdout")
+	if fields := strings.Fields(out); len(fields) < 4 || fields[0] != "1000" || strings.Join(fields[1:4], " ") != "0 100000 65536" {
+		t.Errorf("container output %q, want uid 1000 and the pod's mapping", out)
+	}
+
+	must(t, a.kill9(), "kill agent")
+	must(t, a.start(), "restart agent")
+	if st := containerStatus(t, a, id); st.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("container after restart: %s", st.State)
+	}
+	_, err := a.rt.StopPodSandbox(ctxT(t), &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.id})
+	must(t, err, "stop pod")
+	_, err = a.rt.RemovePodSandbox(ctxT(t), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.id})
+	must(t, err, "remove pod")
+	for _, dir := range []string{filepath.Join(a.state, "netns"), filepath.Join(a.state, "containers")} {
+		if m := mountsUnder(t, dir); len(m) > 0 {
+			t.Errorf("left mounted after the pod was removed: %v", m)
+		}
+	}
+}
