@@ -172,6 +172,11 @@ func CgroupDirs(t *testing.T, path string) []string {
 	for _, m := range mounts {
 		dirs = append(dirs, filepath.Join(m.Mountpoint, path))
 	}
+	// On a hybrid node libcontainer also creates the cgroup in the unified
+	// hierarchy, which GetCgroupMounts does not list.
+	if unified := "/sys/fs/cgroup/unified"; Exists(filepath.Join(unified, "cgroup.controllers")) {
+		dirs = append(dirs, filepath.Join(unified, path))
+	}
 	return dirs
 }
 
