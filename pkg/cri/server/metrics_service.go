@@ -24,10 +24,11 @@ func (s *Service) initTelemetry() error {
 	s.events = newEventBroker(s.store)
 	s.prom = newPromMetrics(s.store)
 	s.images = pullObserver{ImageStore: s.images, m: s.prom}
+	stats := s.stats
 	s.telemetry.wg.Add(1)
 	go func() {
 		defer s.telemetry.wg.Done()
-		s.stats.run(s.stop)
+		stats.run(s.stop)
 	}()
 	if s.cfg.Metrics.Address == "" {
 		return nil
