@@ -11,6 +11,9 @@ if ls -A /var/run/netns 2>/dev/null | grep -q .; then report "network namespaces
 while read -r p; do report "process $p"; done < <(pgrep -a -f 'berth' | grep -v -e check-leaks -e pgrep -e 'make ' -e 'go test' -e '\.test ' || true)
 while read -r c; do report "cgroup $c"; done < <(find /sys/fs/cgroup -mindepth 1 -maxdepth 4 -type d \( -iname '*berth*' -o -name 'kubepods*' \) 2>/dev/null)
 while read -r v; do report "veth $v"; done < <(ip -o link show type veth 2>/dev/null | awk -F': ' '{print $2}')
+# Test bridges (bte*, berthtest*) and a default berth0 left without an agent.
+while read -r b; do report "bridge $b"; done < <(ip -o link show type bridge 2>/dev/null | awk -F': ' '{print $2}' | grep -E '^(bte|berth)')
+while read -r r; do report "iptables $r"; done < <(iptables-save 2>/dev/null | grep -E '^-A .*(berth|bte2e)' | head -5)
 if [ "$leaks" = 1 ]; then
 	echo "check-leaks: FAIL" >&2
 	exit 1

@@ -9,9 +9,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -21,6 +24,7 @@ import (
 // agent is a berth process with its own root and state directories.
 type agent struct {
 	root, state, sock, logPath string
+	bridge                     string // a private pod bridge to delete at the end, if any
 	extraArgs                  []string
 	cmd                        *exec.Cmd
 	conn                       *grpc.ClientConn
@@ -44,6 +48,17 @@ func startAgent(o agentOptions) (*agent, error) {
 		return nil, err
 	}
 	a := &agent{root: root, state: state, sock: filepath.Join(state, "berth.sock"), logPath: filepath.Join(root, "agent.log")}
+	if o.config == "" {
+		// A private pod network: its own bridge and subnet and an empty CNI config dir,
+		// so that the test never touches the node's berth0 or /etc/cni/net.d.
+		n := int(agentSeq.Add(1)+int32(os.Getpid()*3)) % 250
+		a.bridge = fmt.Sprintf("bte2ea%d", n)
+		confDir := filepath.Join(root, "cni-conf")
+		if err := os.MkdirAll(confDir, 0o755); err != nil {
+			return nil, err
+		}
+		o.config = fmt.Sprintf("[network]\ncni_conf_dir = %q\ndefault_subnet = \"10.224.%d.0/24\"\ndefault_bridge = %q\n", confDir, n, a.bridge)
+	}
 	cfgPath := filepath.Join(root, "config.toml")
 	if err := os.WriteFile(cfgPath, []byte(o.config), 0o644); err != nil {
 		return nil, err
@@ -148,9 +163,16 @@ func (a *agent) stopAndClean() {
 		cancel()
 	}
 	_ = a.stop()
+	if a.bridge != "" {
+		if l, err := netlink.LinkByName(a.bridge); err == nil {
+			_ = netlink.LinkDel(l)
+		}
+	}
 	os.RemoveAll(a.state)
 	os.RemoveAll(a.root)
 }
+
+var agentSeq atomic.Int32
 
 func (a *agent) logTail() string {
 	b, _ := os.ReadFile(a.logPath)
