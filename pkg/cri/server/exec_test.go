@@ -382,3 +382,31 @@ func TestAdvertised(t *testing.T) {
 		}
 	}
 }
+
+func TestFirstSize(t *testing.T) {
+	sent := make(chan remotecommand.TerminalSize, 1)
+	sent <- remotecommand.TerminalSize{Width: 80, Height: 24}
+	closed := make(chan remotecommand.TerminalSize)
+	close(closed)
+	silent := make(chan remotecommand.TerminalSize)
+	for _, tt := range []struct {
+		name    string
+		ch      chan remotecommand.TerminalSize
+		want    ShimTermSize
+		maxWait time.Duration
+	}{
+		{"first size is the initial size", sent, ShimTermSize{Width: 80, Height: 24}, time.Second},
+		{"closed channel", closed, ShimTermSize{}, 100 * time.Millisecond},
+		{"silent client is waited for briefly", silent, ShimTermSize{}, initialSizeWait + time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			if got := firstSize(context.Background(), tt.ch); got != tt.want {
+				t.Fatalf("firstSize = %+v, want %+v", got, tt.want)
+			}
+			if d := time.Since(start); d > tt.maxWait {
+				t.Fatalf("firstSize took %s", d)
+			}
+		})
+	}
+}

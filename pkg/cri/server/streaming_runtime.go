@@ -17,6 +17,9 @@ import (
 // once, this only covers a pod that drops SYNs.
 const portDialTimeout = 10 * time.Second
 
+// initialSizeWait bounds the wait for a tty exec's first size from a client that sends none.
+const initialSizeWait = 500 * time.Millisecond
+
 // streamRuntime is the k8s.io/cri-streaming Runtime: it runs the sessions whose URLs Exec,
 // Attach and PortForward handed out. ctx is the client connection's (streaming.go), so a
 // client that leaves ends the session: the shim kills an exec'd process tree, an attach
@@ -28,9 +31,13 @@ func (r streamRuntime) Exec(ctx context.Context, id string, cmd []string, in io.
 	if err != nil {
 		return fmt.Errorf("exec: %w", err)
 	}
+	var size ShimTermSize
+	if tty {
+		size = firstSize(ctx, resize)
+	}
 	sizes, stop := relaySizes(resize, toShimSize)
 	defer stop()
-	res, err := cl.Exec(ctx, c.ID(), ShimExecOptions{Cmd: cmd, Tty: tty, ShimStreams: streamsOf(in, out, errOut, sizes)})
+	res, err := cl.Exec(ctx, c.ID(), ShimExecOptions{Cmd: cmd, Tty: tty, Size: size, ShimStreams: streamsOf(in, out, errOut, sizes)})
 	if err != nil {
 		return fmt.Errorf("exec in container %s: %w", c.ID(), err)
 	}
@@ -139,6 +146,26 @@ func pipe(ctx context.Context, stream io.ReadWriteCloser, conn net.Conn) error {
 		err = nil
 	}
 	return err
+}
+
+// firstSize waits briefly for the client's first terminal size, which it sends as soon as its
+// streams are up: a process that asks for its size at once (stty size, a full-screen
+// program) must not see 0x0 because the exec won the race.
+func firstSize(ctx context.Context, resize <-chan remotecommand.TerminalSize) ShimTermSize {
+	if resize == nil {
+		return ShimTermSize{}
+	}
+	t := time.NewTimer(initialSizeWait)
+	defer t.Stop()
+	select {
+	case sz, ok := <-resize:
+		if ok {
+			return toShimSize(sz)
+		}
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return ShimTermSize{}
 }
 
 func toShimSize(sz remotecommand.TerminalSize) ShimTermSize {
