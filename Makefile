@@ -9,7 +9,7 @@ TAGS      := seccomp
 LDFLAGS   := -X main.version=$(VERSION) -X github.com/berth-runtime/berth/pkg/cri/server.Version=$(VERSION)
 GOTEST    := $(GO) test -tags $(TAGS) -count=1
 
-.PHONY: all deps build run test unit e2e leaks clean
+.PHONY: all deps build run test unit e2e leaks critest critest-bench bench clean
 
 all: build
 
@@ -28,7 +28,8 @@ run: deps build
 test: deps build unit e2e leaks
 
 unit:
-	$(GOTEST) ./cmd/... ./pkg/... ./test/fixture/...
+	$(GO) vet -tags $(TAGS) ./...
+	$(GOTEST) ./cmd/... ./pkg/... ./test/fixture/... ./hack/...
 
 e2e: build
 	BERTH_BIN=$(CURDIR)/$(BIN)/berth BERTH_SHIM_BIN=$(CURDIR)/$(BIN)/berth-shim \
@@ -36,6 +37,18 @@ e2e: build
 
 leaks:
 	hack/check-leaks.sh
+
+# critest: the CRI conformance suite, offline (images served from 127.0.0.1 through registry mirrors).
+critest: build
+	hack/critest.sh
+
+critest-bench: build
+	hack/critest.sh --benchmark
+
+# bench: pull+unpack throughput and RunPodSandbox latency, medians with same-run references.
+bench: build
+	hack/bench-pull.sh
+	hack/bench-runp.sh
 
 clean:
 	rm -rf $(BIN)
