@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/websocket"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -507,4 +509,194 @@ func fetch(c *http.Client, url string) (string, error) {
 		return string(b), fmt.Errorf("status %s", resp.Status)
 	}
 	return string(b), err
+}
+
+// goroutines reads the agent's goroutine count from its pprof endpoint.
+func goroutines(t *testing.T, a *agent) (int, string) {
+	t.Helper()
+	addr, err := os.ReadFile(filepath.Join(a.state, "metrics.addr"))
+	if err != nil {
+		t.Fatalf("the agent's metrics address: %v", err)
+	}
+	body, err := fetch(&http.Client{Timeout: 10 * time.Second}, "http://"+strings.TrimSpace(string(addr))+"/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatalf("goroutine profile: %v", err)
+	}
+	var n int
+	if _, err := fmt.Sscanf(body, "goroutine profile: total %d", &n); err != nil {
+		t.Fatalf("goroutine profile starts %.60q: %v", body, err)
+	}
+	return n, body
+}
+
+// portForward starts crictl port-forward to port 80 of the pod and returns the local port.
+func portForward(t *testing.T, a *agent, podID string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := crictlCmd(ctxT(t), a, "port-forward", podID, ":80")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
+	port := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if m := forwardingRE.FindStringSubmatch(sc.Text()); m != nil {
+				port <- m[1]
+			}
+		}
+	}()
+	select {
+	case p := <-port:
+		return cmd, p
+	case <-time.After(30 * time.Second):
+		t.Fatal("crictl port-forward did not report its local port within 30s")
+		return nil, ""
+	}
+}
+
+// Sessions that end well, clients that vanish mid-stream, both transports and port-forward:
+// afterwards the agent is back to the goroutines it had, and the shim holds nothing.
+func TestExecStreamsLeaveNothingBehind(t *testing.T) {
+	needCrictl(t)
+	a := newAgent(t, agentOptions{config: "[metrics]\naddress = \"127.0.0.1:0\"\n"})
+	p := runPod(t, a, podConfig(t, "leakpod", withPodInit()))
+	id := runContainer(t, a, p, ctrConfig("sleeper", env.images.busybox, withCommand("sleep", "1000")))
+	runContainer(t, a, p, ctrConfig("web", env.images.busybox,
+		withShell("mkdir -p /www && echo hi > /www/index.html && exec httpd -f -p 80 -h /www")))
+	ctx := ctxT(t)
+	client := &http.Client{Timeout: 5 * time.Second}
+
+	round := func() {
+		t.Helper()
+		cmd := crictlCmd(ctx, a, "exec", "-i", id, "cat")
+		cmd.Stdin = strings.NewReader("x\n")
+		if out, err := cmd.CombinedOutput(); err != nil || string(out) != "x\n" {
+			t.Fatalf("exec = %q, %v", out, err)
+		}
+		cmd = crictlCmd(ctx, a, "exec", id, "sleep", "1002")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitProc(t, id, "sleep 1002", 15*time.Second)
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+		waitNoProc(t, id, "sleep 1002", 10*time.Second)
+		if out, _, _ := wsExec(t, a, id, []string{"echo", "ws"}, ""); out != "ws\n" {
+			t.Fatalf("exec over websocket printed %q", out)
+		}
+		// A WebSocket client that leaves mid-exec.
+		ws := wsDial(t, a, &runtimeapi.ExecRequest{ContainerId: id, Cmd: []string{"sleep", "1003"}, Stdout: true})
+		waitProc(t, id, "sleep 1003", 15*time.Second)
+		ws.Close()
+		waitNoProc(t, id, "sleep 1003", 10*time.Second)
+		pf, port := portForward(t, a, p.id)
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			body, err := fetch(client, "http://127.0.0.1:"+port+"/")
+			if err == nil && body == "hi\n" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("fetch through port-forward = %q, %v", body, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		_ = syscall.Kill(-pf.Process.Pid, syscall.SIGKILL)
+		_ = pf.Wait()
+	}
+
+	round() // warm up: connection pools, lazily started helpers
+	time.Sleep(time.Second)
+	base, _ := goroutines(t, a)
+	for range 3 {
+		round()
+	}
+	shimIdle(t, a, p.id)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		n, profile := goroutines(t, a)
+		// A little slack for the stats collector and gRPC's own housekeeping.
+		if n <= base+3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent has %d goroutines, %d before three rounds of sessions:\n%s", n, base, profile)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// wsDial asks the agent for an exec URL and connects to it over WebSocket, with the
+// kubelet's v4 channel protocol (one byte of channel number before each message).
+func wsDial(t *testing.T, a *agent, req *runtimeapi.ExecRequest) *websocket.Conn {
+	t.Helper()
+	resp, err := a.rt.Exec(ctxT(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := websocket.NewConfig(strings.Replace(resp.Url, "http://", "ws://", 1), "http://127.0.0.1/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Protocol = []string{"v4.channel.k8s.io"}
+	ws, err := websocket.DialConfig(cfg)
+	if err != nil {
+		t.Fatalf("websocket dial %s: %v", resp.Url, err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	return ws
+}
+
+// wsExec runs cmd over WebSocket and returns its stdout, stderr and the status sent on the
+// error channel ("" for success).
+func wsExec(t *testing.T, a *agent, id string, cmd []string, stdin string) (string, string, string) {
+	t.Helper()
+	ws := wsDial(t, a, &runtimeapi.ExecRequest{ContainerId: id, Cmd: cmd, Stdin: stdin != "", Stdout: true, Stderr: true})
+	_ = ws.SetDeadline(time.Now().Add(30 * time.Second))
+	if stdin != "" {
+		if err := websocket.Message.Send(ws, append([]byte{0}, stdin...)); err != nil {
+			t.Fatalf("websocket stdin: %v", err)
+		}
+	}
+	var out [4]bytes.Buffer
+	for {
+		var msg []byte
+		if err := websocket.Message.Receive(ws, &msg); err != nil {
+			if err != io.EOF {
+				t.Fatalf("websocket receive: %v", err)
+			}
+			break
+		}
+		if len(msg) > 0 && int(msg[0]) < len(out) {
+			out[msg[0]].Write(msg[1:])
+		}
+	}
+	return out[1].String(), out[2].String(), out[3].String()
+}
+
+func TestExecWebSocket(t *testing.T) {
+	a := env.shared
+	_, id := sleeper(t, a)
+	stdout, stderr, st := wsExec(t, a, id, []string{"sh", "-c", "read l; echo got $l; echo oops >&2; exit 3"}, "hello\n")
+	if stdout != "got hello\n" || stderr != "oops\n" {
+		t.Fatalf("websocket exec: stdout %q stderr %q", stdout, stderr)
+	}
+	var status struct {
+		Status, Reason string
+		Details        struct {
+			Causes []struct{ Reason, Message string }
+		}
+	}
+	if err := json.Unmarshal([]byte(st), &status); err != nil {
+		t.Fatalf("status %q: %v", st, err)
+	}
+	if status.Reason != "NonZeroExitCode" || len(status.Details.Causes) != 1 || status.Details.Causes[0].Message != "3" {
+		t.Fatalf("status %s: want NonZeroExitCode with exit code 3", st)
+	}
 }

@@ -410,3 +410,58 @@ func TestFirstSize(t *testing.T) {
 		})
 	}
 }
+
+func TestWatchedConnEndsItsContext(t *testing.T) {
+	tests := []struct {
+		name   string
+		end    func(client net.Conn, wc *watchedConn)
+		cancel bool
+	}{
+		{name: "client leaves", end: func(client net.Conn, wc *watchedConn) {
+			client.Close()
+			_, _ = wc.Read(make([]byte, 1))
+		}, cancel: true},
+		{name: "server closes", end: func(_ net.Conn, wc *watchedConn) { wc.Close() }, cancel: true},
+		{name: "read deadline is not the client leaving", end: func(_ net.Conn, wc *watchedConn) {
+			_ = wc.SetReadDeadline(time.Now().Add(-time.Second))
+			_, _ = wc.Read(make([]byte, 1))
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			set := &connSet{m: map[*watchedConn]struct{}{}}
+			wl := watchListener{ln, set}
+			defer wl.Close()
+			client, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.Close()
+			c, err := wl.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			wc := c.(*watchedConn)
+			defer wc.Close()
+			ctx := watchConn(context.Background(), wc)
+			tt.end(client, wc)
+			select {
+			case <-ctx.Done():
+				if !tt.cancel {
+					t.Fatal("context ended")
+				}
+				if !errors.Is(context.Cause(ctx), errClientGone) {
+					t.Fatalf("cause %v", context.Cause(ctx))
+				}
+			case <-time.After(200 * time.Millisecond):
+				if tt.cancel {
+					t.Fatal("context still alive")
+				}
+			}
+		})
+	}
+}

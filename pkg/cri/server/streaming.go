@@ -123,28 +123,32 @@ func (s *connSet) closeAll() {
 	}
 }
 
-// watchedConn cancels its connection's context when reading from the client fails. After
-// an upgrade to SPDY or WebSocket the connection is hijacked and net/http no longer cancels
-// the request's context when the client goes; the exec'd process would outlive it.
+// watchedConn cancels its context when reading from the client fails. After an upgrade to
+// SPDY or WebSocket the connection is hijacked and net/http no longer cancels the request's
+// context when the client goes; the exec'd process would outlive it.
 type watchedConn struct {
 	net.Conn
 	set    *connSet
+	ctx    context.Context
 	cancel context.CancelCauseFunc
-}
-
-func (c *watchedConn) Close() error {
-	c.set.remove(c)
-	return c.Conn.Close()
 }
 
 func (c *watchedConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	// net/http aborts its own background read with a past deadline when it hands the
 	// connection over: that is not the client leaving.
-	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) && c.cancel != nil {
+	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 		c.cancel(errClientGone)
 	}
 	return n, err
+}
+
+// Close ends the connection's sessions too: the WebSocket handler closes the connection when
+// the client sends its close frame, after which nothing reads it and no error would come.
+func (c *watchedConn) Close() error {
+	c.set.remove(c)
+	c.cancel(errClientGone)
+	return c.Conn.Close()
 }
 
 type watchListener struct {
@@ -158,18 +162,20 @@ func (l watchListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	wc := &watchedConn{Conn: c, set: l.set}
+	wc.ctx, wc.cancel = context.WithCancelCause(context.Background())
 	l.set.add(wc)
 	return wc, nil
 }
 
-// watchConn gives each connection a context that its watchedConn cancels; requests on the
-// connection derive theirs from it. net/http calls it before the connection is first read.
+// watchConn makes the requests of a connection end with it: their contexts derive from the
+// one returned here, which ends when the watchedConn's does.
 func watchConn(ctx context.Context, c net.Conn) context.Context {
 	wc, ok := c.(*watchedConn)
 	if !ok {
 		return ctx
 	}
-	ctx, wc.cancel = context.WithCancelCause(ctx)
+	ctx, cancel := context.WithCancelCause(ctx)
+	context.AfterFunc(wc.ctx, func() { cancel(context.Cause(wc.ctx)) })
 	return ctx
 }
 
