@@ -3,12 +3,11 @@
 package runtimetest
 
 import (
-	"bufio"
 	"bytes"
+	"debug/elf"
 	"encoding/json"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -55,22 +54,62 @@ func Rootfs(t *testing.T) string {
 	return root
 }
 
+// libraries lists the dynamic loader and the shared libraries bin needs,
+// transitively, read from the ELF headers. Not ldd: a child process of a
+// test can be reaped by a Manager's reaper running in the same process.
 func libraries(t *testing.T, bin string) []string {
 	t.Helper()
-	out, err := exec.Command("ldd", bin).Output()
-	if err != nil {
-		t.Fatalf("ldd %s: %v", bin, err)
-	}
 	var libs []string
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		for _, f := range strings.Fields(sc.Text()) {
-			if strings.HasPrefix(f, "/") {
-				libs = append(libs, f)
+	seen := map[string]bool{}
+	queue := []string{bin}
+	for len(queue) > 0 {
+		f, err := elf.Open(queue[0])
+		if err != nil {
+			t.Fatalf("read %s: %v", queue[0], err)
+		}
+		queue = queue[1:]
+		needed, err := f.ImportedLibraries()
+		if err != nil {
+			f.Close()
+			t.Fatalf("libraries of %s: %v", bin, err)
+		}
+		var paths []string
+		for _, prog := range f.Progs {
+			if prog.Type == elf.PT_INTERP {
+				b := make([]byte, prog.Filesz)
+				if _, err := prog.ReadAt(b, 0); err == nil {
+					paths = append(paths, strings.TrimRight(string(b), "\x00"))
+				}
+			}
+		}
+		f.Close()
+		for _, name := range needed {
+			p, err := findLibrary(name)
+			if err != nil {
+				t.Fatalf("library %s of %s: %v", name, bin, err)
+			}
+			paths = append(paths, p)
+		}
+		for _, p := range paths {
+			if !seen[p] {
+				seen[p] = true
+				libs = append(libs, p)
+				queue = append(queue, p)
 			}
 		}
 	}
 	return libs
+}
+
+// findLibrary looks a shared library up in the usual Debian directories.
+func findLibrary(name string) (string, error) {
+	for _, dir := range []string{"/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/lib64", "/lib", "/usr/lib"} {
+		p := filepath.Join(dir, name)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", os.ErrNotExist
 }
 
 func copyFile(t *testing.T, src, dst string) {
