@@ -234,12 +234,19 @@ func TestUserNSAgentRestart(t *testing.T) {
 		t.Errorf("container output %q, want uid 1000 and the pod's mapping", out)
 	}
 
+	// An exec'd process joins the container's user namespace too.
+	ex, err := a.rt.ExecSync(ctxT(t), &runtimeapi.ExecSyncRequest{ContainerId: id, Cmd: []string{"sh", "-c", "id -u; cat /proc/self/uid_map"}, Timeout: 10})
+	must(t, err, "exec sync")
+	if got := strings.Join(strings.Fields(string(ex.Stdout)), " "); ex.ExitCode != 0 || got != "1000 0 100000 65536" {
+		t.Errorf("exec: exit %d stdout %q, want uid 1000 in the pod's mapping", ex.ExitCode, got)
+	}
+
 	must(t, a.kill9(), "kill agent")
 	must(t, a.start(), "restart agent")
 	if st := containerStatus(t, a, id); st.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
 		t.Errorf("container after restart: %s", st.State)
 	}
-	_, err := a.rt.StopPodSandbox(ctxT(t), &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.id})
+	_, err = a.rt.StopPodSandbox(ctxT(t), &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.id})
 	must(t, err, "stop pod")
 	_, err = a.rt.RemovePodSandbox(ctxT(t), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.id})
 	must(t, err, "remove pod")
