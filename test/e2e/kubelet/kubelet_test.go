@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // kubelet is a standalone kubelet process: no kubeconfig, so no API server;
@@ -181,6 +183,8 @@ func (k *kubelet) stopAndClean() {
 		fmt.Fprintln(os.Stderr, "e2e/kubelet:", err)
 	}
 	saveLog(k.logPath, "kubelet.log")
+	// The kubelet bind-mounts its root dir onto itself (rshared) and leaves it.
+	_ = unix.Unmount(k.rootDir, unix.MNT_DETACH)
 	for _, err := range removeKubepods() {
 		fmt.Fprintln(os.Stderr, "e2e/kubelet:", err)
 	}
