@@ -81,7 +81,8 @@ type NetworkConfig struct {
 // StreamingConfig configures the HTTP server behind exec, attach and port-forward.
 type StreamingConfig struct {
 	// Address is the host:port it listens on. The default is loopback only: the server has no
-	// authentication, so whoever reaches it can exec in any container. Port 0 picks a free one.
+	// authentication, so whoever reaches it can exec in any container. Port 0 picks a free one;
+	// "" turns exec, attach and port-forward off (they answer Unavailable).
 	Address string `toml:"address"`
 	// IdleTimeout closes a stream connection with no traffic for this long.
 	IdleTimeout Duration `toml:"idle_timeout"`
@@ -248,6 +249,9 @@ func (n NetworkConfig) validate() error {
 }
 
 func (s StreamingConfig) validate() error {
+	if s.Address == "" {
+		return nil
+	}
 	host, port, err := net.SplitHostPort(s.Address)
 	if err != nil {
 		return fmt.Errorf("config: streaming.address %q: %w", s.Address, err)

@@ -92,6 +92,7 @@ func TestValidate(t *testing.T) {
 		{name: "bridge name too long", mutate: func(c *Config) { c.Network.DefaultBridge = "berth-bridge-0123" }, wantErr: "default_bridge"},
 		{name: "relative cni conf dir", mutate: func(c *Config) { c.Network.CNIConfDir = "net.d" }, wantErr: "cni_conf_dir"},
 		{name: "relative cni bin dir", mutate: func(c *Config) { c.Network.CNIBinDirs = []string{"bin"} }, wantErr: "cni_bin_dirs"},
+		{name: "streaming off", mutate: func(c *Config) { c.Streaming.Address = "" }},
 		{name: "streaming on every address", mutate: func(c *Config) { c.Streaming.Address = ":10010" }},
 		{name: "streaming on ipv6 loopback", mutate: func(c *Config) { c.Streaming.Address = "[::1]:0" }},
 		{name: "streaming address without port", mutate: func(c *Config) { c.Streaming.Address = "127.0.0.1" }, wantErr: "streaming.address"},

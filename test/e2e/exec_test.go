@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -607,6 +608,14 @@ func TestExecStreamsLeaveNothingBehind(t *testing.T) {
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
+		// A client that leaves with a forwarded connection open, mid-request.
+		half, err := net.Dial("tcp", "127.0.0.1:"+port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer half.Close()
+		fmt.Fprint(half, "GET / HTTP/1.0\r\n")
+		time.Sleep(300 * time.Millisecond)
 		_ = syscall.Kill(-pf.Process.Pid, syscall.SIGKILL)
 		_ = pf.Wait()
 	}

@@ -465,3 +465,21 @@ func TestWatchedConnEndsItsContext(t *testing.T) {
 		})
 	}
 }
+
+func TestStreamingOff(t *testing.T) {
+	e := newTestEnv(t)
+	e.svc.Close()
+	e.cfg.Streaming.Address = ""
+	e.svc = e.newService(t)
+	_, id := e.runningContainer(t, false, false)
+	if e.svc.streaming != nil {
+		t.Fatal("streaming server started with no address")
+	}
+	if _, err := e.svc.Exec(context.Background(), &runtimeapi.ExecRequest{ContainerId: id, Cmd: []string{"ls"}, Stdout: true}); !errdefs.IsUnavailable(err) {
+		t.Fatalf("Exec with streaming off = %v, want Unavailable", err)
+	}
+	// ExecSync does not need it.
+	if _, err := e.svc.ExecSync(context.Background(), &runtimeapi.ExecSyncRequest{ContainerId: id, Cmd: []string{"ls"}}); err != nil {
+		t.Fatal(err)
+	}
+}
