@@ -38,12 +38,17 @@ func (r streamRuntime) Exec(ctx context.Context, id string, cmd []string, in io.
 	sizes, stop := relaySizes(resize, toShimSize)
 	defer stop()
 	res, err := cl.Exec(ctx, c.ID(), ShimExecOptions{Cmd: cmd, Tty: tty, Size: size, ShimStreams: streamsOf(in, out, errOut, sizes)})
+	if err != nil && errors.Is(context.Cause(ctx), errClientGone) {
+		// Nobody is left to tell; the shim has killed the process tree.
+		r.s.log.Debug("exec client left; command killed", "container", c.ID(), "cmd", cmd)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("exec in container %s: %w", c.ID(), err)
 	}
 	if res.ExitCode != 0 {
-		// The streaming package reports exactly this type to the client as the exit code,
-		// which crictl exec and kubectl exec exit with.
+		// The streaming package reports exactly this type (it type-asserts) to the client as
+		// the exit code: kubectl exec exits with it, crictl prints it.
 		return utilexec.CodeExitError{Err: fmt.Errorf("command %q exited with %d", cmd, res.ExitCode), Code: int(res.ExitCode)}
 	}
 	return nil
