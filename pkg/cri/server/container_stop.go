@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -19,6 +20,10 @@ const sigKill = syscall.SIGKILL
 
 // killWait bounds the wait after SIGKILL; only a task stuck in the kernel outlives it.
 const killWait = 10 * time.Second
+
+// killMargin is kept from the caller's deadline for the SIGKILL: the kubelet often sets
+// the RPC deadline to the grace period itself, and a stop must still kill in time.
+const killMargin = 500 * time.Millisecond
 
 // StopContainer signals the container with its stop signal, waits up to the timeout, then
 // kills everything in it. A container that is gone or already stopped is success.
@@ -49,6 +54,7 @@ func (s *Service) stopContainer(ctx context.Context, c *store.Container, timeout
 		// Remove can proceed.
 		return s.recordExit(c, ShimState{ExitCode: 255, Message: "container's shim is gone: " + err.Error()})
 	}
+	timeout = graceWithin(ctx, timeout)
 	if st.State == store.ContainerRunning && timeout > 0 {
 		sig := stopSignal(md)
 		if err := cl.Kill(ctx, md.ID, sig, false); err != nil && !errdefs.IsNotFound(err) {
@@ -59,11 +65,15 @@ func (s *Service) stopContainer(ctx context.Context, c *store.Container, timeout
 			return err
 		}
 	}
+	// The kill runs to its end even if the caller has given up: a container left
+	// half-stopped would only be killed by the caller's retry, later.
+	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killWait+killMargin)
+	defer cancel()
 	s.kills.mark(md.ID)
-	if err := cl.Kill(ctx, md.ID, sigKill, true); err != nil && !errdefs.IsNotFound(err) {
+	if err := cl.Kill(kctx, md.ID, sigKill, true); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("kill: %w", err)
 	}
-	done, err := s.waitExit(ctx, cl, c, killWait)
+	done, err := s.waitExit(kctx, cl, c, killWait)
 	if err != nil {
 		return err
 	}
@@ -84,10 +94,26 @@ func (s *Service) waitExit(ctx context.Context, cl ShimClient, c *store.Containe
 		return true, s.recordExit(c, st)
 	case errdefs.IsNotFound(err):
 		return true, s.recordExit(c, ShimState{ExitCode: 255, Message: "container vanished from its shim"})
-	case wctx.Err() != nil && ctx.Err() == nil:
+	case ctx.Err() == nil && (wctx.Err() != nil || errdefs.IsDeadlineExceeded(err) || errors.Is(err, context.DeadlineExceeded)):
+		// The shim sees the propagated deadline too and may answer before wctx
+		// notices: either way the wait, not the caller, ran out of time.
 		return false, nil
 	}
 	return false, fmt.Errorf("wait: %w", err)
+}
+
+// graceWithin shortens a stop's grace period so that the SIGKILL still falls
+// inside the caller's deadline.
+func graceWithin(ctx context.Context, timeout time.Duration) time.Duration {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return timeout
+	}
+	left := time.Until(dl) - killMargin
+	if left < timeout {
+		return max(left, 0)
+	}
+	return timeout
 }
 
 // recordExit stores an exit reported by the shim; the first report wins.
