@@ -45,8 +45,9 @@ func (hostMounter) Unmount(target string) error {
 
 // hostCgroups binds Cgroups to pkg/cgroups for one driver.
 type hostCgroups struct {
-	driver string
-	mode   cgroups.Mode
+	driver  string
+	mode    cgroups.Mode
+	hugetlb bool
 }
 
 func newHostCgroups(driver string) (*hostCgroups, error) {
@@ -56,7 +57,7 @@ func newHostCgroups(driver string) (*hostCgroups, error) {
 	if err := cgroups.ValidateDriver(driver); err != nil {
 		return nil, err
 	}
-	return &hostCgroups{driver: driver, mode: cgroups.DetectMode()}, nil
+	return &hostCgroups{driver: driver, mode: cgroups.DetectMode(), hugetlb: cgroups.HasController("hugetlb")}, nil
 }
 
 func (h *hostCgroups) NormalizeParent(parent string) (string, error) {
@@ -67,7 +68,8 @@ func (h *hostCgroups) Remove(path string) error    { return cgroups.Remove(path)
 func (h *hostCgroups) ContainerPath(pod, id string) string {
 	return cgroups.ContainerPath(pod, id)
 }
-func (h *hostCgroups) V2() bool { return h.mode.V2() }
+func (h *hostCgroups) V2() bool      { return h.mode.V2() }
+func (h *hostCgroups) Hugetlb() bool { return h.hugetlb }
 
 func (h *hostCgroups) ToResources(r *runtimeapi.LinuxContainerResources) (*specs.LinuxResources, error) {
 	if r == nil {
@@ -79,7 +81,7 @@ func (h *hostCgroups) ToResources(r *runtimeapi.LinuxContainerResources) (*specs
 		MemoryLimitBytes: r.MemoryLimitInBytes, MemorySwapLimitBytes: r.MemorySwapLimitInBytes,
 		Unified: r.Unified,
 	}
-	if len(r.HugepageLimits) > 0 {
+	if len(r.HugepageLimits) > 0 && h.hugetlb {
 		in.HugepageLimits = map[string]uint64{}
 		for _, l := range r.HugepageLimits {
 			in.HugepageLimits[l.GetPageSize()] = l.GetLimit()

@@ -185,7 +185,7 @@ func (s *Service) writeSpec(md *store.ContainerMetadata, sbMD store.SandboxMetad
 	info := sandboxInfo(sbMD, sbSt)
 	opts := spec.Options{
 		RootfsPath: md.Rootfs, CgroupsPath: md.Cgroup, ImageName: md.ImageName,
-		CgroupV2: s.cgroups.V2(), CgroupNS: s.cgroups.V2(),
+		CgroupV2: s.cgroups.V2(), CgroupNS: s.cgroups.V2(), NoHugetlb: !s.cgroups.Hugetlb(),
 	}
 	s.hostSec.apply(&opts)
 	if cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() == runtimeapi.NamespaceMode_TARGET {

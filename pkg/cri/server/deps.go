@@ -111,6 +111,8 @@ type Cgroups interface {
 	ContainerPath(podPath, containerID string) string
 	ToResources(r *runtimeapi.LinuxContainerResources) (*specs.LinuxResources, error)
 	V2() bool
+	// Hugetlb reports whether hugepage limits can be applied on this node.
+	Hugetlb() bool
 }
 
 // Mounter makes and removes mounts.

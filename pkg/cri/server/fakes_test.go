@@ -319,7 +319,8 @@ func (f *fakeCgroups) ToResources(r *runtimeapi.LinuxContainerResources) (*specs
 	return &specs.LinuxResources{CPU: &specs.LinuxCPU{Shares: &shares}}, nil
 }
 
-func (f *fakeCgroups) V2() bool { return false }
+func (f *fakeCgroups) V2() bool      { return false }
+func (f *fakeCgroups) Hugetlb() bool { return true }
 
 func (f *fakeCgroups) count() int {
 	f.mu.Lock()

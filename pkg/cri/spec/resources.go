@@ -33,7 +33,9 @@ func Resources(r *runtimeapi.LinuxContainerResources, opts Options) (*specs.Linu
 			if h.GetPageSize() == "" {
 				return nil, fmt.Errorf("hugepage limit without page size: %w", errdefs.ErrInvalidArgument)
 			}
-			out.HugepageLimits = append(out.HugepageLimits, specs.LinuxHugepageLimit{Pagesize: h.GetPageSize(), Limit: h.GetLimit()})
+			if !opts.NoHugetlb {
+				out.HugepageLimits = append(out.HugepageLimits, specs.LinuxHugepageLimit{Pagesize: h.GetPageSize(), Limit: h.GetLimit()})
+			}
 		}
 		if opts.CgroupV2 && len(r.GetUnified()) > 0 {
 			out.Unified = maps.Clone(r.GetUnified())

@@ -57,6 +57,12 @@ func TestResources(t *testing.T) {
 			r:    &runtimeapi.LinuxContainerResources{HugepageLimits: []*runtimeapi.HugepageLimit{{PageSize: "2MB", Limit: 4 << 20}, {PageSize: "1GB", Limit: 0}}},
 			want: &specs.LinuxResources{HugepageLimits: []specs.LinuxHugepageLimit{{Pagesize: "2MB", Limit: 4 << 20}, {Pagesize: "1GB", Limit: 0}}},
 		},
+		{
+			name: "hugepages dropped without a hugetlb controller",
+			r:    &runtimeapi.LinuxContainerResources{HugepageLimits: []*runtimeapi.HugepageLimit{{PageSize: "2MB", Limit: 0}}},
+			opts: Options{NoHugetlb: true},
+			want: &specs.LinuxResources{},
+		},
 		{name: "hugepage without size", r: &runtimeapi.LinuxContainerResources{HugepageLimits: []*runtimeapi.HugepageLimit{{Limit: 1}}}, err: errInvalid},
 		{
 			name: "unified dropped on v1",

@@ -63,6 +63,10 @@ type Options struct {
 	TargetPIDNSPath string
 	// CgroupV2 enables the cgroup v2 only settings (unified resources).
 	CgroupV2 bool
+	// NoHugetlb drops hugepage limits: the node has no hugetlb controller in use,
+	// and runc refuses limits it cannot apply (the kubelet sends a limit, often 0,
+	// for every page size the kernel knows). containerd drops them too.
+	NoHugetlb bool
 	// CgroupNS gives the container a private cgroup namespace (wanted on cgroup v2 only).
 	CgroupNS bool
 	// PidsLimit caps the container's pids cgroup; 0 leaves it unlimited.
