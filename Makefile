@@ -9,7 +9,7 @@ TAGS      := seccomp
 LDFLAGS   := -X main.version=$(VERSION) -X github.com/berth-runtime/berth/pkg/cri/server.Version=$(VERSION)
 GOTEST    := $(GO) test -tags $(TAGS) -count=1
 
-.PHONY: all deps build run test unit e2e leaks critest critest-bench bench clean
+.PHONY: all deps build run test unit e2e kubelet-e2e leaks critest critest-bench bench clean
 
 all: build
 
@@ -31,9 +31,15 @@ unit:
 	$(GO) vet -tags $(TAGS) ./...
 	$(GOTEST) ./cmd/... ./pkg/... ./test/fixture/... ./hack/...
 
+E2E_ENV := BERTH_BIN=$(CURDIR)/$(BIN)/berth BERTH_SHIM_BIN=$(CURDIR)/$(BIN)/berth-shim
+
 e2e: build
-	BERTH_BIN=$(CURDIR)/$(BIN)/berth BERTH_SHIM_BIN=$(CURDIR)/$(BIN)/berth-shim \
-		$(GOTEST) -timeout 20m ./test/e2e/...
+	$(E2E_ENV) $(GOTEST) -timeout 20m ./test/e2e/
+
+# kubelet-e2e: a standalone kubelet (built from k8s.io/kubernetes by hack/kubelet.sh) runs static pods on berth.
+kubelet-e2e: build
+	hack/kubelet.sh
+	$(E2E_ENV) $(GOTEST) -timeout 20m -v ./test/e2e/kubelet/
 
 leaks:
 	hack/check-leaks.sh
