@@ -41,6 +41,22 @@ type Config struct {
 	Network   NetworkConfig   `toml:"network"`
 	Streaming StreamingConfig `toml:"streaming"`
 	Metrics   MetricsConfig   `toml:"metrics"`
+	NRI       NRIConfig       `toml:"nri"`
+}
+
+// NRIConfig configures the Node Resource Interface (github.com/containerd/nri): plugins that
+// connect to SocketPath see pod and container events and may adjust containers.
+type NRIConfig struct {
+	// Enable serves NRI. With no plugin connected it costs nothing and blocks nothing.
+	Enable bool `toml:"enable"`
+	// SocketPath is where external plugins connect.
+	SocketPath string `toml:"socket_path"`
+	// PluginPath holds pre-installed plugins the agent launches; PluginConfigPath their configs.
+	PluginPath       string `toml:"plugin_path"`
+	PluginConfigPath string `toml:"plugin_config_path"`
+	// RegistrationTimeout bounds a plugin's registration; RequestTimeout each plugin call.
+	RegistrationTimeout Duration `toml:"plugin_registration_timeout"`
+	RequestTimeout      Duration `toml:"plugin_request_timeout"`
 }
 
 // MetricsConfig configures stats collection and the Prometheus endpoint.
@@ -133,6 +149,15 @@ func Default() Config {
 			StreamCreationTimeout: Duration{30 * time.Second},
 		},
 		Metrics: MetricsConfig{StatsPeriod: Duration{10 * time.Second}},
+		// containerd's defaults, so NRI plugins built for containerd find berth.
+		NRI: NRIConfig{
+			Enable:              true,
+			SocketPath:          "/var/run/nri/nri.sock",
+			PluginPath:          "/opt/nri/plugins",
+			PluginConfigPath:    "/etc/nri/conf.d",
+			RegistrationTimeout: Duration{5 * time.Second},
+			RequestTimeout:      Duration{2 * time.Second},
+		},
 	}
 }
 
@@ -196,7 +221,23 @@ func (c Config) Validate() error {
 	if c.Images.PullProgressTimeout.Duration <= 0 {
 		return fmt.Errorf("config: images.pull_progress_timeout must be positive, got %s", c.Images.PullProgressTimeout.Duration)
 	}
+	if err := c.NRI.validate(); err != nil {
+		return err
+	}
 	return c.Metrics.validate()
+}
+
+func (n NRIConfig) validate() error {
+	if !n.Enable {
+		return nil
+	}
+	if !filepath.IsAbs(n.SocketPath) {
+		return fmt.Errorf("config: nri.socket_path must be an absolute path, got %q", n.SocketPath)
+	}
+	if n.RegistrationTimeout.Duration <= 0 || n.RequestTimeout.Duration <= 0 {
+		return fmt.Errorf("config: nri.plugin_registration_timeout and nri.plugin_request_timeout must be positive")
+	}
+	return nil
 }
 
 func (m MetricsConfig) validate() error {

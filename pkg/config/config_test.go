@@ -101,6 +101,9 @@ func TestValidate(t *testing.T) {
 		{name: "streaming port not a number", mutate: func(c *Config) { c.Streaming.Address = "127.0.0.1:http" }, wantErr: "port"},
 		{name: "zero idle timeout", mutate: func(c *Config) { c.Streaming.IdleTimeout.Duration = 0 }, wantErr: "idle_timeout"},
 		{name: "negative stream creation timeout", mutate: func(c *Config) { c.Streaming.StreamCreationTimeout.Duration = -time.Second }, wantErr: "stream_creation_timeout"},
+		{name: "nri relative socket", mutate: func(c *Config) { c.NRI.SocketPath = "nri.sock" }, wantErr: "nri.socket_path"},
+		{name: "nri off ignores its socket", mutate: func(c *Config) { c.NRI.Enable, c.NRI.SocketPath = false, "" }},
+		{name: "nri zero request timeout", mutate: func(c *Config) { c.NRI.RequestTimeout.Duration = 0 }, wantErr: "nri.plugin_request_timeout"},
 		{name: "zero downloads", mutate: func(c *Config) { c.Images.MaxConcurrentDownloads = 0 }, wantErr: "max_concurrent_downloads"},
 	}
 	for _, tt := range tests {
