@@ -104,12 +104,16 @@ func catalogue(b *fixture.Builder, nnp []byte) ([]Image, error) {
 		mk([]string{"docker.io/library/busybox:latest", "docker.io/library/busybox:1.37.0"},
 			"busybox (not pulled by critest; for crictl and hand tests)", kind("library-busybox")),
 	}
+	busybox, err := os.ReadFile(fixture.DefaultBusybox)
+	if err != nil {
+		return nil, fmt.Errorf("read busybox for /bin/ls: %w", err)
+	}
 	out := make([]Image, 0, len(specs))
 	for _, s := range specs {
 		if s.etc == nil {
 			s.etc = etcFiles("", "")
 		}
-		img, err := b.Busybox(append(baseOpts(s.etc), s.opts...)...)
+		img, err := b.Busybox(append(baseOpts(s.etc, busybox), s.opts...)...)
 		if err != nil {
 			return nil, fmt.Errorf("build %s: %w", s.refs[0], err)
 		}

@@ -230,6 +230,11 @@ func TestImagesRun(t *testing.T) {
 		expectOutput(t, r, &syscall.Credential{Uid: 65534, Gid: 65534}, "nobody\n", "id", "-nu")
 		expectOutput(t, r, &syscall.Credential{Uid: 1001, Gid: 1002}, "1001:1002\n", "sh", "-c", "echo $(id -u):$(id -g)")
 		expectOutput(t, r, nil, "", "sh", "-c", "pgrep sleep || true")
+		// A mask over /bin/ls (a /dev/null bind) must not follow a symlink onto busybox.
+		if fi, err := os.Lstat(filepath.Join(r, "bin/ls")); err != nil || !fi.Mode().IsRegular() {
+			t.Errorf("/bin/ls is not a regular file (mode %v, err %v)", fi.Mode(), err)
+		}
+		expectOutput(t, r, nil, "/bin\n", "ls", "-d", "/bin")
 	})
 	t.Run("pgrep and ipcs", func(t *testing.T) {
 		r := root(t, "registry.k8s.io/e2e-test-images/busybox:1.29-2")

@@ -121,9 +121,14 @@ func predefinedGroupFiles() []fixture.File {
 		fixture.Dir("/home/default-user", 0o755, 1000, 1000))
 }
 
-// baseOpts are what every catalogue image carries on top of the fixture busybox.
-func baseOpts(etc []fixture.File) []fixture.Option {
+// baseOpts are what every catalogue image carries on top of the fixture busybox. busybox is
+// the binary's bytes: upstream busybox makes its applets hard links of /bin/busybox, so a
+// mask over /bin/ls (critest's MaskedPaths spec) hides ls alone; the fixture's applets are
+// symlinks, which a /dev/null bind mount would follow onto busybox itself, taking sh with it.
+// A regular-file copy at /bin/ls behaves like the hard link.
+func baseOpts(etc []fixture.File, busybox []byte) []fixture.Option {
 	files := append([]fixture.File{
+		{Path: "/bin/ls", Data: busybox, Mode: 0o755},
 		fixture.Reg("/usr/bin/pgrep", pgrepScript, 0o755),
 		fixture.Reg("/usr/bin/ipcs", ipcsScript, 0o755),
 		fixture.Dir("/var/www", 0o755, 33, 33),
