@@ -1,0 +1,290 @@
+package nri
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/containerd/nri/pkg/adaptation"
+	"github.com/containerd/nri/pkg/api"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Domain is what plugins may see and change of the runtime; pkg/cri implements it.
+type Domain interface {
+	// Snapshot lists every pod and container, for a newly connected plugin.
+	Snapshot(ctx context.Context) ([]*api.PodSandbox, []*api.Container, error)
+	// UpdateContainer applies new cgroup limits to a created or running container.
+	UpdateContainer(ctx context.Context, id string, res *specs.LinuxResources) error
+	// EvictContainer stops a container a plugin asked to evict.
+	EvictContainer(ctx context.Context, id, reason string) error
+}
+
+// Options configure a Runtime.
+type Options struct {
+	// Name and Version identify the runtime to plugins.
+	Name, Version string
+	// SocketPath is where external plugins connect; PluginPath holds plugins the runtime
+	// launches itself and PluginConfigPath their configs.
+	SocketPath, PluginPath, PluginConfigPath string
+	// RegistrationTimeout and RequestTimeout bound plugin registration and each plugin call.
+	// NRI keeps them process-wide: the last Runtime created sets them.
+	RegistrationTimeout, RequestTimeout time.Duration
+	Domain                              Domain
+	Logger                              *slog.Logger
+}
+
+// Runtime relays events to NRI plugins. A nil *Runtime is NRI turned off: every method is
+// then a no-op, so callers need no checks.
+type Runtime struct {
+	a   *adaptation.Adaptation
+	dom Domain
+	log *slog.Logger
+}
+
+// New prepares NRI; Start begins accepting plugins.
+func New(opts Options) (*Runtime, error) {
+	if opts.Domain == nil {
+		return nil, errors.New("nri: no domain")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	setLogger(log)
+	if opts.RegistrationTimeout > 0 {
+		adaptation.SetPluginRegistrationTimeout(opts.RegistrationTimeout)
+	}
+	if opts.RequestTimeout > 0 {
+		adaptation.SetPluginRequestTimeout(opts.RequestTimeout)
+	}
+	r := &Runtime{dom: opts.Domain, log: log}
+	aopts := []adaptation.Option{adaptation.WithSocketPath(opts.SocketPath)}
+	if opts.PluginPath != "" {
+		aopts = append(aopts, adaptation.WithPluginPath(opts.PluginPath))
+	}
+	if opts.PluginConfigPath != "" {
+		aopts = append(aopts, adaptation.WithPluginConfigPath(opts.PluginConfigPath))
+	}
+	a, err := adaptation.New(opts.Name, opts.Version, r.sync, r.update, aopts...)
+	if err != nil {
+		return nil, fmt.Errorf("nri: %w", err)
+	}
+	r.a = a
+	return r, nil
+}
+
+// Start launches pre-installed plugins and listens for external ones.
+func (r *Runtime) Start() error {
+	if r == nil {
+		return nil
+	}
+	if err := r.a.Start(); err != nil {
+		return fmt.Errorf("start nri: %w", err)
+	}
+	return nil
+}
+
+// Stop disconnects every plugin and stops listening.
+func (r *Runtime) Stop() {
+	if r == nil {
+		return
+	}
+	r.a.Stop()
+}
+
+// BlockSync holds off plugin synchronization until the returned func is called, so that a
+// plugin connecting mid-create either sees the container in its snapshot or gets its event.
+func (r *Runtime) BlockSync() func() {
+	if r == nil {
+		return func() {}
+	}
+	b := r.a.BlockPluginSync()
+	return b.Unblock
+}
+
+// sync hands a connecting plugin the current pods and containers and applies the updates it
+// asks for.
+func (r *Runtime) sync(ctx context.Context, cb adaptation.SyncCB) error {
+	pods, ctrs, err := r.dom.Snapshot(ctx)
+	if err != nil {
+		return fmt.Errorf("nri sync: %w", err)
+	}
+	updates, err := cb(ctx, pods, ctrs)
+	if err != nil {
+		return fmt.Errorf("nri sync: %w", err)
+	}
+	_, err = r.applyUpdates(ctx, updates)
+	return err
+}
+
+// update serves a plugin's unsolicited updates; it returns those that failed.
+func (r *Runtime) update(ctx context.Context, updates []*api.ContainerUpdate) ([]*api.ContainerUpdate, error) {
+	return r.applyUpdates(ctx, updates)
+}
+
+func (r *Runtime) applyUpdates(ctx context.Context, updates []*api.ContainerUpdate) ([]*api.ContainerUpdate, error) {
+	var failed []*api.ContainerUpdate
+	for _, u := range updates {
+		res := u.GetLinux().GetResources().ToOCI()
+		if res == nil {
+			continue
+		}
+		if err := r.dom.UpdateContainer(ctx, u.GetContainerId(), res); err != nil {
+			if u.GetIgnoreFailure() {
+				r.log.Debug("nri: ignored failed container update", "container", u.GetContainerId(), "err", err)
+				continue
+			}
+			failed = append(failed, u)
+			r.log.Warn("nri: container update failed", "container", u.GetContainerId(), "err", err)
+		}
+	}
+	if len(failed) > 0 {
+		return failed, fmt.Errorf("nri: %d container updates failed", len(failed))
+	}
+	return nil, nil
+}
+
+func (r *Runtime) evict(ctx context.Context, evictions []*api.ContainerEviction) error {
+	var errs []error
+	for _, e := range evictions {
+		if err := r.dom.EvictContainer(ctx, e.GetContainerId(), e.GetReason()); err != nil {
+			errs = append(errs, fmt.Errorf("evict container %s: %w", e.GetContainerId(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// RunPodSandbox tells plugins a pod is starting; an error fails the pod.
+func (r *Runtime) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
+	if r == nil {
+		return nil
+	}
+	return wrap("run pod sandbox", r.a.RunPodSandbox(ctx, &api.RunPodSandboxRequest{Pod: pod}))
+}
+
+// StopPodSandbox tells plugins a pod stopped (its containers have exited).
+func (r *Runtime) StopPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
+	if r == nil {
+		return nil
+	}
+	return wrap("stop pod sandbox", r.a.StopPodSandbox(ctx, &api.StopPodSandboxRequest{Pod: pod}))
+}
+
+// RemovePodSandbox tells plugins a pod is gone.
+func (r *Runtime) RemovePodSandbox(ctx context.Context, pod *api.PodSandbox) error {
+	if r == nil {
+		return nil
+	}
+	return wrap("remove pod sandbox", r.a.RemovePodSandbox(ctx, &api.RemovePodSandboxRequest{Pod: pod}))
+}
+
+// CreateContainer asks plugins to adjust a container about to be created and applies the
+// adjustment to sp. It also applies updates to other containers and evictions they ask for.
+func (r *Runtime) CreateContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container, sp *specs.Spec) error {
+	if r == nil {
+		return nil
+	}
+	rpl, err := r.a.CreateContainer(ctx, &api.CreateContainerRequest{Pod: pod, Container: ctr})
+	if err != nil {
+		return wrap("create container", err)
+	}
+	if err := Adjust(sp, rpl.GetAdjust()); err != nil {
+		return fmt.Errorf("nri: adjust container %s: %w", ctr.GetId(), err)
+	}
+	if _, err := r.applyUpdates(ctx, rpl.GetUpdate()); err != nil {
+		return err
+	}
+	return r.evict(ctx, rpl.GetEvict())
+}
+
+// PostCreateContainer tells plugins a container was created.
+func (r *Runtime) PostCreateContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) error {
+	if r == nil {
+		return nil
+	}
+	return wrap("post-create container", r.a.PostCreateContainer(ctx, &api.PostCreateContainerRequest{Pod: pod, Container: ctr}))
+}
+
+// StartContainer tells plugins a container is about to start; an error fails the start.
+func (r *Runtime) StartContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) error {
+	if r == nil {
+		return nil
+	}
+	return wrap("start container", r.a.StartContainer(ctx, &api.StartContainerRequest{Pod: pod, Container: ctr}))
+}
+
+// PostStartContainer tells plugins a container started.
+func (r *Runtime) PostStartContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) error {
+	if r == nil {
+		return nil
+	}
+	return wrap("post-start container", r.a.PostStartContainer(ctx, &api.PostStartContainerRequest{Pod: pod, Container: ctr}))
+}
+
+// UpdateContainer lets plugins amend a CRI resource update; it returns the resources to apply
+// to ctr (res itself when no plugin touched them) and applies updates to other containers.
+func (r *Runtime) UpdateContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container, res *specs.LinuxResources) (*specs.LinuxResources, error) {
+	if r == nil {
+		return res, nil
+	}
+	rpl, err := r.a.UpdateContainer(ctx, &api.UpdateContainerRequest{
+		Pod: pod, Container: ctr, LinuxResources: api.FromOCILinuxResources(res, nil),
+	})
+	if err != nil {
+		return nil, wrap("update container", err)
+	}
+	var others []*api.ContainerUpdate
+	for _, u := range rpl.GetUpdate() {
+		if u.GetContainerId() == ctr.GetId() {
+			if oci := u.GetLinux().GetResources().ToOCI(); oci != nil {
+				res = oci
+			}
+			continue
+		}
+		others = append(others, u)
+	}
+	if _, err := r.applyUpdates(ctx, others); err != nil {
+		return nil, err
+	}
+	return res, r.evict(ctx, rpl.GetEvict())
+}
+
+// PostUpdateContainer tells plugins a container's resources changed.
+func (r *Runtime) PostUpdateContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) error {
+	if r == nil {
+		return nil
+	}
+	return wrap("post-update container", r.a.PostUpdateContainer(ctx, &api.PostUpdateContainerRequest{Pod: pod, Container: ctr}))
+}
+
+// StopContainer tells plugins a container exited and applies the updates they answer with
+// (typically resources freed for the pod's other containers).
+func (r *Runtime) StopContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) error {
+	if r == nil {
+		return nil
+	}
+	rpl, err := r.a.StopContainer(ctx, &api.StopContainerRequest{Pod: pod, Container: ctr})
+	if err != nil {
+		return wrap("stop container", err)
+	}
+	_, err = r.applyUpdates(ctx, rpl.GetUpdate())
+	return err
+}
+
+// RemoveContainer tells plugins a container is gone.
+func (r *Runtime) RemoveContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) error {
+	if r == nil {
+		return nil
+	}
+	return wrap("remove container", r.a.RemoveContainer(ctx, &api.RemoveContainerRequest{Pod: pod, Container: ctr}))
+}
+
+func wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("nri %s: %w", op, err)
+}
