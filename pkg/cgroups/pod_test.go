@@ -140,6 +140,13 @@ func TestPodLifecycle(t *testing.T) {
 	if st.MemoryLimitBytes == 0 {
 		t.Errorf("memory limit not read")
 	}
+	if st.MemoryMaxUsageBytes < st.MemoryUsageBytes {
+		t.Errorf("max usage %d below usage %d", st.MemoryMaxUsageBytes, st.MemoryUsageBytes)
+	}
+	// The shell's threads and its stdio are counted from /proc.
+	if p := st.Procs; p.Processes != 1 || p.Threads != 1 || p.FileDescriptors < 3 {
+		t.Errorf("process stats %+v, want the one shell with its fds", p)
+	}
 	if st.Timestamp.IsZero() || time.Since(st.Timestamp) > time.Minute {
 		t.Errorf("timestamp %v", st.Timestamp)
 	}

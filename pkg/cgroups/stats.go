@@ -29,10 +29,39 @@ type Stats struct {
 	MajorPageFaults       uint64
 	SwapUsageBytes        uint64 // swap only, not memory+swap
 
+	// The memory figures cAdvisor exports beside usage: page cache, mapped files, kernel
+	// memory (v1 memory.kmem.usage_in_bytes, v2 the "kernel" stat), the peak usage and how
+	// often the limit was hit (v1 failcnt, v2 memory.events max).
+	MemoryCacheBytes      uint64
+	MemoryMappedFileBytes uint64
+	MemoryKernelBytes     uint64
+	MemoryMaxUsageBytes   uint64
+	MemoryFailcnt         uint64
+
+	// CFS bandwidth control: enforcement periods, those in which the quota ran out, and the
+	// time spent throttled.
+	CFSPeriods          uint64
+	CFSThrottledPeriods uint64
+	CFSThrottledNanos   uint64
+
 	PidsCurrent uint64
 	PidsLimit   uint64 // 0 when unlimited
 
 	OOMEvents uint64 // processes killed by the OOM killer in this cgroup
+
+	// Block I/O per device and operation (Read, Write, Sync, Async, Discard, Total): bytes
+	// (v1 blkio.throttle.io_service_bytes_recursive, v2 io.stat) and operations.
+	IOServiceBytes []BlkioEntry
+	IOServiced     []BlkioEntry
+
+	Procs ProcStats
+}
+
+// BlkioEntry is one device's counter for one operation.
+type BlkioEntry struct {
+	Major, Minor uint64
+	Op           string
+	Value        uint64
 }
 
 // GetStats samples the cgroup at path. A cgroup that does not exist gives errdefs.ErrNotFound.
@@ -49,7 +78,7 @@ func GetStats(path string) (*Stats, error) {
 		return nil, fmt.Errorf("cgroup stats %q: %w", p, errdefs.ErrNotFound)
 	}
 	now := time.Now()
-	raw, err := m.Stats(&cg.StatsOptions{Controllers: cg.CPU | cg.Memory | cg.Pids})
+	raw, err := m.Stats(&cg.StatsOptions{Controllers: cg.CPU | cg.Memory | cg.Pids | cg.IO})
 	if err != nil {
 		return nil, fmt.Errorf("cgroup stats %q: %w", p, notFound(err))
 	}
@@ -60,6 +89,10 @@ func GetStats(path string) (*Stats, error) {
 	s := convertStats(raw, DetectMode().V2())
 	s.Timestamp = now
 	s.OOMEvents = ooms
+	// A cgroup emptied or removed meanwhile just has no processes to count.
+	if pids, err := m.GetAllPids(); err == nil {
+		s.Procs = procStats("/proc", pids)
+	}
 	return s, nil
 }
 
@@ -86,8 +119,12 @@ func OOMEvents(path string) (uint64, error) {
 func convertStats(raw *cg.Stats, v2 bool) *Stats {
 	mem := raw.MemoryStats
 	inactiveKey, rssKey, faultKey, majKey := "total_inactive_file", "total_rss", "total_pgfault", "total_pgmajfault"
+	cacheKey, mappedKey := "total_cache", "total_mapped_file"
+	kernel := mem.KernelUsage.Usage
 	if v2 {
 		inactiveKey, rssKey, faultKey, majKey = "inactive_file", "anon", "pgfault", "pgmajfault"
+		cacheKey, mappedKey = "file", "file_mapped"
+		kernel = mem.Stats["kernel"]
 	}
 	usage := mem.Usage.Usage
 	swap := mem.SwapOnlyUsage.Usage
@@ -114,9 +151,30 @@ func convertStats(raw *cg.Stats, v2 bool) *Stats {
 		PageFaults:            mem.Stats[faultKey],
 		MajorPageFaults:       mem.Stats[majKey],
 		SwapUsageBytes:        swap,
+		MemoryCacheBytes:      mem.Stats[cacheKey],
+		MemoryMappedFileBytes: mem.Stats[mappedKey],
+		MemoryKernelBytes:     kernel,
+		MemoryMaxUsageBytes:   mem.Usage.MaxUsage,
+		MemoryFailcnt:         mem.Usage.Failcnt,
+		CFSPeriods:            raw.CpuStats.ThrottlingData.Periods,
+		CFSThrottledPeriods:   raw.CpuStats.ThrottlingData.ThrottledPeriods,
+		CFSThrottledNanos:     raw.CpuStats.ThrottlingData.ThrottledTime,
 		PidsCurrent:           raw.PidsStats.Current,
 		PidsLimit:             raw.PidsStats.Limit,
+		IOServiceBytes:        blkioEntries(raw.BlkioStats.IoServiceBytesRecursive),
+		IOServiced:            blkioEntries(raw.BlkioStats.IoServicedRecursive),
 	}
+}
+
+func blkioEntries(in []cg.BlkioStatEntry) []BlkioEntry {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make([]BlkioEntry, len(in))
+	for i, e := range in {
+		out[i] = BlkioEntry{Major: e.Major, Minor: e.Minor, Op: e.Op, Value: e.Value}
+	}
+	return out
 }
 
 // notFound classifies a vanished cgroup (removed between calls) as errdefs.ErrNotFound.
