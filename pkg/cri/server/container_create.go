@@ -38,6 +38,7 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtimeapi.CreateCon
 	}
 	cl := &cleanups{log: s.log.With("container", id)}
 	cl.push("release name", func(context.Context) error { s.names.Release(name); return nil })
+	defer s.nri.BlockSync()()
 
 	md, st, err := s.createContainer(ctx, id, name, sb, sbSt, req, cl)
 	if err == nil {
@@ -48,6 +49,7 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtimeapi.CreateCon
 		return nil, fmt.Errorf("create container %q in sandbox %s: %w", name, sb.ID(), err)
 	}
 	s.events.container(id)
+	s.nriPostCreateContainer(ctx, id)
 	return &runtimeapi.CreateContainerResponse{ContainerId: id}, nil
 }
 
@@ -98,7 +100,7 @@ func (s *Service) createContainer(ctx context.Context, id, name string, sb *stor
 		{"lease image", func() error { return s.leaseImage(ctx, md, cl) }},
 		{"mount rootfs", func() error { return s.mountRootfs(ctx, md, sbMD, cl) }},
 		{"prepare mounts", func() error { return prepareHostPaths(cfg, md.LogPath) }},
-		{"write spec", func() error { return s.writeSpec(&md, sbMD, sbSt, img) }},
+		{"write spec", func() error { return s.writeSpec(ctx, &md, sbMD, sbSt, img, cl) }},
 		{"create in shim", func() error { return s.shimCreate(ctx, md, cl) }},
 	}
 	for _, step := range steps {
@@ -180,7 +182,7 @@ func prepareHostPaths(cfg *runtimeapi.ContainerConfig, logPath string) error {
 	return nil
 }
 
-func (s *Service) writeSpec(md *store.ContainerMetadata, sbMD store.SandboxMetadata, sbSt store.SandboxStatus, img ImageInfo) error {
+func (s *Service) writeSpec(ctx context.Context, md *store.ContainerMetadata, sbMD store.SandboxMetadata, sbSt store.SandboxStatus, img ImageInfo, cl *cleanups) error {
 	cfg := md.Config.ContainerConfig
 	info := sandboxInfo(sbMD, sbSt)
 	opts := spec.Options{
@@ -201,6 +203,9 @@ func (s *Service) writeSpec(md *store.ContainerMetadata, sbMD store.SandboxMetad
 	}
 	sp, err := s.genSpec(md.ID, cfg, info, img.Config, opts)
 	if err != nil {
+		return err
+	}
+	if err := s.nriCreateContainer(ctx, *md, sbMD, sbSt, sp, cl); err != nil {
 		return err
 	}
 	if sp.Process != nil {

@@ -56,6 +56,7 @@ func (s *Service) removeContainer(ctx context.Context, c *store.Container) error
 	if err := s.store.Containers.Delete(md.ID); err != nil {
 		return err
 	}
+	s.nriRemoveContainer(c)
 	s.names.Release(md.Name)
 	return nil
 }

@@ -38,6 +38,9 @@ func (s *Service) startContainer(ctx context.Context, c *store.Container) error 
 	}
 	cl, err := s.client(c.Metadata().SandboxID)
 	if err == nil {
+		err = s.nriStartContainer(ctx, c)
+	}
+	if err == nil {
 		err = cl.Start(ctx, c.ID())
 	}
 	if err != nil {
@@ -68,5 +71,6 @@ func (s *Service) startContainer(ctx context.Context, c *store.Container) error 
 		return err
 	}
 	s.watchExit(c, cl)
+	s.nriPostStartContainer(ctx, c)
 	return nil
 }

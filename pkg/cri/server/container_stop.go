@@ -120,10 +120,16 @@ func graceWithin(ctx context.Context, timeout time.Duration) time.Duration {
 func (s *Service) recordExit(c *store.Container, st ShimState) error {
 	defer s.events.container(c.ID())
 	st.OOMKilled = s.kills.oomKilled(c.ID(), st.OOMKilled, st.FinishedAt)
-	return c.Update(func(cs *store.ContainerStatus) error {
+	exited := false
+	err := c.Update(func(cs *store.ContainerStatus) error {
+		exited = cs.State != store.ContainerExited
 		cs.Exited(st.ExitCode, st.FinishedAt, st.OOMKilled, st.Message)
 		return nil
 	})
+	if err == nil && exited {
+		s.nriStopContainer(c)
+	}
+	return err
 }
 
 // stopSignal is the CRI's stop signal, else the image's STOPSIGNAL, else SIGTERM.

@@ -41,11 +41,18 @@ func (s *Service) updateResources(ctx context.Context, c *store.Container, r *ru
 	if err != nil {
 		return err
 	}
+	if res, err = s.nriUpdateContainer(ctx, c, res); err != nil {
+		return err
+	}
 	if err := cl.Update(ctx, c.ID(), res); err != nil {
 		return fmt.Errorf("shim update: %w", err)
 	}
-	return c.Update(func(st *store.ContainerStatus) error {
+	err = c.Update(func(st *store.ContainerStatus) error {
 		st.Resources = store.Resources{LinuxContainerResources: proto.Clone(r).(*runtimeapi.LinuxContainerResources)}
 		return nil
 	})
+	if err == nil {
+		s.nriPostUpdateContainer(ctx, c)
+	}
+	return err
 }

@@ -419,6 +419,7 @@ func newTestEnv(t *testing.T) *testEnv {
 	dir := t.TempDir()
 	cfg := config.Default()
 	cfg.Root, cfg.State = filepath.Join(dir, "root"), filepath.Join(dir, "state")
+	cfg.NRI.Enable = false // it would listen on the node's NRI socket
 	resolv := filepath.Join(dir, "resolv.conf")
 	if err := os.WriteFile(resolv, []byte("nameserver 10.0.0.53\n"), 0o644); err != nil {
 		t.Fatal(err)

@@ -50,6 +50,7 @@ func (s *Service) removeSandbox(ctx context.Context, sb *store.Sandbox) error {
 	if err := s.store.Sandboxes.Delete(md.ID); err != nil {
 		return err
 	}
+	s.nriRemovePodSandbox(md)
 	s.names.Release(md.Name)
 	return nil
 }

@@ -40,6 +40,9 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandb
 
 	md, st, err := s.runSandbox(ctx, id, name, req, sysctls, cl)
 	if err == nil {
+		err = s.nriRunPodSandbox(ctx, md, st, cl)
+	}
+	if err == nil {
 		_, err = s.store.Sandboxes.Add(id, md, st)
 	}
 	if err != nil {

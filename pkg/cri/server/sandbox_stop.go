@@ -39,6 +39,9 @@ func (s *Service) stopSandbox(ctx context.Context, sb *store.Sandbox) error {
 	if err := s.stopContainers(ctx, s.store.ContainersOf(md.ID)); err != nil {
 		return fmt.Errorf("stop containers: %w", err)
 	}
+	if err := s.nriStopPodSandbox(ctx, sb); err != nil {
+		return err
+	}
 	// The shim's exit records are no longer needed: every exit is in the store now. Shutting
 	// it down kills the pod init, and with it the pod's pid namespace.
 	if err := s.release(ctx, store.Resource{Kind: store.KindShim, Path: md.ShimDir, Owner: md.ID}); err != nil {

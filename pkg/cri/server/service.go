@@ -17,6 +17,7 @@ import (
 	"github.com/berth-runtime/berth/pkg/cri/registrar"
 	"github.com/berth-runtime/berth/pkg/cri/spec"
 	"github.com/berth-runtime/berth/pkg/cri/store"
+	"github.com/berth-runtime/berth/pkg/nri"
 )
 
 // storeLockTimeout bounds the wait for meta.db's file lock: a second agent on the same root
@@ -99,6 +100,8 @@ type Service struct {
 
 	// streaming serves exec, attach and port-forward sessions; nil when disabled.
 	streaming *streamServer
+	// nri relays events to NRI plugins (nri.go); nil when disabled.
+	nri *nri.Runtime
 
 	// exits tracks the Wait goroutines so Close can wait for them.
 	exits sync.WaitGroup
@@ -192,6 +195,10 @@ func New(opts Options) (*Service, error) {
 		s.Close()
 		return nil, fmt.Errorf("new cri service: %w", err)
 	}
+	if err := s.startNRI(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("new cri service: %w", err)
+	}
 	return s, nil
 }
 
@@ -214,6 +221,7 @@ func (s *Service) Close() error {
 	}
 	close(s.stop)
 	s.stopStreaming()
+	s.nri.Stop()
 	s.closeTelemetry()
 	s.clientsMu.Lock()
 	for id, c := range s.clients {
