@@ -45,10 +45,13 @@ type ifaceStats struct {
 	TxBytes, TxPackets, TxErrors, TxDrops uint64
 }
 
-// layerUsage is the disk use of a writable layer.
+// layerUsage is the disk use of a writable layer and, when HasFs, the size and inodes of the
+// filesystem holding it (what the layer could grow to).
 type layerUsage struct {
-	Bytes, Inodes uint64
-	At            time.Time
+	Bytes, Inodes                  uint64
+	Limit, InodesTotal, InodesFree uint64
+	HasFs                          bool
+	At                             time.Time
 }
 
 // cgSample is a cgroup sample with the CPU rate since the previous one.
@@ -243,7 +246,15 @@ func walkLayer(dir string) (layerUsage, error) {
 		u.Inodes++
 		return nil
 	})
-	return u, err
+	if err != nil {
+		return u, err
+	}
+	var fs syscall.Statfs_t
+	if syscall.Statfs(dir, &fs) == nil {
+		u.Limit = fs.Blocks * uint64(fs.Bsize)
+		u.InodesTotal, u.InodesFree, u.HasFs = fs.Files, fs.Ffree, true
+	}
+	return u, nil
 }
 
 // readNetDev parses /proc/net/dev as seen from the calling thread's network namespace.

@@ -2,8 +2,10 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -35,7 +37,12 @@ func (f *fakeStatsSources) sources() statsSources {
 			if !ok {
 				return nil, errdefs.ErrNotFound
 			}
-			return &cgroups.Stats{Timestamp: f.now, CPUUsageNanos: v, MemoryUsageBytes: 100, MemoryWorkingSetBytes: 80, MemoryLimitBytes: 1000, PidsCurrent: 3}, nil
+			return &cgroups.Stats{
+				Timestamp: f.now, CPUUsageNanos: v, MemoryUsageBytes: 100, MemoryWorkingSetBytes: 80, MemoryLimitBytes: 1000, PidsCurrent: 3,
+				CFSThrottledNanos: 2e9, Procs: cgroups.ProcStats{Processes: 1, Threads: 2, FileDescriptors: 5, Sockets: 1},
+				IOServiceBytes: []cgroups.BlkioEntry{{Major: 8, Op: "Read", Value: 4096}, {Major: 8, Op: "Write", Value: 512}, {Major: 8, Op: "Total", Value: 4608}},
+				IOServiced:     []cgroups.BlkioEntry{{Major: 8, Op: "Read", Value: 2}, {Major: 8, Op: "Write", Value: 1}},
+			}, nil
 		},
 		network: func(string) ([]ifaceStats, error) {
 			return []ifaceStats{{Name: "eth0", RxBytes: 10, TxBytes: 20}, {Name: "eth1", RxBytes: 1}}, f.netErr
@@ -154,6 +161,9 @@ func TestWalkLayer(t *testing.T) {
 	if u.Inodes != 2 || u.Bytes < 10000 || u.Bytes > 10000+2*8192 {
 		t.Errorf("walk = %+v", u)
 	}
+	if !u.HasFs || u.Limit < u.Bytes || u.InodesTotal == 0 || u.InodesFree > u.InodesTotal {
+		t.Errorf("filesystem of the layer = %+v", u)
+	}
 	if _, err := walkLayer(filepath.Join(dir, "missing")); err == nil {
 		t.Error("walking a missing layer succeeded")
 	}
@@ -174,17 +184,24 @@ func TestMetricDescriptorsCoverPodMetrics(t *testing.T) {
 	}
 	pod := podConfig("p")
 	podID := e.runPod(t, pod)
-	id := e.createContainer(t, podID, pod, containerConfig("c"))
+	// Resources as critest's metrics spec sets them: the spec_* metrics report them.
+	cc := containerConfig("c")
+	cc.Linux = &runtimeapi.LinuxContainerConfig{Resources: &runtimeapi.LinuxContainerResources{
+		CpuPeriod: 100000, CpuQuota: 20000, CpuShares: 1024, MemoryLimitInBytes: 64 << 20, MemorySwapLimitInBytes: 64 << 20,
+	}}
+	id := e.createContainer(t, podID, pod, cc)
 	if _, err := e.svc.StartContainer(context.Background(), &runtimeapi.StartContainerRequest{ContainerId: id}); err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeStatsSources{cpu: map[string]uint64{e.svc.store.Containers.List()[0].Metadata().Cgroup: 3e9}, now: time.Now(), reads: map[string]int{}}
+	f := &fakeStatsSources{cpu: map[string]uint64{e.svc.store.Containers.List()[0].Metadata().Cgroup: 3e9}, now: time.Now(), reads: map[string]int{},
+		layer: layerUsage{Bytes: 4096, Inodes: 2, Limit: 1 << 30, InodesTotal: 100, InodesFree: 50, HasFs: true}}
 	e.svc.stats = newStatsCollector(e.svc.store, f.sources(), time.Second)
 	m, err := e.svc.ListPodSandboxMetrics(context.Background(), &runtimeapi.ListPodSandboxMetricsRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	seen := 0
+	got := map[string][]*runtimeapi.Metric{}
 	for _, pm := range m.PodMetrics {
 		all := pm.Metrics
 		for _, cm := range pm.ContainerMetrics {
@@ -195,6 +212,7 @@ func TestMetricDescriptorsCoverPodMetrics(t *testing.T) {
 			if !ok || n != len(x.LabelValues) {
 				t.Errorf("metric %s: %d label values, descriptor has %d (known %v)", x.Name, len(x.LabelValues), n, ok)
 			}
+			got[x.Name] = append(got[x.Name], x)
 			if x.Name == "container_cpu_usage_seconds_total" && x.Value.GetValue() != 3 {
 				t.Errorf("cpu seconds = %d, want 3", x.Value.GetValue())
 			}
@@ -203,5 +221,72 @@ func TestMetricDescriptorsCoverPodMetrics(t *testing.T) {
 	}
 	if seen == 0 {
 		t.Fatal("no metrics")
+	}
+	// critest (ListPodSandboxMetrics) wants a value for every descriptor it knows.
+	for name := range keys {
+		if len(got[name]) == 0 {
+			t.Errorf("descriptor %s has no metric", name)
+		}
+	}
+	sda := blockDeviceName(8, 0) // "/dev/sda", or "8:0" where there is none
+	values := []struct {
+		name   string
+		labels []string // trailing label values, after the container's
+		want   uint64
+	}{
+		{"container_cpu_cfs_throttled_seconds_total", nil, 2},
+		{"container_threads", nil, 2},
+		{"container_file_descriptors", nil, 5},
+		{"container_sockets", nil, 1},
+		{"container_fs_limit_bytes", nil, 1 << 30},
+		{"container_fs_inodes_free", nil, 50},
+		{"container_fs_reads_bytes_total", []string{sda}, 4096},
+		{"container_fs_writes_total", []string{sda}, 1},
+		{"container_blkio_device_usage_total", []string{sda, "8", "0", "Total"}, 4608},
+	}
+	for _, v := range values {
+		found := false
+		for _, x := range got[v.name] {
+			lv := x.LabelValues
+			if len(v.labels) > 0 && !slices.Equal(lv[len(lv)-len(v.labels):], v.labels) {
+				continue
+			}
+			found = true
+			if x.Value.GetValue() != v.want {
+				t.Errorf("%s%v = %d, want %d", v.name, v.labels, x.Value.GetValue(), v.want)
+			}
+		}
+		if !found {
+			t.Errorf("no %s%v", v.name, v.labels)
+		}
+	}
+}
+
+func TestBlockDeviceName(t *testing.T) {
+	tests := []struct {
+		name         string
+		major, minor uint64
+		want         string
+	}{
+		{"unknown device keeps its numbers", 4095, 99999, "4095:99999"},
+	}
+	// A device this machine has: the first entry of /sys/dev/block.
+	if ents, err := os.ReadDir("/sys/dev/block"); err == nil && len(ents) > 0 {
+		var ma, mi uint64
+		if _, err := fmt.Sscanf(ents[0].Name(), "%d:%d", &ma, &mi); err == nil {
+			l, _ := os.Readlink(filepath.Join("/sys/dev/block", ents[0].Name()))
+			tests = append(tests, struct {
+				name         string
+				major, minor uint64
+				want         string
+			}{"known device by its sysfs name", ma, mi, "/dev/" + filepath.Base(l)})
+		}
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := blockDeviceName(tt.major, tt.minor); got != tt.want {
+				t.Errorf("blockDeviceName(%d, %d) = %q, want %q", tt.major, tt.minor, got, tt.want)
+			}
+		})
 	}
 }
