@@ -1,0 +1,192 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/containerd/nri/pkg/api"
+	"github.com/containerd/nri/pkg/stub"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// injector is an NRI plugin that adds an env var and an annotation to every container and
+// records the events it sees.
+type injector struct {
+	mu     sync.Mutex
+	events []string // "<event> <container name or pod name>"
+}
+
+func (p *injector) record(ev, name string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.events = append(p.events, ev+" "+name)
+}
+
+func (p *injector) seen() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.events)
+}
+
+func (p *injector) RunPodSandbox(_ context.Context, pod *api.PodSandbox) error {
+	p.record("RunPodSandbox", pod.GetName())
+	return nil
+}
+
+func (p *injector) StopPodSandbox(_ context.Context, pod *api.PodSandbox) error {
+	p.record("StopPodSandbox", pod.GetName())
+	return nil
+}
+
+func (p *injector) CreateContainer(_ context.Context, _ *api.PodSandbox, c *api.Container) (*api.ContainerAdjustment, []*api.ContainerUpdate, error) {
+	p.record("CreateContainer", c.GetName())
+	adj := &api.ContainerAdjustment{}
+	adj.AddEnv("NRI_GREETING", "hello-from-nri")
+	adj.AddAnnotation("berth.test/nri", "injected")
+	return adj, nil, nil
+}
+
+func (p *injector) StartContainer(_ context.Context, _ *api.PodSandbox, c *api.Container) error {
+	p.record("StartContainer", c.GetName())
+	return nil
+}
+
+func (p *injector) StopContainer(_ context.Context, _ *api.PodSandbox, c *api.Container) ([]*api.ContainerUpdate, error) {
+	p.record("StopContainer", c.GetName())
+	return nil, nil
+}
+
+func (p *injector) RemoveContainer(_ context.Context, _ *api.PodSandbox, c *api.Container) error {
+	p.record("RemoveContainer", c.GetName())
+	return nil
+}
+
+// nriAgent starts an agent with NRI on a private socket and a private pod network.
+func nriAgent(t *testing.T) (*agent, string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("/run", "berth-nri-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "nri.sock")
+	confDir := filepath.Join(dir, "cni-conf")
+	if err := os.MkdirAll(confDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	n := int(agentSeq.Add(1)+int32(os.Getpid()*3)) % 250
+	cfg := fmt.Sprintf("[network]\ncni_conf_dir = %q\ndefault_subnet = \"10.226.%d.0/24\"\ndefault_bridge = \"bte2enri%d\"\n"+
+		"[nri]\nenable = true\nsocket_path = %q\nplugin_path = %q\n", confDir, n, n, sock, filepath.Join(dir, "plugins"))
+	a := newAgent(t, agentOptions{config: cfg})
+	a.bridge = fmt.Sprintf("bte2enri%d", n)
+	return a, sock
+}
+
+func TestNRIPluginAdjustsContainers(t *testing.T) {
+	a, sock := nriAgent(t)
+
+	// A pod that exists before the plugin connects must reach it through Synchronize.
+	plugin := &injector{}
+	s, err := stub.New(plugin, stub.WithPluginName("berth-e2e"), stub.WithPluginIdx("10"), stub.WithSocketPath(sock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() { cancel(); s.Stop() })
+	if err := s.Start(ctx); err != nil {
+		t.Fatalf("start plugin: %v", err)
+	}
+
+	p := runPod(t, a, podConfig(t, "nri"))
+	c := ctrConfig("greeter", env.images.busybox, withShell("echo $NRI_GREETING"))
+	id := createContainer(t, a, p, c)
+
+	b, err := os.ReadFile(filepath.Join(a.state, "containers", id, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sp specs.Spec
+	if err := json.Unmarshal(b, &sp); err != nil {
+		t.Fatal(err)
+	}
+	if got := sp.Annotations["berth.test/nri"]; got != "injected" {
+		t.Errorf("annotation in config.json = %q, want injected", got)
+	}
+
+	startContainer(t, a, id)
+	if st := waitExited(t, a, id, 30*time.Second); st.ExitCode != 0 {
+		t.Fatalf("exit code %d", st.ExitCode)
+	}
+	if got := logText(readLog(t, logPath(p, c)), "stdout"); got != "hello-from-nri\n" {
+		t.Errorf("stdout = %q, want the injected env var", got)
+	}
+	if _, err := a.rt.RemoveContainer(ctxT(t), &runtimeapi.RemoveContainerRequest{ContainerId: id}); err != nil {
+		t.Fatal(err)
+	}
+
+	want := []string{"RunPodSandbox nri", "CreateContainer greeter", "StartContainer greeter", "StopContainer greeter", "RemoveContainer greeter"}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := plugin.seen()
+		if slices.Equal(got, want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("plugin events = %q, want %q", got, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestNRIHookErrorFailsCreate: a plugin's CreateContainer error fails the CRI call, and a
+// retry without the failure succeeds (nothing of the first attempt is left holding the name).
+func TestNRIHookErrorFailsCreate(t *testing.T) {
+	a, sock := nriAgent(t)
+	plugin := &failer{}
+	s, err := stub.New(plugin, stub.WithPluginName("berth-e2e-fail"), stub.WithPluginIdx("10"), stub.WithSocketPath(sock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() { cancel(); s.Stop() })
+	if err := s.Start(ctx); err != nil {
+		t.Fatalf("start plugin: %v", err)
+	}
+	p := runPod(t, a, podConfig(t, "nri-fail"))
+	c := ctrConfig("refused", env.images.busybox, withShell("true"))
+	if imageStatus(t, a, c.Image.Image) == nil {
+		pull(t, a, c.Image.Image)
+	}
+	c.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: p.cfg.Linux.SecurityContext.NamespaceOptions}
+	plugin.fail.Store(true)
+	if _, err := a.rt.CreateContainer(ctxT(t), &runtimeapi.CreateContainerRequest{PodSandboxId: p.id, Config: c, SandboxConfig: p.cfg}); err == nil {
+		t.Fatal("create succeeded although the plugin failed it")
+	}
+	list, err := a.rt.ListContainers(ctxT(t), &runtimeapi.ListContainersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Containers) != 0 {
+		t.Fatalf("containers after a failed create: %v", list.Containers)
+	}
+	plugin.fail.Store(false)
+	createContainer(t, a, p, c)
+}
+
+type failer struct{ fail atomic.Bool }
+
+func (f *failer) CreateContainer(context.Context, *api.PodSandbox, *api.Container) (*api.ContainerAdjustment, []*api.ContainerUpdate, error) {
+	if f.fail.Load() {
+		return nil, nil, fmt.Errorf("induced failure")
+	}
+	return nil, nil, nil
+}
