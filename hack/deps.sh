@@ -39,6 +39,12 @@ if ! "$TOOLS_BIN/crictl" --version 2>/dev/null | grep -q "$want"; then
 		-ldflags "-X sigs.k8s.io/cri-tools/pkg/version.Version=$want" \
 		"sigs.k8s.io/cri-tools/cmd/crictl@$CRI_TOOLS_VERSION"
 fi
+# crictl talks to berth unless the node already has a crictl config.
+if [ ! -e /etc/crictl.yaml ]; then
+	printf 'runtime-endpoint: unix:///run/berth/berth.sock\nimage-endpoint: unix:///run/berth/berth.sock\ntimeout: 60\n' >/etc/crictl.yaml
+	log "wrote /etc/crictl.yaml (berth's socket)"
+fi
+
 # The standard CNI plugins (bridge, host-local, portmap, ...) into /opt/cni/bin.
 "$(dirname "$0")/cni.sh"
 log "ok"
