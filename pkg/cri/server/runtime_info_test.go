@@ -28,6 +28,9 @@ func TestVersionStatusRuntimeConfig(t *testing.T) {
 	if len(st.RuntimeHandlers) != 1 || st.RuntimeHandlers[0].Name != "" {
 		t.Fatalf("handlers = %v", st.RuntimeHandlers)
 	}
+	if !st.GetFeatures().GetSupplementalGroupsPolicy() {
+		t.Errorf("features = %v, want supplemental_groups_policy", st.GetFeatures())
+	}
 	rc, err := e.svc.RuntimeConfig(ctx, &runtimeapi.RuntimeConfigRequest{})
 	if err != nil || rc.Linux.CgroupDriver != runtimeapi.CgroupDriver_CGROUPFS {
 		t.Fatalf("RuntimeConfig = %v, %v", rc, err)

@@ -24,7 +24,9 @@ func (s *Service) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*r
 				UserNamespaces:          s.features.UserNamespaces,
 			},
 		}},
-		Features: &runtimeapi.RuntimeFeatures{},
+		// Merge and Strict are both honoured (spec.ResolveUser), and ContainerStatus reports
+		// the groups the process got.
+		Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true},
 	}
 	if req.GetVerbose() {
 		b, _ := json.Marshal(struct {
