@@ -244,3 +244,24 @@ func TestContainerCreateFailureLeavesNoMount(t *testing.T) {
 		t.Errorf("failed create left a rootfs mount")
 	}
 }
+
+// SIGTERM stops the agent, not the containers: they keep running and writing
+// their logs, and the restarted agent finds them as they are.
+func TestAgentSIGTERMLeavesContainersRunning(t *testing.T) {
+	a := newAgent(t, agentOptions{})
+	p := runPod(t, a, podConfig(t, "sigterm"))
+	c := ctrConfig("ticker", env.images.busybox, withShell("i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done"))
+	id := runContainer(t, a, p, c)
+	waitLog(t, logPath(p, c), "tick 3", 30*time.Second)
+
+	must(t, a.stop(), "stop agent with SIGTERM")
+	before := strings.Count(logText(readLog(t, logPath(p, c)), "stdout"), "tick ")
+	time.Sleep(time.Second)
+	if after := strings.Count(logText(readLog(t, logPath(p, c)), "stdout"), "tick "); after <= before {
+		t.Fatalf("container stopped writing after the agent's SIGTERM: %d ticks, then %d", before, after)
+	}
+	must(t, a.start(), "restart agent")
+	if st := containerStatus(t, a, id); st.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Fatalf("after restart: %s", st.State)
+	}
+}
