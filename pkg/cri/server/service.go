@@ -138,6 +138,9 @@ func New(opts Options) (*Service, error) {
 		// Real mounts and namespaces only: fakes cannot host a user namespace.
 		s.features.UserNamespaces = probeUserNamespaces([]string{opts.Config.Root, opts.Config.State}, log)
 	}
+	if opts.Mounter == nil && !s.features.RecursiveReadOnlyMounts {
+		s.features.RecursiveReadOnlyMounts = probeRecursiveReadOnly(opts.Config.State, log)
+	}
 	s.hostSec = probeHostSecurity(log)
 	if s.cimages == nil {
 		src, ok := opts.Images.(imageSource)
