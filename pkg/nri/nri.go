@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/containerd/nri/pkg/adaptation"
@@ -62,6 +63,12 @@ func New(opts Options) (*Runtime, error) {
 	}
 	r := &Runtime{dom: opts.Domain, log: log}
 	aopts := []adaptation.Option{adaptation.WithSocketPath(opts.SocketPath)}
+	if socketLive(opts.SocketPath) {
+		// NRI would unlink and take over the socket, cutting the other runtime's plugins
+		// off, and remove it again when we stop. Leave it to its owner.
+		log.Warn("nri: socket is served by another process; external plugins disabled", "socket", opts.SocketPath)
+		aopts = append(aopts, adaptation.WithDisabledExternalConnections())
+	}
 	if opts.PluginPath != "" {
 		aopts = append(aopts, adaptation.WithPluginPath(opts.PluginPath))
 	}
@@ -280,6 +287,15 @@ func (r *Runtime) RemoveContainer(ctx context.Context, pod *api.PodSandbox, ctr 
 		return nil
 	}
 	return wrap("remove container", r.a.RemoveContainer(ctx, &api.RemoveContainerRequest{Pod: pod, Container: ctr}))
+}
+
+func socketLive(path string) bool {
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }
 
 func wrap(op string, err error) error {
