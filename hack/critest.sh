@@ -185,6 +185,10 @@ log_level = "debug"
 
 [images]
 certs_dir = "$CERTS"
+
+# A private NRI socket: another agent on the node must not take /var/run/nri/nri.sock from us.
+[nri]
+socket_path = "$STATE_DIR/nri.sock"
 EOF
 cp "$TMP/config.toml" "$OUT/berth-config.toml"
 
@@ -227,6 +231,7 @@ else
 	skips=$(skip_regex)
 	[[ -n $skips ]] && args+=(-ginkgo.skip "$skips")
 fi
+args+=(-nri-socket "$STATE_DIR/nri.sock") # critest's NRI specs run only with it
 args+=("${extra[@]}")
 
 log "running $CRITEST ${args[*]}"
