@@ -59,6 +59,10 @@ func startAgent(o agentOptions) (*agent, error) {
 		}
 		o.config = fmt.Sprintf("[network]\ncni_conf_dir = %q\ndefault_subnet = \"10.224.%d.0/24\"\ndefault_bridge = %q\n", confDir, n, a.bridge)
 	}
+	if !strings.Contains(o.config, "[nri]") {
+		// NRI's default socket is node-wide: agents of one test run must not share it.
+		o.config += fmt.Sprintf("\n[nri]\nsocket_path = %q\n", filepath.Join(state, "nri.sock"))
+	}
 	cfgPath := filepath.Join(root, "config.toml")
 	if err := os.WriteFile(cfgPath, []byte(o.config), 0o644); err != nil {
 		return nil, err
