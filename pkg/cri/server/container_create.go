@@ -62,7 +62,7 @@ func validateContainerConfig(cfg *runtimeapi.ContainerConfig) error {
 	case cfg.GetImage().GetImage() == "":
 		return fmt.Errorf("image is required: %w", errdefs.ErrInvalidArgument)
 	}
-	return nil
+	return validateImageMounts(cfg)
 }
 
 // containerName is the kubelet's unique key for a container attempt in a pod.
@@ -93,14 +93,16 @@ func (s *Service) createContainer(ctx context.Context, id, name string, sb *stor
 	}
 	st := store.ContainerStatus{State: store.ContainerCreated, Resources: store.Resources{LinuxContainerResources: cfg.GetLinux().GetResources()}}
 
+	var imageVols map[string]string
 	steps := []struct {
 		name string
 		fn   func() error
 	}{
 		{"lease image", func() error { return s.leaseImage(ctx, md, cl) }},
 		{"mount rootfs", func() error { return s.mountRootfs(ctx, md, sbMD, cl) }},
+		{"mount image volumes", func() (err error) { imageVols, err = s.mountImageVolumes(ctx, md, cl); return err }},
 		{"prepare mounts", func() error { return prepareHostPaths(cfg, md.LogPath) }},
-		{"write spec", func() error { return s.writeSpec(ctx, &md, sbMD, sbSt, img, cl) }},
+		{"write spec", func() error { return s.writeSpec(ctx, &md, sbMD, sbSt, img, imageVols, cl) }},
 		{"create in shim", func() error { return s.shimCreate(ctx, md, cl) }},
 	}
 	for _, step := range steps {
@@ -182,12 +184,13 @@ func prepareHostPaths(cfg *runtimeapi.ContainerConfig, logPath string) error {
 	return nil
 }
 
-func (s *Service) writeSpec(ctx context.Context, md *store.ContainerMetadata, sbMD store.SandboxMetadata, sbSt store.SandboxStatus, img ImageInfo, cl *cleanups) error {
+func (s *Service) writeSpec(ctx context.Context, md *store.ContainerMetadata, sbMD store.SandboxMetadata, sbSt store.SandboxStatus, img ImageInfo, imageVols map[string]string, cl *cleanups) error {
 	cfg := md.Config.ContainerConfig
 	info := sandboxInfo(sbMD, sbSt)
 	opts := spec.Options{
 		RootfsPath: md.Rootfs, CgroupsPath: md.Cgroup, ImageName: md.ImageName,
 		CgroupV2: s.cgroups.V2(), CgroupNS: s.cgroups.V2(), NoHugetlb: !s.cgroups.Hugetlb(),
+		ImageVolumes: imageVols,
 	}
 	s.hostSec.apply(&opts)
 	if cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() == runtimeapi.NamespaceMode_TARGET {

@@ -50,6 +50,8 @@ func (s *Service) release(ctx context.Context, r store.Resource) error {
 		err = os.RemoveAll(r.Path)
 	case store.KindLease:
 		err = s.cimages.Unlease(ctx, r.Owner)
+	case kindImageVolumeLease:
+		err = s.cimages.Unlease(ctx, r.Path)
 	case store.KindShim:
 		err = s.shutdownShim(ctx, r.Owner, r.Path)
 	case kindCNI:

@@ -84,7 +84,7 @@ func generate(cfg *runtimeapi.ContainerConfig, sb SandboxInfo, img ImageConfig, 
 	if err := SELinux(sc, opts.SELinuxEnabled); err != nil {
 		return nil, err
 	}
-	mounts, rootPropagation, err := Mounts(cfg, sb, privileged)
+	mounts, rootPropagation, err := Mounts(cfg, sb, privileged, opts.ImageVolumes)
 	if err != nil {
 		return nil, err
 	}

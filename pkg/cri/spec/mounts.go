@@ -49,8 +49,9 @@ func defaultMounts(privileged bool) []specs.Mount {
 //
 // Image volumes (ImageConfig.Volumes) not covered by a CRI mount get no mount: their content
 // stays in the container's writable layer, which is what the kubelet expects for volumes it
-// did not declare. CRI image mounts (Mount.image) are not supported yet.
-func Mounts(cfg *runtimeapi.ContainerConfig, sb SandboxInfo, privileged bool) ([]specs.Mount, string, error) {
+// did not declare. CRI image mounts (Mount.image) are read-only binds of the directory the
+// agent prepared for them: imageVolumes maps their cleaned container path to it.
+func Mounts(cfg *runtimeapi.ContainerConfig, sb SandboxInfo, privileged bool, imageVolumes map[string]string) ([]specs.Mount, string, error) {
 	requested := map[string]bool{}
 	for _, m := range cfg.GetMounts() {
 		requested[path.Clean(m.GetContainerPath())] = true
@@ -84,7 +85,7 @@ func Mounts(cfg *runtimeapi.ContainerConfig, sb SandboxInfo, privileged bool) ([
 
 	propagation := ""
 	for _, m := range criMounts {
-		sm, err := criMount(m)
+		sm, err := criMount(m, imageVolumes)
 		if err != nil {
 			return nil, "", err
 		}
@@ -109,14 +110,14 @@ func Mounts(cfg *runtimeapi.ContainerConfig, sb SandboxInfo, privileged bool) ([
 
 // criMount converts one CRI bind mount. A missing host path is the agent's business (it creates
 // a directory, as the kubelet expects); here the mount is only described.
-func criMount(m *runtimeapi.Mount) (specs.Mount, error) {
+func criMount(m *runtimeapi.Mount, imageVolumes map[string]string) (specs.Mount, error) {
 	dst := m.GetContainerPath()
 	if !path.IsAbs(dst) || path.Clean(dst) == "/" {
 		return specs.Mount{}, fmt.Errorf("mount %q: container path must be absolute and not /: %w", dst, errdefs.ErrInvalidArgument)
 	}
 	if m.GetHostPath() == "" {
 		if m.GetImage().GetImage() != "" {
-			return specs.Mount{}, fmt.Errorf("mount %q: image volume %q: %w", dst, m.GetImage().GetImage(), errdefs.ErrNotImplemented)
+			return imageMount(m, imageVolumes)
 		}
 		return specs.Mount{}, fmt.Errorf("mount %q: host path is empty: %w", dst, errdefs.ErrInvalidArgument)
 	}
@@ -198,4 +199,44 @@ func mountDepth(p string) int {
 		return 0
 	}
 	return strings.Count(p, "/")
+}
+
+// ValidateImageMount checks what the CRI requires of an image volume (Mount.image) before the
+// agent prepares it: the kubelet always asks for a read-only mount, and the image content
+// is shared with other containers, so a writable one is refused.
+func ValidateImageMount(m *runtimeapi.Mount) error {
+	dst := m.GetContainerPath()
+	if !m.GetReadonly() {
+		return fmt.Errorf("mount %q: image volume %q must be read-only: %w", dst, m.GetImage().GetImage(), errdefs.ErrInvalidArgument)
+	}
+	if m.GetPropagation() != runtimeapi.MountPropagation_PROPAGATION_PRIVATE {
+		return fmt.Errorf("mount %q: image volume %q takes private propagation only: %w", dst, m.GetImage().GetImage(), errdefs.ErrInvalidArgument)
+	}
+	if p := m.GetImageSubPath(); p != "" && (path.IsAbs(p) || slices.Contains(strings.Split(p, "/"), "..")) {
+		return fmt.Errorf("mount %q: image sub path %q must be relative and stay inside the image: %w", dst, p, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// imageMount binds the prepared image volume read-only. It is not noexec: an image volume
+// may carry binaries, and the kubelet expects them to run.
+func imageMount(m *runtimeapi.Mount, imageVolumes map[string]string) (specs.Mount, error) {
+	dst := m.GetContainerPath()
+	if err := ValidateImageMount(m); err != nil {
+		return specs.Mount{}, err
+	}
+	src, ok := imageVolumes[path.Clean(dst)]
+	if !ok {
+		return specs.Mount{}, fmt.Errorf("mount %q: image volume %q was not prepared: %w", dst, m.GetImage().GetImage(), errdefs.ErrFailedPrecondition)
+	}
+	opts := []string{"rbind", "rprivate", "ro"}
+	for _, o := range m.GetMountOptions() {
+		if !slices.Contains(extraMountOptions, o) {
+			return specs.Mount{}, fmt.Errorf("mount %q: unsupported mount option %q: %w", dst, o, errdefs.ErrInvalidArgument)
+		}
+		if !slices.Contains(opts, o) {
+			opts = append(opts, o)
+		}
+	}
+	return specs.Mount{Destination: dst, Type: "bind", Source: src, Options: opts}, nil
 }

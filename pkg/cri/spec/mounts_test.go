@@ -20,6 +20,7 @@ func findMount(mounts []specs.Mount, dst string) (specs.Mount, int) {
 
 func TestCRIMount(t *testing.T) {
 	priv, h2c, bidi := runtimeapi.MountPropagation_PROPAGATION_PRIVATE, runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER, runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL
+	img := &runtimeapi.ImageSpec{Image: "sha256:1234"}
 	tests := []struct {
 		name string
 		m    *runtimeapi.Mount
@@ -39,19 +40,25 @@ func TestCRIMount(t *testing.T) {
 		{name: "relative container path", m: &runtimeapi.Mount{ContainerPath: "data", HostPath: "/h"}, err: errInvalid},
 		{name: "root container path", m: &runtimeapi.Mount{ContainerPath: "/", HostPath: "/h"}, err: errInvalid},
 		{name: "no host path", m: &runtimeapi.Mount{ContainerPath: "/data"}, err: errInvalid},
-		{name: "image volume", m: &runtimeapi.Mount{ContainerPath: "/data", Image: &runtimeapi.ImageSpec{Image: "busybox"}}, err: errdefs.ErrNotImplemented},
+		{name: "image volume", m: &runtimeapi.Mount{ContainerPath: "/data/", Readonly: true, Image: img}, want: []string{"rbind", "rprivate", "ro"}},
+		{name: "image volume with options", m: &runtimeapi.Mount{ContainerPath: "/data", Readonly: true, Image: img, MountOptions: []string{"nosuid"}}, want: []string{"rbind", "rprivate", "ro", "nosuid"}},
+		{name: "image volume must be read-only", m: &runtimeapi.Mount{ContainerPath: "/data", Image: img}, err: errInvalid},
+		{name: "image volume private only", m: &runtimeapi.Mount{ContainerPath: "/data", Readonly: true, Image: img, Propagation: h2c}, err: errInvalid},
+		{name: "image sub path escaping", m: &runtimeapi.Mount{ContainerPath: "/data", Readonly: true, Image: img, ImageSubPath: "etc/../../x"}, err: errInvalid},
+		{name: "image sub path absolute", m: &runtimeapi.Mount{ContainerPath: "/data", Readonly: true, Image: img, ImageSubPath: "/etc"}, err: errInvalid},
+		{name: "image volume not prepared", m: &runtimeapi.Mount{ContainerPath: "/other", Readonly: true, Image: img}, err: errdefs.ErrFailedPrecondition},
 		{name: "unknown propagation", m: &runtimeapi.Mount{ContainerPath: "/data", HostPath: "/h", Propagation: 7}, err: errInvalid},
 		{name: "id mapped needs gid mappings too", m: &runtimeapi.Mount{ContainerPath: "/data", HostPath: "/h", UidMappings: []*runtimeapi.IDMapping{{HostId: 1, Length: 1}}}, err: errInvalid},
 		{name: "id mapping of length 0", m: &runtimeapi.Mount{ContainerPath: "/data", HostPath: "/h", UidMappings: []*runtimeapi.IDMapping{{HostId: 1}}, GidMappings: []*runtimeapi.IDMapping{{HostId: 1}}}, err: errInvalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := criMount(tt.m)
+			got, err := criMount(tt.m, map[string]string{"/data": "/h"})
 			wantErr(t, err, tt.err)
 			if tt.err != nil {
 				return
 			}
-			if got.Type != "bind" || got.Source != "/h" || got.Destination != "/data" || !slices.Equal(got.Options, tt.want) {
+			if got.Type != "bind" || got.Source != "/h" || got.Destination != tt.m.ContainerPath || !slices.Equal(got.Options, tt.want) {
 				t.Fatalf("got %+v, want options %q", got, tt.want)
 			}
 		})
@@ -60,7 +67,7 @@ func TestCRIMount(t *testing.T) {
 
 func TestMountsDefaultsAndSandboxFiles(t *testing.T) {
 	sb := SandboxInfo{HostsPath: "/run/sb/hosts", HostnamePath: "/run/sb/hostname", ResolvPath: "/run/sb/resolv.conf", ShmPath: "/run/sb/shm"}
-	mounts, prop, err := Mounts(&runtimeapi.ContainerConfig{}, sb, false)
+	mounts, prop, err := Mounts(&runtimeapi.ContainerConfig{}, sb, false, nil)
 	wantErr(t, err, nil)
 	if prop != "" {
 		t.Fatalf("rootfs propagation %q, want none", prop)
@@ -97,7 +104,7 @@ func countDst(mounts []specs.Mount, dst string) int {
 }
 
 func TestMountsShmTmpfsWithoutSandboxShm(t *testing.T) {
-	mounts, _, err := Mounts(&runtimeapi.ContainerConfig{}, SandboxInfo{}, false)
+	mounts, _, err := Mounts(&runtimeapi.ContainerConfig{}, SandboxInfo{}, false, nil)
 	wantErr(t, err, nil)
 	m, i := findMount(mounts, "/dev/shm")
 	if i < 0 || m.Type != "tmpfs" {
@@ -112,7 +119,7 @@ func TestMountsShmTmpfsWithoutSandboxShm(t *testing.T) {
 
 func TestMountsReadonlyRootfsMakesEtcFilesReadonly(t *testing.T) {
 	cfg := &runtimeapi.ContainerConfig{Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{ReadonlyRootfs: true}}}
-	mounts, _, err := Mounts(cfg, SandboxInfo{HostsPath: "/h", ShmPath: "/s"}, false)
+	mounts, _, err := Mounts(cfg, SandboxInfo{HostsPath: "/h", ShmPath: "/s"}, false, nil)
 	wantErr(t, err, nil)
 	if m, _ := findMount(mounts, "/etc/hosts"); !slices.Contains(m.Options, "ro") {
 		t.Errorf("/etc/hosts: %+v", m)
@@ -129,7 +136,7 @@ func TestMountsCRIOverrides(t *testing.T) {
 		{ContainerPath: "/dev/shm/", HostPath: "/my/shm"},
 		{ContainerPath: "/sys", HostPath: "/sys"},
 	}}
-	mounts, _, err := Mounts(cfg, SandboxInfo{HostsPath: "/sb/hosts", ShmPath: "/sb/shm"}, false)
+	mounts, _, err := Mounts(cfg, SandboxInfo{HostsPath: "/sb/hosts", ShmPath: "/sb/shm"}, false, nil)
 	wantErr(t, err, nil)
 	for dst, src := range map[string]string{"/etc/hosts": "/my/hosts", "/dev/shm": "/my/shm", "/sys": "/sys"} {
 		if n := countDst(mounts, dst); n != 1 {
@@ -143,7 +150,7 @@ func TestMountsCRIOverrides(t *testing.T) {
 
 func TestMountsDevReplacesDevSubmounts(t *testing.T) {
 	cfg := &runtimeapi.ContainerConfig{Mounts: []*runtimeapi.Mount{{ContainerPath: "/dev", HostPath: "/dev"}}}
-	mounts, _, err := Mounts(cfg, SandboxInfo{ShmPath: "/sb/shm"}, false)
+	mounts, _, err := Mounts(cfg, SandboxInfo{ShmPath: "/sb/shm"}, false, nil)
 	wantErr(t, err, nil)
 	for _, dst := range []string{"/dev/pts", "/dev/mqueue"} {
 		if _, i := findMount(mounts, dst); i >= 0 {
@@ -163,7 +170,7 @@ func TestMountsOrderParentsFirst(t *testing.T) {
 		{ContainerPath: "/a", HostPath: "/h1"},
 		{ContainerPath: "/x", HostPath: "/h4"},
 	}}
-	mounts, _, err := Mounts(cfg, SandboxInfo{}, false)
+	mounts, _, err := Mounts(cfg, SandboxInfo{}, false, nil)
 	wantErr(t, err, nil)
 	index := func(dst string) int { _, i := findMount(mounts, dst); return i }
 	pairs := [][2]string{{"/a", "/a/b"}, {"/a/b", "/a/b/c"}, {"/dev", "/dev/pts"}, {"/sys", "/sys/fs/cgroup"}, {"/proc", "/dev"}}
@@ -194,7 +201,7 @@ func TestMountsRootfsPropagation(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, got, err := Mounts(&runtimeapi.ContainerConfig{Mounts: tt.mounts}, SandboxInfo{}, false)
+			_, got, err := Mounts(&runtimeapi.ContainerConfig{Mounts: tt.mounts}, SandboxInfo{}, false, nil)
 			wantErr(t, err, nil)
 			if got != tt.want {
 				t.Fatalf("got %q, want %q", got, tt.want)
@@ -204,7 +211,7 @@ func TestMountsRootfsPropagation(t *testing.T) {
 }
 
 func TestMountsPrivilegedSysWritable(t *testing.T) {
-	mounts, _, err := Mounts(&runtimeapi.ContainerConfig{}, SandboxInfo{}, true)
+	mounts, _, err := Mounts(&runtimeapi.ContainerConfig{}, SandboxInfo{}, true, nil)
 	wantErr(t, err, nil)
 	for _, dst := range []string{"/sys", "/sys/fs/cgroup"} {
 		m, _ := findMount(mounts, dst)
@@ -216,6 +223,6 @@ func TestMountsPrivilegedSysWritable(t *testing.T) {
 
 func TestMountsInvalidCRIMount(t *testing.T) {
 	cfg := &runtimeapi.ContainerConfig{Mounts: []*runtimeapi.Mount{{ContainerPath: "/d", HostPath: "/h", RecursiveReadOnly: true}}}
-	_, _, err := Mounts(cfg, SandboxInfo{}, false)
+	_, _, err := Mounts(cfg, SandboxInfo{}, false, nil)
 	wantErr(t, err, errInvalid)
 }

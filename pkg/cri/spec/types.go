@@ -71,6 +71,9 @@ type Options struct {
 	CgroupNS bool
 	// PidsLimit caps the container's pids cgroup; 0 leaves it unlimited.
 	PidsLimit int64
+	// ImageVolumes are the host directories the agent prepared for the CRI image mounts
+	// (Mount.image, with image_sub_path applied), by cleaned container path.
+	ImageVolumes map[string]string
 
 	// Users resolves the container user; nil reads /etc/passwd and /etc/group of RootfsPath
 	// (which then must be an absolute path).
