@@ -3,15 +3,13 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
-	"time"
 
+	"github.com/berth-runtime/berth/test/e2e/agentproc"
 	"github.com/berth-runtime/berth/test/fixture"
 )
 
@@ -65,10 +63,10 @@ func setupSuite() (cleanup func(), err error) {
 		return cleanup, err
 	}
 	undo = append(undo, func() { os.RemoveAll(tmp) })
-	if env.berthBin, err = binary("BERTH_BIN", "./cmd/agent", filepath.Join(tmp, "berth")); err != nil {
+	if env.berthBin, err = agentproc.Binary("BERTH_BIN", "./cmd/agent", filepath.Join(tmp, "berth"), "../.."); err != nil {
 		return cleanup, err
 	}
-	if env.shimBin, err = binary("BERTH_SHIM_BIN", "./cmd/shim", filepath.Join(tmp, "berth-shim")); err != nil {
+	if env.shimBin, err = agentproc.Binary("BERTH_SHIM_BIN", "./cmd/shim", filepath.Join(tmp, "berth-shim"), "../.."); err != nil {
 		return cleanup, err
 	}
 	reg, err := fixture.StartRegistry("127.0.0.1:0")
@@ -106,22 +104,6 @@ func removeDefaultCgroupParent() {
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
-}
-
-// binary returns the binary named by the environment variable, or builds pkg
-// into out (the Makefile passes prebuilt ones).
-func binary(envVar, pkg, out string) (string, error) {
-	if p := os.Getenv(envVar); p != "" {
-		return p, nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "seccomp", "-o", out, pkg)
-	cmd.Dir = "../.."
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build %s: %v\n%s", pkg, err, b)
-	}
-	return out, nil
 }
 
 func pushTestImages(reg *fixture.Registry) (testImages, error) {

@@ -86,8 +86,7 @@ func nriAgent(t *testing.T) (*agent, string) {
 	n := int(agentSeq.Add(1)+int32(os.Getpid()*3)) % 250
 	cfg := fmt.Sprintf("[network]\ncni_conf_dir = %q\ndefault_subnet = \"10.226.%d.0/24\"\ndefault_bridge = \"bte2enri%d\"\n"+
 		"[nri]\nenable = true\nsocket_path = %q\nplugin_path = %q\n", confDir, n, n, sock, filepath.Join(dir, "plugins"))
-	a := newAgent(t, agentOptions{config: cfg})
-	a.bridge = fmt.Sprintf("bte2enri%d", n)
+	a := newAgent(t, agentOptions{config: cfg, bridge: fmt.Sprintf("bte2enri%d", n)})
 	return a, sock
 }
 

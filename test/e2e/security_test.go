@@ -181,7 +181,7 @@ func TestSecurityProcStatus(t *testing.T) {
 // CAP_SYS_RESOURCE): the container's sets equal the agent's.
 func TestSecurityPrivileged(t *testing.T) {
 	a := env.shared
-	host := procStatus(t, a.cmd.Process.Pid)
+	host := procStatus(t, a.pid())
 	p := runPod(t, a, podConfig(t, "secpriv", withPodPrivileged()))
 
 	t.Run("add-all", func(t *testing.T) {

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-runtime/berth/test/e2e/agentproc"
 )
 
 // kubelet is a standalone kubelet process: no kubeconfig, so no API server;
@@ -144,7 +146,7 @@ func (k *kubelet) waitHealthy(port int) error {
 		select {
 		case err := <-k.done:
 			k.done <- err
-			return fmt.Errorf("kubelet exited (%v):\n%s", err, tail(k.logPath, 30))
+			return fmt.Errorf("kubelet exited (%v):\n%s", err, agentproc.Tail(k.logPath, 30))
 		default:
 		}
 		resp, err := http.Get(url)
@@ -155,7 +157,7 @@ func (k *kubelet) waitHealthy(port int) error {
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("kubelet not healthy on %s after 90s (%v):\n%s", url, err, tail(k.logPath, 30))
+			return fmt.Errorf("kubelet not healthy on %s after 90s (%v):\n%s", url, err, agentproc.Tail(k.logPath, 30))
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
@@ -188,7 +190,9 @@ func (k *kubelet) stopAndClean() {
 	for _, err := range removeKubepods() {
 		fmt.Fprintln(os.Stderr, "e2e/kubelet:", err)
 	}
-	removeAllSafely(k.dir)
+	if err := agentproc.RemoveAll(k.dir); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e/kubelet:", err)
+	}
 }
 
 // pods returns the kubelet's own view of its pods: GET /pods on the read-only port.

@@ -93,7 +93,7 @@ func findLeaks() []string {
 // state dir (shims) or live in a kubepods cgroup (containers).
 func suiteProcesses() []string {
 	var out []string
-	agentPid := env.agent.cmd.Process.Pid
+	agentPid := env.agent.pid()
 	for _, e := range dirNames("/proc") {
 		pid, err := strconv.Atoi(e)
 		if err != nil || pid == agentPid || pid == os.Getpid() {
@@ -190,21 +190,6 @@ func unescapeMount(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
-}
-
-// removeAllSafely detaches any mount left below dir before removing it, so
-// that RemoveAll never deletes through a bind mount into someone else's files.
-func removeAllSafely(dir string) {
-	for _, mp := range mountsUnder(dir) {
-		fmt.Fprintf(os.Stderr, "e2e/kubelet: unmounting leftover %s\n", mp)
-		if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil {
-			fmt.Fprintf(os.Stderr, "e2e/kubelet: unmount %s: %v; keeping %s\n", mp, err, dir)
-			return
-		}
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e/kubelet:", err)
-	}
 }
 
 func dirNames(dir string) []string {

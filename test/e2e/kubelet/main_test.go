@@ -3,15 +3,14 @@
 package kubelet_test
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/berth-runtime/berth/test/e2e/agentproc"
 	"github.com/berth-runtime/berth/test/fixture"
 )
 
@@ -73,10 +72,10 @@ func setupSuite() (cleanup func(), err error) {
 		return cleanup, err
 	}
 	undo = append(undo, func() { os.RemoveAll(tmp) })
-	if env.berthBin, err = binary("BERTH_BIN", "./cmd/agent", filepath.Join(tmp, "berth")); err != nil {
+	if env.berthBin, err = agentproc.Binary("BERTH_BIN", "./cmd/agent", filepath.Join(tmp, "berth"), "../../.."); err != nil {
 		return cleanup, err
 	}
-	if env.shimBin, err = binary("BERTH_SHIM_BIN", "./cmd/shim", filepath.Join(tmp, "berth-shim")); err != nil {
+	if env.shimBin, err = agentproc.Binary("BERTH_SHIM_BIN", "./cmd/shim", filepath.Join(tmp, "berth-shim"), "../../.."); err != nil {
 		return cleanup, err
 	}
 	reg, err := fixture.StartRegistry("127.0.0.1:0")
@@ -122,20 +121,4 @@ func lookBinary(envVar, def string) (string, error) {
 		return "", fmt.Errorf("find %s (set $%s): %w", p, envVar, err)
 	}
 	return found, nil
-}
-
-// binary returns the binary named by the environment variable, or builds pkg
-// into out (the Makefile passes prebuilt ones).
-func binary(envVar, pkg, out string) (string, error) {
-	if p := os.Getenv(envVar); p != "" {
-		return p, nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "seccomp", "-o", out, pkg)
-	cmd.Dir = "../../.."
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build %s: %v\n%s", pkg, err, b)
-	}
-	return out, nil
 }
