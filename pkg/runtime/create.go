@@ -63,10 +63,14 @@ func (m *Manager) create(opts CreateOptions) (*container, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Converting a spec that joins a user namespace spawns and waits for a
+	// helper process: keep the orphan reaper from stealing its exit.
+	release := m.reaper.hold()
 	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
 		CgroupName: opts.ID,
 		Spec:       spec,
 	})
+	release()
 	if err != nil {
 		return nil, fmt.Errorf("convert spec of %q: %w", opts.ID, errors.Join(err, errdefs.ErrInvalidArgument))
 	}
