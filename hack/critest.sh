@@ -87,7 +87,7 @@ install_ginkgo() {
 
 # --- teardown ------------------------------------------------------------------------------
 
-TMP="" ROOT_DIR="" STATE_DIR="" REG_PID="" BERTH_PID="" SOCK=""
+TMP="" ROOT_DIR="" STATE_DIR="" REG_PID="" BERTH_PID="" SOCK="" BRIDGE="" OWN_PARENT=false
 
 stop_pid() { # pid name: SIGTERM, then SIGKILL after 20s
 	local pid=$1 name=$2 i
@@ -137,6 +137,17 @@ cleanup() {
 		done
 		rm -rf "$ROOT_DIR" || log "cannot remove $ROOT_DIR"
 	fi
+	# The node-level objects the agent leaves by design: its pod bridge, and the default pod
+	# cgroup parent (critest sends no cgroup_parent) when this run created it.
+	if [[ -n $BRIDGE ]] && ip link show "$BRIDGE" >/dev/null 2>&1; then
+		ip link del "$BRIDGE" 2>>"$OUT/teardown.log" || log "cannot delete bridge $BRIDGE"
+	fi
+	if $OWN_PARENT; then
+		local d
+		for d in /sys/fs/cgroup/*/berth /sys/fs/cgroup/berth; do
+			[[ -d $d ]] && { rmdir "$d" 2>>"$OUT/teardown.log" || log "cannot remove cgroup $d (not empty?)"; }
+		done
+	fi
 	[[ -n $TMP ]] && rm -rf "$TMP"
 	exit "$rc"
 }
@@ -159,6 +170,11 @@ TMP=$(mktemp -d /tmp/berth-critest.XXXXXX)
 # Short names: <state>/shims/<64-hex sandbox id>/shim.sock must fit a 108-byte socket path.
 ROOT_DIR=$(mktemp -d /var/lib/berthct.XXXXXX)
 STATE_DIR=$(mktemp -d /run/berthct.XXXXXX)
+# A private pod network (bridge, subnet, empty CNI config dir), deleted at teardown, so that
+# berth0 of another agent on the node is neither used nor removed.
+BRIDGE=bct${STATE_DIR##*.}
+mkdir -p "$TMP/net.d"
+compgen -G '/sys/fs/cgroup/*/berth' >/dev/null || [[ -d /sys/fs/cgroup/berth ]] || OWN_PARENT=true
 SOCK=$STATE_DIR/berth.sock
 CERTS=$TMP/certs.d
 
@@ -189,6 +205,11 @@ certs_dir = "$CERTS"
 # A private NRI socket: another agent on the node must not take /var/run/nri/nri.sock from us.
 [nri]
 socket_path = "$STATE_DIR/nri.sock"
+
+[network]
+cni_conf_dir = "$TMP/net.d"
+default_bridge = "$BRIDGE"
+default_subnet = "10.89.0.0/16"
 EOF
 cp "$TMP/config.toml" "$OUT/berth-config.toml"
 
