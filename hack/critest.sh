@@ -205,6 +205,10 @@ certs_dir = "$CERTS"
 # A private NRI socket: another agent on the node must not take /var/run/nri/nri.sock from us.
 [nri]
 socket_path = "$STATE_DIR/nri.sock"
+# critest's late-joining plugin specs hold Synchronize open for 2 s on purpose, to create
+# containers meanwhile; with the 2 s default the plugin is dropped at its sync deadline and
+# never sees them. A sync that outlives the request timeout fails the plugin by design.
+plugin_request_timeout = "5s"
 
 [network]
 cni_conf_dir = "$TMP/net.d"
