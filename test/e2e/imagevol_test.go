@@ -99,3 +99,19 @@ func TestImageVolumeRefused(t *testing.T) {
 		})
 	}
 }
+
+// In a pod with a user namespace the image volume is idmapped like any bind mount: the
+// image's root-owned files belong to the container's root.
+func TestImageVolumeUserNamespace(t *testing.T) {
+	a := env.shared
+	ref := pull(t, a, env.images.configured)
+	p := runPod(t, a, podConfig(t, "imagevoluserns", withUserNS(kubeletUserNS())))
+	id := runContainer(t, a, p, ctrConfig("whole", env.images.busybox, withCommand("sleep", "1000"),
+		withImageVolume(ref, "/vol", "")))
+	if out, code := execIn(t, a, id, "stat", "-c", "%u:%g", "/vol/bin/busybox"); code != 0 || out != "0:0\n" {
+		t.Errorf("owner of /vol/bin/busybox: exit %d %q, want 0:0", code, out)
+	}
+	if out, code := execIn(t, a, id, "/vol/bin/busybox", "echo", "ran"); code != 0 || out != "ran\n" {
+		t.Errorf("run from the image volume: exit %d %q", code, out)
+	}
+}

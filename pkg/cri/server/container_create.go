@@ -100,7 +100,7 @@ func (s *Service) createContainer(ctx context.Context, id, name string, sb *stor
 	}{
 		{"lease image", func() error { return s.leaseImage(ctx, md, cl) }},
 		{"mount rootfs", func() error { return s.mountRootfs(ctx, md, sbMD, cl) }},
-		{"mount image volumes", func() (err error) { imageVols, err = s.mountImageVolumes(ctx, md, cl); return err }},
+		{"mount image volumes", func() (err error) { imageVols, err = s.mountImageVolumes(ctx, md, sbMD, cl); return err }},
 		{"prepare mounts", func() error { return prepareHostPaths(cfg, md.LogPath) }},
 		{"write spec", func() error { return s.writeSpec(ctx, &md, sbMD, sbSt, img, imageVols, cl) }},
 		{"create in shim", func() error { return s.shimCreate(ctx, md, cl) }},

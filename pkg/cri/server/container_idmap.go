@@ -28,12 +28,12 @@ import (
 // EINVAL. Every staging mount is recorded in the ledger before it is made and released with
 // the container, like the rootfs.
 
-// idmapLowers stages an idmapped, read-only clone of each lower directory and returns the
-// staged paths in the same order.
-func (s *Service) idmapLowers(md store.ContainerMetadata, userns string, lowers []string, cl *cleanups) ([]string, error) {
+// idmapLowers stages an idmapped, read-only clone of each lower directory under dir and
+// returns the staged paths in the same order.
+func (s *Service) idmapLowers(md store.ContainerMetadata, userns string, lowers []string, dir string, cl *cleanups) ([]string, error) {
 	staged := make([]string, len(lowers))
 	for i, lower := range lowers {
-		dst := filepath.Join(md.Bundle, "idmap", strconv.Itoa(i))
+		dst := filepath.Join(dir, strconv.Itoa(i))
 		err := s.acquire(cl, store.Resource{Kind: store.KindMount, Path: dst, Owner: md.ID}, func() error {
 			return stageIDMapped(lower, dst, userns)
 		})
@@ -124,7 +124,7 @@ func (s *Service) idmapRootfs(md store.ContainerMetadata, sbMD store.SandboxMeta
 	if err := searchableByOthers(s.cfg.State, md.Bundle); err != nil {
 		return nil, err
 	}
-	return s.idmapLowers(md, userns, lowers, cl)
+	return s.idmapLowers(md, userns, lowers, filepath.Join(md.Bundle, "idmap"), cl)
 }
 
 // searchableByOthers adds the search bit for others to root and each directory below it down

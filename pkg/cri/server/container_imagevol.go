@@ -25,7 +25,9 @@ import (
 // spec binds the staged directory, or its image_sub_path, into the container. The image is
 // leased for as long as the container exists, so removing it cannot pull the snapshots from
 // under the mount. Both the lease and the staging mount are in the ledger, released with the
-// container like its rootfs.
+// container like its rootfs. In a pod with a user namespace the overlay is built from
+// idmapped clones of the snapshots, as the rootfs is (container_idmap.go), and the spec does
+// not idmap the bind again.
 
 // kindImageVolumeLease is an image lease held for one image volume of a container. The image
 // store keeps one lease per owner name, and the container's own image already holds the
@@ -49,7 +51,7 @@ func validateImageMounts(cfg *runtimeapi.ContainerConfig) error {
 // mountImageVolumes stages every image volume of the container and returns the directories
 // the spec binds, by cleaned container path. It records the resolved image id in the mount's
 // ImageSpec.image_ref, which ContainerStatus reports back (KEP-5365).
-func (s *Service) mountImageVolumes(ctx context.Context, md store.ContainerMetadata, cl *cleanups) (map[string]string, error) {
+func (s *Service) mountImageVolumes(ctx context.Context, md store.ContainerMetadata, sbMD store.SandboxMetadata, cl *cleanups) (map[string]string, error) {
 	var out map[string]string
 	for i, m := range md.Config.GetMounts() {
 		ref := m.GetImage().GetImage()
@@ -63,7 +65,7 @@ func (s *Service) mountImageVolumes(ctx context.Context, md store.ContainerMetad
 			}
 			return nil, fmt.Errorf("image volume %q: %w", ref, err)
 		}
-		dir, err := s.stageImageVolume(ctx, md, i, img.ID, cl)
+		dir, err := s.stageImageVolume(ctx, md, podUserNSPath(sbMD), i, img.ID, cl)
 		if err != nil {
 			return nil, fmt.Errorf("image volume %q at %s: %w", ref, m.GetContainerPath(), err)
 		}
@@ -80,8 +82,9 @@ func (s *Service) mountImageVolumes(ctx context.Context, md store.ContainerMetad
 	return out, nil
 }
 
-// stageImageVolume leases the image and mounts its filesystem read-only under the bundle.
-func (s *Service) stageImageVolume(ctx context.Context, md store.ContainerMetadata, n int, imageID string, cl *cleanups) (string, error) {
+// stageImageVolume leases the image and mounts its filesystem read-only under the bundle;
+// userns is the pod's pinned user namespace ("" for none).
+func (s *Service) stageImageVolume(ctx context.Context, md store.ContainerMetadata, userns string, n int, imageID string, cl *cleanups) (string, error) {
 	owner := md.ID + "/imagevol/" + strconv.Itoa(n)
 	err := s.acquire(cl, store.Resource{Kind: kindImageVolumeLease, Path: owner, Owner: md.ID}, func() error {
 		return s.cimages.Lease(ctx, owner, imageID)
@@ -92,6 +95,12 @@ func (s *Service) stageImageVolume(ctx context.Context, md store.ContainerMetada
 	lowers, err := s.cimages.Lowers(ctx, imageID)
 	if err != nil {
 		return "", fmt.Errorf("image %s snapshots: %w", imageID, err)
+	}
+	if userns != "" && len(lowers) > 0 {
+		idmapDir := filepath.Join(md.Bundle, "imagevol-idmap", strconv.Itoa(n))
+		if lowers, err = s.idmapLowers(md, userns, lowers, idmapDir, cl); err != nil {
+			return "", err
+		}
 	}
 	dir := filepath.Join(md.Bundle, "imagevol", strconv.Itoa(n))
 	err = s.acquire(cl, store.Resource{Kind: store.KindMount, Path: dir, Owner: md.ID}, func() error {

@@ -102,7 +102,7 @@ func generate(cfg *runtimeapi.ContainerConfig, sb SandboxInfo, img ImageConfig, 
 		if err := checkUserNamespace(userns, sc, user); err != nil {
 			return nil, err
 		}
-		idmapMounts(mounts, userns)
+		idmapMounts(mounts, userns, opts.ImageVolumes)
 	}
 	res, err := Resources(cfg.GetLinux().GetResources(), opts)
 	if err != nil {

@@ -135,9 +135,16 @@ func mapped(ms []specs.LinuxIDMapping, id uint32) bool {
 // by the container's root, and what the container writes lands on disk with the ids it sees.
 // The default kernel filesystems (proc, sysfs, tmpfs, ...) are mounted by runc inside the user
 // namespace and need none.
-func idmapMounts(mounts []specs.Mount, m IDMappings) {
+//
+// Image volumes (sources among imageVolumes) are left alone: the agent stages them from
+// idmapped layers already, and an idmapped mount cannot be idmapped again.
+func idmapMounts(mounts []specs.Mount, m IDMappings, imageVolumes map[string]string) {
+	staged := map[string]bool{}
+	for _, src := range imageVolumes {
+		staged[src] = true
+	}
 	for i := range mounts {
-		if mounts[i].Type != "bind" || len(mounts[i].UIDMappings) > 0 || len(mounts[i].GIDMappings) > 0 {
+		if mounts[i].Type != "bind" || len(mounts[i].UIDMappings) > 0 || len(mounts[i].GIDMappings) > 0 || staged[mounts[i].Source] {
 			continue
 		}
 		mounts[i].UIDMappings = slices.Clone(m.UIDs)

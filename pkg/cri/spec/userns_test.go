@@ -149,3 +149,35 @@ func TestGenerateUserNamespaceRefusals(t *testing.T) {
 		})
 	}
 }
+
+func TestIdmapMountsLeavesImageVolumes(t *testing.T) {
+	m := IDMappings{
+		UIDs: []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}},
+		GIDs: []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}},
+	}
+	mounts := []specs.Mount{
+		{Destination: "/data", Type: "bind", Source: "/host/data"},
+		{Destination: "/vol", Type: "bind", Source: "/bundle/imagevol/0"},
+		{Destination: "/etcvol", Type: "bind", Source: "/bundle/imagevol/1/etc"},
+		{Destination: "/proc", Type: "proc", Source: "proc"},
+	}
+	idmapMounts(mounts, m, map[string]string{"/vol": "/bundle/imagevol/0", "/etcvol": "/bundle/imagevol/1/etc"})
+	tests := []struct {
+		dst    string
+		mapped bool
+	}{
+		{"/data", true},
+		{"/vol", false},    // staged from idmapped layers
+		{"/etcvol", false}, // an image_sub_path of one
+		{"/proc", false},   // mounted inside the user namespace
+	}
+	for _, tt := range tests {
+		mt, i := findMount(mounts, tt.dst)
+		if i < 0 {
+			t.Fatalf("no mount %s", tt.dst)
+		}
+		if got := len(mt.UIDMappings) > 0 && len(mt.GIDMappings) > 0; got != tt.mapped {
+			t.Errorf("%s idmapped = %v, want %v", tt.dst, got, tt.mapped)
+		}
+	}
+}
