@@ -65,6 +65,7 @@ type cgSample struct {
 
 type containerSample struct {
 	ID, SandboxID string
+	Running       bool // the container's state when sampled
 	CG            *cgSample // nil when the container has no live cgroup
 	Layer         layerUsage
 	HasLayer      bool
@@ -118,15 +119,17 @@ func (c *statsCollector) run(stop <-chan struct{}) {
 	}
 }
 
-// get returns a snapshot no older than maxAge (0: always a new one).
+// get returns a snapshot no older than maxAge (0: always a new one) that covers the store:
+// a pod or container created, or a container started, since the last snapshot must not be
+// missing from stats asked for right after (critest lists metrics right after a start).
 func (c *statsCollector) get(maxAge time.Duration) *statsSnapshot {
-	if s := c.current(); s != nil && maxAge > 0 && c.now().Sub(s.At) <= maxAge {
+	if s := c.current(); c.usable(s, maxAge) {
 		return s
 	}
 	c.refresh.Lock()
 	defer c.refresh.Unlock()
 	// Another caller may have refreshed while this one waited.
-	if s := c.current(); s != nil && maxAge > 0 && c.now().Sub(s.At) <= maxAge {
+	if s := c.current(); c.usable(s, maxAge) {
 		return s
 	}
 	s := c.collect(c.current())
@@ -134,6 +137,27 @@ func (c *statsCollector) get(maxAge time.Duration) *statsSnapshot {
 	c.snap = s
 	c.mu.Unlock()
 	return s
+}
+
+func (c *statsCollector) usable(s *statsSnapshot, maxAge time.Duration) bool {
+	return s != nil && maxAge > 0 && c.now().Sub(s.At) <= maxAge && c.covers(s)
+}
+
+// covers reports whether s has a sample of every pod and container in the store, taken
+// while each container was in its current running state.
+func (c *statsCollector) covers(s *statsSnapshot) bool {
+	for _, sb := range c.st.Sandboxes.List() {
+		if s.Pods[sb.ID()] == nil {
+			return false
+		}
+	}
+	for _, ctr := range c.st.Containers.List() {
+		cs := s.Containers[ctr.ID()]
+		if cs == nil || cs.Running != (ctr.Status().State == store.ContainerRunning) {
+			return false
+		}
+	}
+	return true
 }
 
 // fresh is the snapshot the RPCs read.
@@ -165,7 +189,7 @@ func (c *statsCollector) collect(prev *statsSnapshot) *statsSnapshot {
 	}
 	for _, ctr := range c.st.Containers.List() {
 		md, st := ctr.Metadata(), ctr.Status()
-		s := &containerSample{ID: md.ID, SandboxID: md.SandboxID}
+		s := &containerSample{ID: md.ID, SandboxID: md.SandboxID, Running: st.State == store.ContainerRunning}
 		var old *containerSample
 		if prev.Containers != nil {
 			old = prev.Containers[md.ID]

@@ -290,3 +290,43 @@ func TestBlockDeviceName(t *testing.T) {
 		})
 	}
 }
+
+// A snapshot within its max age is still refreshed when it misses a pod or container, or
+// samples a container in another state than it is now: metrics asked for right after a
+// start must include it.
+func TestStatsCollectorCoversNewObjects(t *testing.T) {
+	e := newTestEnv(t)
+	f := &fakeStatsSources{cpu: map[string]uint64{}, now: time.Unix(1000, 0), reads: map[string]int{}}
+	c := newStatsCollector(e.svc.store, f.sources(), 10*time.Second)
+	c.now = func() time.Time { return f.now }
+	e.svc.stats = c
+
+	empty := c.fresh()
+	if c.fresh() != empty {
+		t.Fatal("an unchanged store refreshed the cache within its max age")
+	}
+	pod := podConfig("p")
+	podID := e.runPod(t, pod)
+	withPod := c.fresh()
+	if withPod == empty || withPod.Pods[podID] == nil {
+		t.Fatal("new pod not sampled")
+	}
+	id := e.createContainer(t, podID, pod, containerConfig("c"))
+	created := c.fresh()
+	if created == withPod || created.Containers[id] == nil || created.Containers[id].Running {
+		t.Fatalf("new container not sampled as created: %+v", created.Containers[id])
+	}
+	if _, err := e.svc.StartContainer(context.Background(), &runtimeapi.StartContainerRequest{ContainerId: id}); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.cpu[e.svc.store.Containers.List()[0].Metadata().Cgroup] = 1e9
+	f.mu.Unlock()
+	started := c.fresh()
+	if started == created || !started.Containers[id].Running || started.Containers[id].CG == nil {
+		t.Fatalf("started container not sampled running with its cgroup: %+v", started.Containers[id])
+	}
+	if c.fresh() != started {
+		t.Fatal("cache not reused once it covers the store")
+	}
+}
