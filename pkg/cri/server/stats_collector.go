@@ -65,7 +65,7 @@ type cgSample struct {
 
 type containerSample struct {
 	ID, SandboxID string
-	Running       bool // the container's state when sampled
+	Running       bool      // the container's state when sampled
 	CG            *cgSample // nil when the container has no live cgroup
 	Layer         layerUsage
 	HasLayer      bool
