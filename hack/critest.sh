@@ -119,6 +119,13 @@ cleanup() {
 			log "killing leftover $(tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null) ($p)"
 			kill -KILL "$p" 2>/dev/null
 		done
+		# Shims are daemonized: the node's init reaps them, sometimes seconds after they exit.
+		# Wait for that (10 s at most) so a leak check right after sees no berth zombie.
+		local i
+		for ((i = 0; i < 100; i++)); do
+			ps -eo stat=,comm= | grep -qE '^Z.* berth' || break
+			sleep 0.1
+		done
 	fi
 	if [[ -n $REG_PID ]]; then
 		stop_pid "$REG_PID" registry
