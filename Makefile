@@ -25,7 +25,7 @@ run: deps build
 	$(BIN)/berth
 
 # test: unit tests, then the e2e tests against a real agent, then a leak check.
-test: deps build unit e2e kubelet-e2e leaks
+test: deps build unit e2e kubelet-e2e critest leaks
 
 unit:
 	$(GO) vet -tags $(TAGS) ./...
