@@ -35,19 +35,20 @@ var agentSeq atomic.Int32
 func startAgent(o agentOptions) (*agent, error) {
 	opts := agentproc.Options{Bin: env.berthBin, ShimBin: env.shimBin, RootPrefix: "berth-e2e-", StatePrefix: "berth-e2e-", Bridge: o.bridge}
 	n := int(agentSeq.Add(1)+int32(os.Getpid()*3)) % 250
-	if o.config == "" {
+	private := !strings.Contains(o.config, "[network]")
+	if private {
 		// A private pod network: its own bridge and subnet and an empty CNI config
 		// dir, so that the test never touches the node's berth0 or /etc/cni/net.d.
 		opts.Bridge = fmt.Sprintf("bte2ea%d", n)
 	}
 	opts.Config = func(root, state string) (string, error) {
 		cfg := o.config
-		if cfg == "" {
+		if private {
 			confDir := filepath.Join(root, "cni-conf")
 			if err := os.MkdirAll(confDir, 0o755); err != nil {
 				return "", err
 			}
-			cfg = fmt.Sprintf("[network]\ncni_conf_dir = %q\ndefault_subnet = \"10.224.%d.0/24\"\ndefault_bridge = %q\n", confDir, n, opts.Bridge)
+			cfg += fmt.Sprintf("\n[network]\ncni_conf_dir = %q\ndefault_subnet = \"10.224.%d.0/24\"\ndefault_bridge = %q\n", confDir, n, opts.Bridge)
 		}
 		if !strings.Contains(cfg, "[nri]") {
 			// NRI's default socket is node-wide: agents of one test run must not share it.
