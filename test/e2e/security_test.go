@@ -207,6 +207,10 @@ echo "proc_sys_mounts: $(awk '$2 == "/proc/sys"' /proc/mounts | wc -l)"
 			s.Privileged = true
 			s.Seccomp = profile(runtimeapi.SecurityProfile_RuntimeDefault, "")
 		}))
+		// A pod of its own: sysfs has one superblock per network namespace, and
+		// while an unprivileged container of the same pod still holds its
+		// read-only /sys, a new sysfs mount of that namespace is read-only too.
+		p := runPod(t, a, podConfig(t, "secpriv2", withPodPrivileged()))
 		got := statusFields(runToExit(t, a, p, c))
 		checkFields(t, got, map[string]string{
 			"CapEff": host["CapEff"], "CapBnd": host["CapBnd"], "CapPrm": host["CapPrm"],
