@@ -16,8 +16,10 @@ const (
 // systemdRunDir exists only when systemd is PID 1 (sd_booted(3)).
 const systemdRunDir = "/run/systemd/system"
 
-// ValidateDriver accepts "cgroupfs" always and "systemd" only when systemd is PID 1: the
-// systemd driver delegates cgroup creation to systemd over D-Bus, which needs it running.
+// ValidateDriver accepts "cgroupfs". The systemd driver delegates cgroup creation to
+// systemd over D-Bus: it is refused where systemd is not PID 1, and refused where it is
+// until berth creates its scopes through systemd, rather than reporting a driver it does
+// not honour (the kubelet would then place pods by systemd's rules and berth by cgroupfs').
 func ValidateDriver(driver string) error {
 	return validateDriver(driver, systemdBooted())
 }
@@ -30,7 +32,7 @@ func validateDriver(driver string, systemdRunning bool) error {
 		if !systemdRunning {
 			return fmt.Errorf("cgroup driver systemd requested but systemd is not PID 1 on this node: %w", errdefs.ErrInvalidArgument)
 		}
-		return nil
+		return fmt.Errorf("cgroup driver systemd is not implemented yet: use cgroupfs (the kubelet's cgroupDriver must match): %w", errdefs.ErrNotImplemented)
 	}
 	return fmt.Errorf("unknown cgroup driver %q (want %q or %q): %w", driver, DriverCgroupfs, DriverSystemd, errdefs.ErrInvalidArgument)
 }
