@@ -17,11 +17,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -143,25 +141,11 @@ func serve(args []string) error {
 			return fmt.Errorf("write manifest: %w", err)
 		}
 	}
-	if *pidfile != "" {
-		if err := os.WriteFile(*pidfile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
-			return fmt.Errorf("write pidfile: %w", err)
-		}
-		defer os.Remove(*pidfile)
-	}
-	fmt.Printf("serving on %s\n", reg.Addr())
-
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	done := make(chan error, 1)
-	go func() { done <- reg.Wait() }()
-	select {
-	case s := <-sig:
+	s, err := reg.ServeUntilSignal(*pidfile, os.Stdout)
+	if s != nil {
 		fmt.Fprintf(os.Stderr, "testimage: %s, stopping\n", s)
-		return nil
-	case err := <-done:
-		return fmt.Errorf("registry stopped: %w", err)
 	}
+	return err
 }
 
 func addAliases(set map[string]content, aliases []string) error {

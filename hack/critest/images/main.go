@@ -16,9 +16,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"strconv"
-	"syscall"
 
 	"github.com/berth-runtime/berth/test/fixture"
 )
@@ -72,28 +69,11 @@ func run(args []string, stdout io.Writer) error {
 			return fmt.Errorf("write manifest: %w", err)
 		}
 	}
-	if *pidfile != "" {
-		if err := os.WriteFile(*pidfile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
-			return fmt.Errorf("write pidfile: %w", err)
-		}
-		defer os.Remove(*pidfile)
-	}
-	fmt.Fprintf(stdout, "serving on %s\n", reg.Addr())
-	return waitForSignal(reg)
-}
-
-func waitForSignal(reg *fixture.Registry) error {
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	done := make(chan error, 1)
-	go func() { done <- reg.Wait() }()
-	select {
-	case s := <-sig:
+	s, err := reg.ServeUntilSignal(*pidfile, stdout)
+	if s != nil {
 		fmt.Fprintf(os.Stderr, "critest-images: %s, stopping\n", s)
-		return nil
-	case err := <-done:
-		return fmt.Errorf("registry stopped: %w", err)
 	}
+	return err
 }
 
 // Served is one catalogue image as pushed.
