@@ -52,28 +52,16 @@ func runMain(m *testing.M) int {
 }
 
 func setupSuite() (cleanup func(), err error) {
-	var undo []func()
-	cleanup = func() {
-		for i := len(undo) - 1; i >= 0; i-- {
-			undo[i]()
-		}
-	}
-	tmp, err := os.MkdirTemp("", "berth-e2e-bin-")
-	if err != nil {
-		return cleanup, err
-	}
-	undo = append(undo, func() { os.RemoveAll(tmp) })
-	if env.berthBin, err = agentproc.Binary("BERTH_BIN", "./cmd/agent", filepath.Join(tmp, "berth"), "../.."); err != nil {
-		return cleanup, err
-	}
-	if env.shimBin, err = agentproc.Binary("BERTH_SHIM_BIN", "./cmd/shim", filepath.Join(tmp, "berth-shim"), "../.."); err != nil {
+	var undo agentproc.Undo
+	cleanup = undo.Run
+	if env.berthBin, env.shimBin, err = agentproc.Binaries(&undo, "../.."); err != nil {
 		return cleanup, err
 	}
 	reg, err := fixture.StartRegistry("127.0.0.1:0")
 	if err != nil {
 		return cleanup, err
 	}
-	undo = append(undo, func() { reg.Close() })
+	undo.Add(func() { reg.Close() })
 	env.registry = reg
 	if env.images, err = pushTestImages(reg); err != nil {
 		return cleanup, err
@@ -82,8 +70,8 @@ func setupSuite() (cleanup func(), err error) {
 	if err != nil {
 		return cleanup, err
 	}
-	undo = append(undo, func() { a.stopAndClean() })
-	undo = append(undo, removeDefaultCgroupParent)
+	undo.Add(func() { a.stopAndClean() })
+	undo.Add(removeDefaultCgroupParent)
 	env.shared = a
 	return cleanup, nil
 }

@@ -228,3 +228,35 @@ func Binary(envVar, pkg, out, moduleRoot string) (string, error) {
 	}
 	return out, nil
 }
+
+// Undo is a suite's teardown: Run calls the added funcs in reverse order, so
+// what was set up last (an agent) goes before what it relies on (its binaries).
+type Undo []func()
+
+// Add registers f to run at teardown.
+func (u *Undo) Add(f func()) { *u = append(*u, f) }
+
+// Run calls the registered funcs, last added first.
+func (u *Undo) Run() {
+	for i := len(*u) - 1; i >= 0; i-- {
+		(*u)[i]()
+	}
+}
+
+// Binaries returns the agent and shim under test: $BERTH_BIN and
+// $BERTH_SHIM_BIN, else both built from moduleRoot (relative to the caller's
+// directory) into a temporary directory that undo removes.
+func Binaries(undo *Undo, moduleRoot string) (berth, shim string, err error) {
+	tmp, err := os.MkdirTemp("", "berth-e2e-bin-")
+	if err != nil {
+		return "", "", err
+	}
+	undo.Add(func() { os.RemoveAll(tmp) })
+	if berth, err = Binary("BERTH_BIN", "./cmd/agent", filepath.Join(tmp, "berth"), moduleRoot); err != nil {
+		return "", "", err
+	}
+	if shim, err = Binary("BERTH_SHIM_BIN", "./cmd/shim", filepath.Join(tmp, "berth-shim"), moduleRoot); err != nil {
+		return "", "", err
+	}
+	return berth, shim, nil
+}

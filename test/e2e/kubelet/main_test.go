@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -54,12 +53,8 @@ func runMain(m *testing.M) int {
 }
 
 func setupSuite() (cleanup func(), err error) {
-	var undo []func()
-	cleanup = func() {
-		for i := len(undo) - 1; i >= 0; i-- {
-			undo[i]()
-		}
-	}
+	var undo agentproc.Undo
+	cleanup = undo.Run
 	if env.kubeletBin, err = lookBinary("KUBELET_BIN", "/usr/local/bin/kubelet"); err != nil {
 		return cleanup, fmt.Errorf("%w (build it with hack/kubelet.sh)", err)
 	}
@@ -67,22 +62,14 @@ func setupSuite() (cleanup func(), err error) {
 		return cleanup, fmt.Errorf("%w (install it with hack/deps.sh)", err)
 	}
 	env.before = takeSnapshot()
-	tmp, err := os.MkdirTemp("", "berth-kubelet-e2e-bin-")
-	if err != nil {
-		return cleanup, err
-	}
-	undo = append(undo, func() { os.RemoveAll(tmp) })
-	if env.berthBin, err = agentproc.Binary("BERTH_BIN", "./cmd/agent", filepath.Join(tmp, "berth"), "../../.."); err != nil {
-		return cleanup, err
-	}
-	if env.shimBin, err = agentproc.Binary("BERTH_SHIM_BIN", "./cmd/shim", filepath.Join(tmp, "berth-shim"), "../../.."); err != nil {
+	if env.berthBin, env.shimBin, err = agentproc.Binaries(&undo, "../../.."); err != nil {
 		return cleanup, err
 	}
 	reg, err := fixture.StartRegistry("127.0.0.1:0")
 	if err != nil {
 		return cleanup, err
 	}
-	undo = append(undo, func() { reg.Close() })
+	undo.Add(func() { reg.Close() })
 	env.registry = reg
 	img, err := new(fixture.Builder).Busybox()
 	if err != nil {
@@ -97,7 +84,7 @@ func setupSuite() (cleanup func(), err error) {
 	if err != nil {
 		return cleanup, err
 	}
-	undo = append(undo, func() { a.stopAndClean() })
+	undo.Add(func() { a.stopAndClean() })
 	env.agent = a
 
 	k, err := startKubelet(a.sock)
@@ -105,7 +92,7 @@ func setupSuite() (cleanup func(), err error) {
 		return cleanup, err
 	}
 	// The kubelet stops before the agent: it must not recreate pods the agent removes.
-	undo = append(undo, func() { k.stopAndClean() })
+	undo.Add(func() { k.stopAndClean() })
 	env.kubelet = k
 	return cleanup, nil
 }
