@@ -9,43 +9,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berth-runtime/berth/pkg/runtime/runtimetest"
 )
-
-// syncBuffer is an io.Writer a test can poll while a process writes to it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// waitFor polls until cond holds or fails the test after 10s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // startRunning creates and starts a container running args.
 func (e *testEnv) startRunning(t *testing.T, name string, args []string, opts ...containerOpt) string {
@@ -164,7 +135,7 @@ func TestExecSyncTimeoutKillsTree(t *testing.T) {
 	if string(res.Stdout) != "started\n" {
 		t.Errorf("output so far = %q", res.Stdout)
 	}
-	waitFor(t, "no sleep 101 left", func() bool {
+	runtimetest.WaitFor(t, "no sleep 101 left", func() bool {
 		live, zombies := procsMatching("sleep", "101")
 		return len(live) == 0 && len(zombies) == 0
 	})
@@ -182,7 +153,7 @@ func TestExecCancelKills(t *testing.T) {
 		_, err := e.m.Exec(ctx, id, ExecOptions{Args: []string{"sleep", "102"}, Stdin: blockingReader{}})
 		done <- err
 	}()
-	waitFor(t, "exec running", func() bool { live, _ := procsMatching("sleep", "102"); return len(live) == 1 })
+	runtimetest.WaitFor(t, "exec running", func() bool { live, _ := procsMatching("sleep", "102"); return len(live) == 1 })
 	cancel()
 	select {
 	case err := <-done:
@@ -206,7 +177,7 @@ func TestExecInteractive(t *testing.T) {
 	e := newTestManager(t)
 	id := e.startRunning(t, "execio", []string{"sleep", "1000"})
 	t.Run("stdin", func(t *testing.T) {
-		var out syncBuffer
+		var out runtimetest.SyncBuffer
 		res, err := e.m.Exec(context.Background(), id, ExecOptions{
 			Args: []string{"cat"}, Stdin: strings.NewReader("hi\n"), Stdout: &out,
 		})
@@ -215,7 +186,7 @@ func TestExecInteractive(t *testing.T) {
 		}
 	})
 	t.Run("tty", func(t *testing.T) {
-		var out syncBuffer
+		var out runtimetest.SyncBuffer
 		inR, inW := io.Pipe()
 		resize := make(chan TermSize)
 		done := make(chan error, 1)
@@ -230,12 +201,12 @@ func TestExecInteractive(t *testing.T) {
 			done <- err
 		}()
 		io.WriteString(inW, "stty size; echo typed-$((1+2))\n")
-		waitFor(t, "initial size and typed output", func() bool {
+		runtimetest.WaitFor(t, "initial size and typed output", func() bool {
 			return strings.Contains(out.String(), "30 100") && strings.Contains(out.String(), "typed-3")
 		})
 		resize <- TermSize{Width: 120, Height: 40}
 		io.WriteString(inW, "stty size\n")
-		waitFor(t, "resized", func() bool { return strings.Contains(out.String(), "40 120") })
+		runtimetest.WaitFor(t, "resized", func() bool { return strings.Contains(out.String(), "40 120") })
 		io.WriteString(inW, "exit 4\n")
 		if err := <-done; err != nil {
 			t.Error(err)
@@ -251,15 +222,15 @@ func TestAttach(t *testing.T) {
 	if err := e.m.Start(id); err != nil {
 		t.Fatal(err)
 	}
-	var out, errOut syncBuffer
+	var out, errOut runtimetest.SyncBuffer
 	inR, inW := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
 		done <- e.m.Attach(context.Background(), id, AttachOptions{Stdin: inR, Stdout: &out, Stderr: &errOut})
 	}()
-	waitFor(t, "attached", func() bool { return e.m.AttachCount(id) == 1 })
+	runtimetest.WaitFor(t, "attached", func() bool { return e.m.AttachCount(id) == 1 })
 	io.WriteString(inW, "a\n")
-	waitFor(t, "live output", func() bool {
+	runtimetest.WaitFor(t, "live output", func() bool {
 		return out.String() == "got-a\n" && errOut.String() == "err-a\n"
 	})
 	// StdinOnce: the end of the client's stdin is the container's EOF.
@@ -292,11 +263,11 @@ func TestAttach(t *testing.T) {
 func TestAttachDetachOnCancel(t *testing.T) {
 	e := newTestManager(t)
 	id := e.startRunning(t, "detach", []string{"sh", "-c", "while :; do echo tick; sleep 0.2; done"}, withTty())
-	var out syncBuffer
+	var out runtimetest.SyncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.m.Attach(ctx, id, AttachOptions{Stdout: &out}) }()
-	waitFor(t, "tty output", func() bool { return strings.Contains(out.String(), "tick\r\n") })
+	runtimetest.WaitFor(t, "tty output", func() bool { return strings.Contains(out.String(), "tick\r\n") })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package shim
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -9,40 +8,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/berth-runtime/berth/pkg/runtime/runtimetest"
 )
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // running creates and starts a container in the shim.
 func (e *shimEnv) running(t *testing.T, ctx context.Context, name string, args []string, mod func(*CreateRequest)) string {
@@ -83,7 +55,7 @@ func TestShimExecSync(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) || string(res.Stdout) != "started\n" {
 		t.Errorf("timeout: %q, %v", res.Stdout, err)
 	}
-	waitFor(t, "no sleep 103", func() bool { return !cmdlineRunning("sleep\x00103\x00") })
+	runtimetest.WaitFor(t, "no sleep 103", func() bool { return !cmdlineRunning("sleep\x00103\x00") })
 
 	tests := []struct {
 		name string
@@ -125,13 +97,13 @@ func TestShimExecInteractive(t *testing.T) {
 	defer cancel()
 	id := e.running(t, ctx, "execio", []string{"sleep", "1000"}, nil)
 
-	var out syncBuffer
+	var out runtimetest.SyncBuffer
 	res, err := e.c.Exec(ctx, id, ExecOptions{Cmd: []string{"cat"}, Streams: Streams{Stdin: strings.NewReader("hi\n"), Stdout: &out}})
 	if err != nil || res.ExitCode != 0 || out.String() != "hi\n" {
 		t.Errorf("echo hi | cat: %q %d %v", out.String(), res.ExitCode, err)
 	}
 
-	var tty syncBuffer
+	var tty runtimetest.SyncBuffer
 	inR, inW := io.Pipe()
 	defer inW.Close()
 	resize := make(chan TermSize, 1)
@@ -145,10 +117,10 @@ func TestShimExecInteractive(t *testing.T) {
 		done <- err
 	}()
 	io.WriteString(inW, "stty size; echo typed-$((2+2))\n")
-	waitFor(t, "tty output", func() bool { s := tty.String(); return strings.Contains(s, "20 90") && strings.Contains(s, "typed-4") })
+	runtimetest.WaitFor(t, "tty output", func() bool { s := tty.String(); return strings.Contains(s, "20 90") && strings.Contains(s, "typed-4") })
 	resize <- TermSize{Width: 132, Height: 43}
 	io.WriteString(inW, "stty size\n")
-	waitFor(t, "resize", func() bool { return strings.Contains(tty.String(), "43 132") })
+	runtimetest.WaitFor(t, "resize", func() bool { return strings.Contains(tty.String(), "43 132") })
 	io.WriteString(inW, "exit 5\n")
 	if err := <-done; err != nil {
 		t.Error(err)
@@ -162,13 +134,13 @@ func TestShimAttach(t *testing.T) {
 	defer cancel()
 	id := e.running(t, ctx, "attach", []string{"sh", "-c", "while read l; do echo got-$l; done; echo bye"},
 		func(r *CreateRequest) { r.Stdin, r.StdinOnce = true, true })
-	var out syncBuffer
+	var out runtimetest.SyncBuffer
 	inR, inW := io.Pipe()
 	done := make(chan error, 1)
 	go func() { done <- e.c.Attach(ctx, id, false, Streams{Stdin: inR, Stdout: &out, Stderr: io.Discard}) }()
-	waitFor(t, "session", func() bool { d, _ := e.c.Debug(ctx); return d.Sessions == 1 })
+	runtimetest.WaitFor(t, "session", func() bool { d, _ := e.c.Debug(ctx); return d.Sessions == 1 })
 	// The streams connect asynchronously: resend until the echo shows up.
-	waitFor(t, "live output", func() bool {
+	runtimetest.WaitFor(t, "live output", func() bool {
 		if strings.Contains(out.String(), "got-x") {
 			return true
 		}
@@ -201,7 +173,7 @@ func TestShimClientDisconnect(t *testing.T) {
 	var before DebugInfo
 	for round := range 4 {
 		if round == 1 {
-			waitFor(t, "idle after warm-up", func() bool { d, err := e.c.Debug(ctx); return err == nil && d.Sessions == 0 })
+			runtimetest.WaitFor(t, "idle after warm-up", func() bool { d, err := e.c.Debug(ctx); return err == nil && d.Sessions == 0 })
 			var err error
 			if before, err = e.c.Debug(ctx); err != nil {
 				t.Fatal(err)
@@ -209,17 +181,17 @@ func TestShimClientDisconnect(t *testing.T) {
 		}
 		sctx, scancel := context.WithCancel(ctx)
 		inR, inW := io.Pipe()
-		var out syncBuffer
+		var out runtimetest.SyncBuffer
 		execDone := make(chan error, 1)
 		go func() {
 			_, err := e.c.Exec(sctx, id, ExecOptions{Cmd: []string{"sh", "-c", "echo ready; sleep 104"},
 				Streams: Streams{Stdin: inR, Stdout: &out, Stderr: io.Discard}})
 			execDone <- err
 		}()
-		var att syncBuffer
+		var att runtimetest.SyncBuffer
 		attDone := make(chan error, 1)
 		go func() { attDone <- e.c.Attach(sctx, id, false, Streams{Stdout: &att, Stderr: io.Discard}) }()
-		waitFor(t, "exec and attach streaming", func() bool {
+		runtimetest.WaitFor(t, "exec and attach streaming", func() bool {
 			return strings.Contains(out.String(), "ready") && strings.Contains(att.String(), "tick")
 		})
 		scancel()
@@ -231,7 +203,7 @@ func TestShimClientDisconnect(t *testing.T) {
 			t.Errorf("attach after disconnect: %v", err)
 		}
 	}
-	waitFor(t, "sessions, goroutines and fds back to idle", func() bool {
+	runtimetest.WaitFor(t, "sessions, goroutines and fds back to idle", func() bool {
 		d, err := e.c.Debug(ctx)
 		return err == nil && d.Sessions == 0 && d.Execs == 0 && d.Goroutines <= before.Goroutines && d.FDs <= before.FDs
 	})
@@ -262,7 +234,7 @@ func TestShimStats(t *testing.T) {
 
 func (e *shimEnv) checkNoSessions(t *testing.T, ctx context.Context) {
 	t.Helper()
-	waitFor(t, "no sessions", func() bool {
+	runtimetest.WaitFor(t, "no sessions", func() bool {
 		d, err := e.c.Debug(ctx)
 		return err == nil && d.Sessions == 0 && d.Execs == 0
 	})
