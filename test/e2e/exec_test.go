@@ -445,34 +445,7 @@ func TestPortForward(t *testing.T) {
 	p := runPod(t, a, podConfig(t, "pfpod"))
 	runContainer(t, a, p, ctrConfig("web", env.images.busybox,
 		withShell("mkdir -p /www && echo hello-through-port-forward > /www/index.html && exec httpd -f -p 80 -h /www")))
-	ctx, cancel := context.WithCancel(ctxT(t))
-	defer cancel()
-	cmd := crictlCmd(ctx, a, "port-forward", p.id, ":80")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
-	port := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if m := forwardingRE.FindStringSubmatch(sc.Text()); m != nil {
-				port <- m[1]
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	var local string
-	select {
-	case local = <-port:
-	case <-time.After(30 * time.Second):
-		t.Fatal("crictl port-forward did not report its local port within 30s")
-	}
+	_, local := portForward(t, a, p.id)
 	url := "http://127.0.0.1:" + local + "/"
 	client := &http.Client{Timeout: 5 * time.Second}
 	deadline := time.Now().Add(20 * time.Second)
@@ -551,6 +524,8 @@ func portForward(t *testing.T, a *agent, podID string) (*exec.Cmd, string) {
 				port <- m[1]
 			}
 		}
+		// Keep reading so that crictl never blocks on a full pipe.
+		_, _ = io.Copy(io.Discard, stdout)
 	}()
 	select {
 	case p := <-port:

@@ -90,20 +90,26 @@ func nriAgent(t *testing.T) (*agent, string) {
 	return a, sock
 }
 
-func TestNRIPluginAdjustsContainers(t *testing.T) {
-	a, sock := nriAgent(t)
-
-	// A pod that exists before the plugin connects must reach it through Synchronize.
-	plugin := &injector{}
-	s, err := stub.New(plugin, stub.WithPluginName("berth-e2e"), stub.WithPluginIdx("10"), stub.WithSocketPath(sock))
+// startPlugin connects an NRI plugin to the agent's socket until the test ends.
+func startPlugin(t *testing.T, plugin any, name, sock string) {
+	t.Helper()
+	s, err := stub.New(plugin, stub.WithPluginName(name), stub.WithPluginIdx("10"), stub.WithSocketPath(sock))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(func() { cancel(); s.Stop() })
 	if err := s.Start(ctx); err != nil {
-		t.Fatalf("start plugin: %v", err)
+		t.Fatalf("start plugin %s: %v", name, err)
 	}
+}
+
+func TestNRIPluginAdjustsContainers(t *testing.T) {
+	a, sock := nriAgent(t)
+
+	// A pod that exists before the plugin connects must reach it through Synchronize.
+	plugin := &injector{}
+	startPlugin(t, plugin, "berth-e2e", sock)
 
 	p := runPod(t, a, podConfig(t, "nri"))
 	c := ctrConfig("greeter", env.images.busybox, withShell("echo $NRI_GREETING"))
@@ -151,15 +157,7 @@ func TestNRIPluginAdjustsContainers(t *testing.T) {
 func TestNRIHookErrorFailsCreate(t *testing.T) {
 	a, sock := nriAgent(t)
 	plugin := &failer{}
-	s, err := stub.New(plugin, stub.WithPluginName("berth-e2e-fail"), stub.WithPluginIdx("10"), stub.WithSocketPath(sock))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(func() { cancel(); s.Stop() })
-	if err := s.Start(ctx); err != nil {
-		t.Fatalf("start plugin: %v", err)
-	}
+	startPlugin(t, plugin, "berth-e2e-fail", sock)
 	p := runPod(t, a, podConfig(t, "nri-fail"))
 	c := ctrConfig("refused", env.images.busybox, withShell("true"))
 	if imageStatus(t, a, c.Image.Image) == nil {
