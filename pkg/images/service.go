@@ -87,6 +87,11 @@ type Service struct {
 	mu       sync.Mutex
 	inflight map[string]int
 
+	// gcRun serialises whole collections, sweep and removal together, so that
+	// GC returning means every snapshot unreferenced at its call is gone, even
+	// when the background collector had already swept it and was still removing.
+	gcRun sync.Mutex
+
 	gcKick  chan struct{}
 	closing chan struct{}
 	gcDone  chan struct{}
