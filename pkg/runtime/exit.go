@@ -9,11 +9,17 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/runc/libcontainer"
+	"golang.org/x/sys/unix"
 )
 
 // ioDrainTimeout bounds how long the exit waits for the output pipes to
-// close: a daemonised grandchild may hold them open forever.
+// close. Leftovers in the container's cgroup are killed before the drain, so
+// only a process outside it that was handed the pipe can hold it this long.
 const ioDrainTimeout = 2 * time.Second
+
+// leftoverTimeout bounds the wait for the killed leftovers to leave the
+// cgroup; only a task stuck in the kernel outlives it.
+const leftoverTimeout = 2 * time.Second
 
 // Start makes a created container exec its process.
 func (m *Manager) Start(id string) error {
@@ -54,8 +60,10 @@ func (m *Manager) watchOOM(c *container) {
 	}()
 }
 
-// monitor waits for the container's init, drains its output and records the
-// exit, then wakes every Wait.
+// monitor is the container's one exit path: it waits for the init, kills
+// what the init left behind, drains the output and records the exit, then
+// wakes every Wait. The order matters: a leftover holding stdout would
+// otherwise keep the drain (and so the reported exit) waiting.
 func (m *Manager) monitor(c *container) {
 	ps, err := c.proc.Wait()
 	pid, _ := c.proc.Pid()
@@ -64,6 +72,7 @@ func (m *Manager) monitor(c *container) {
 	if ps == nil {
 		m.log.Error("wait for container init", "id", c.id, "err", err)
 	}
+	m.killLeftovers(c)
 	select {
 	case <-c.ioDone:
 	case <-time.After(ioDrainTimeout):
@@ -91,6 +100,41 @@ func (m *Manager) monitor(c *container) {
 		}
 	})
 	close(c.exited)
+}
+
+// killLeftovers ends every process left in the container's cgroup once its
+// init is gone, so that the container is stopped as a whole. With a private
+// PID namespace the kernel has already done it (the death of a namespace's
+// init kills the namespace, pid_namespaces(7)); in the pod's or the host's
+// PID namespace nothing does, and the leftovers would hold the container's
+// output pipes and cgroup until the pod goes. libcontainer's Signal(SIGKILL)
+// on a container without a private PID namespace kills its whole cgroup
+// (cgroup.kill, or freeze, kill each, thaw), as runc kill does; with a
+// private one it reports ErrNotRunning, nothing being left to kill.
+func (m *Manager) killLeftovers(c *container) {
+	if c.lc == nil {
+		return
+	}
+	if err := c.lc.Signal(unix.SIGKILL); err != nil {
+		if !isNotRunning(err) {
+			m.log.Warn("kill processes left in container", "id", c.id, "err", err)
+		}
+		return
+	}
+	// SIGKILL is delivered at once but acted on asynchronously: wait for
+	// the cgroup to empty so that the reported exit means "nothing runs".
+	deadline := time.Now().Add(leftoverTimeout)
+	for {
+		pids, err := c.lc.Processes()
+		if err != nil || len(pids) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			m.log.Warn("processes left in container survive SIGKILL", "id", c.id, "pids", pids)
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // update changes a container's status and persists it under one lock, so

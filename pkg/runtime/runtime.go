@@ -117,6 +117,7 @@ func (m *Manager) loadRecords() error {
 			// The process is not our child any more: its exit code is lost.
 			st.Status = StatusUnknown
 			if c.lc == nil || lcStopped(c.lc) {
+				m.killLeftovers(c)
 				st.Status = StatusStopped
 				st.ExitCode = 255
 				st.Reason = ReasonUnknown
@@ -142,6 +143,7 @@ func (m *Manager) watchLost(c *container) {
 	for !lcStopped(c.lc) {
 		time.Sleep(time.Second)
 	}
+	m.killLeftovers(c)
 	m.update(c, func(st *Status) {
 		st.Status = StatusStopped
 		st.ExitCode = 255

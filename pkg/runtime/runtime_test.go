@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -460,6 +462,67 @@ func TestPodInit(t *testing.T) {
 	}
 	if runtimetest.Alive(pid) {
 		t.Errorf("pod init %d survived Close", pid)
+	}
+}
+
+// When the init of a container that shares a PID namespace exits, what it forked is
+// killed before the exit is reported: the kernel kills nothing there.
+func TestExitKillsLeftovers(t *testing.T) {
+	e := newTestManager(t)
+	cg := runtimetest.CgroupPath(t, "leftpod-"+strconv.Itoa(os.Getpid()))
+	podPid, err := e.m.StartPodInit(PodInitOptions{CgroupPath: cg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Before the cgroup's cleanup, which runs ahead of the manager's.
+	t.Cleanup(e.m.StopPodInit)
+	for _, tt := range []struct {
+		name  string
+		pidNS string // joined PID namespace; "" = the host's
+	}{
+		{name: "pod pid namespace", pidNS: "/proc/" + strconv.Itoa(podPid) + "/ns/pid"},
+		{name: "host pid namespace"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			id := "leaver-" + strings.Fields(tt.name)[0] + "-" + strconv.Itoa(os.Getpid())
+			cgPath := runtimetest.CgroupPath(t, id)
+			spec := runtimetest.Spec([]string{"sh", "-c", "sleep 997 & echo forked; exit 0"}, cgPath)
+			spec.Linux.Namespaces = slices.DeleteFunc(spec.Linux.Namespaces, func(ns specs.LinuxNamespace) bool {
+				return ns.Type == specs.PIDNamespace
+			})
+			if tt.pidNS != "" {
+				spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.PIDNamespace, Path: tt.pidNS})
+			}
+			logPath := filepath.Join(e.root, id+".log")
+			if _, err := e.m.Create(CreateOptions{ID: id, Bundle: runtimetest.Bundle(t, spec), LogPath: logPath}); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.m.Start(id); err != nil {
+				t.Fatal(err)
+			}
+			if st := e.wait(t, id); st.ExitCode != 0 || st.Reason != ReasonCompleted {
+				t.Fatalf("exit %+v, want 0 Completed", st)
+			}
+			// Checked at once: the exit is reported only when nothing is left.
+			for _, dir := range runtimetest.CgroupDirs(t, cgPath) {
+				procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(bytes.TrimSpace(procs)) > 0 {
+					t.Errorf("container reported stopped, %s still holds %q", dir, procs)
+				}
+			}
+			if live, _ := procsMatching("sleep", "997"); len(live) > 0 {
+				t.Errorf("the container's sleep runs on: %v", live)
+			}
+			if got := logLines(t, logPath); !containsInOrder(got, []string{"stdout F forked"}) {
+				t.Errorf("log = %q", got)
+			}
+			if err := e.m.Delete(context.Background(), id); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
 

@@ -597,22 +597,82 @@ func TestExecStreamsLeaveNothingBehind(t *testing.T) {
 
 	round() // warm up: connection pools, lazily started helpers
 	time.Sleep(time.Second)
+	shimIdle(t, a, p.id)
+	sc, err := shim.Connect(ctx, filepath.Join(a.state, "shims", p.id))
+	if err != nil {
+		t.Fatalf("connect to the pod's shim: %v", err)
+	}
+	defer sc.Close()
+	shimBase := shimSteady(t, sc)
 	base, _ := goroutines(t, a)
-	for range 3 {
+	// Each round opens five sessions; a leak of one goroutine per round must exceed the
+	// slack the agent's own housekeeping (stats collector, gRPC) gets.
+	const rounds, slack = 6, 2
+	for range rounds {
 		round()
 	}
-	shimIdle(t, a, p.id)
+	shimSettles(t, sc, shimBase)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		n, profile := goroutines(t, a)
-		// A little slack for the stats collector and gRPC's own housekeeping.
-		if n <= base+3 {
+		if n <= base+slack {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("agent has %d goroutines, %d before three rounds of sessions:\n%s", n, base, profile)
+			t.Fatalf("agent has %d goroutines, %d before %d rounds of sessions:\n%s", n, base, rounds, profile)
 		}
 		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// shimSteady returns the shim's counters once three readings in a row agree: connections
+// closed just before (shimIdle's) end in the shim a moment later.
+func shimSteady(t *testing.T, c *shim.Client) shim.DebugInfo {
+	t.Helper()
+	ctx := ctxT(t)
+	var last shim.DebugInfo
+	same := 0
+	for range 100 {
+		d, err := c.Debug(ctx)
+		if err != nil {
+			t.Fatalf("shim debug: %v", err)
+		}
+		if d == last {
+			same++
+		} else {
+			last, same = d, 1
+		}
+		if same == 3 {
+			return d
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("the shim's counters never settled, last %+v", last)
+	return last
+}
+
+// shimSettles waits until the shim is back to exactly the goroutines it had at base, with no
+// session or exec and no more fds: the shim runs nothing of its own between sessions, so
+// any excess that lasts is a leak. Fds may end below base: files of finished execs that only
+// the garbage collector closes can be open at base. Asked over the same connection as base,
+// whose own goroutines and fd count in both.
+func shimSettles(t *testing.T, c *shim.Client, base shim.DebugInfo) {
+	t.Helper()
+	ctx := ctxT(t)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		d, err := c.Debug(ctx)
+		if err != nil {
+			t.Fatalf("shim debug: %v", err)
+		}
+		if d.Sessions == 0 && d.Execs == 0 && d.Goroutines == base.Goroutines && d.FDs <= base.FDs {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("shim has %+v after the sessions ended, want no session or exec, %d goroutines and at most %d fds",
+				d, base.Goroutines, base.FDs)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

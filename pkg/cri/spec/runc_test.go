@@ -1,24 +1,27 @@
 package spec
 
 import (
-	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-runtime/berth/pkg/shim"
 )
 
-// These tests run generated specs through a real runc (built with -tags seccomp, e.g.
-// `go build -tags seccomp -o /tmp/runc github.com/opencontainers/runc`, the libcontainer the
-// shim links) and check each security setting from inside the container. They need root, the
-// dynamic busybox of the host, and BERTH_TEST_RUNC naming the runc binary.
+// These tests run generated specs through berth's own shim (cmd/shim, built with -tags
+// seccomp: libcontainer, as in production) and check each security setting from inside the
+// container. They need root and the dynamic busybox of the host; nothing else.
 
 // busyboxRootfs builds a minimal rootfs from the host's busybox and the libraries it links.
 func busyboxRootfs(t *testing.T) string {
@@ -73,10 +76,50 @@ func copyFile(t *testing.T, src, dst string, mode os.FileMode) {
 	}
 }
 
-// runcRun writes s into a fresh bundle, runs it to completion and returns stdout and stderr.
-func runcRun(t *testing.T, runc, rootfs string, s *specs.Spec) (string, string, error) {
+// testShim is a real berth-shim serving one test's containers.
+type testShim struct {
+	c    *shim.Client
+	logs string // directory of the containers' CRI logs
+}
+
+// startShim builds cmd/shim with the production build tags, starts it and shuts it down
+// (killing it if it will not go) when the test ends.
+func startShim(t *testing.T) *testShim {
 	t.Helper()
-	bundle, state := t.TempDir(), t.TempDir()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "berth-shim")
+	build := exec.Command("go", "build", "-tags", "seccomp", "-o", bin, "github.com/berth-runtime/berth/cmd/shim")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the shim: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := shim.Start(ctx, shim.StartOptions{
+		Binary:      bin,
+		SandboxID:   "spec-test",
+		Dir:         filepath.Join(dir, "shim"),
+		RuntimeRoot: filepath.Join(dir, "runc"),
+	})
+	if err != nil {
+		t.Fatalf("start the shim: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := c.Shutdown(ctx); err != nil {
+			t.Errorf("shut the shim down: %v", err)
+			_ = syscall.Kill(c.Pid(), syscall.SIGKILL)
+		}
+		c.Close()
+	})
+	return &testShim{c: c, logs: t.TempDir()}
+}
+
+// run writes s into a fresh bundle, runs it to completion in the shim and returns what the
+// container wrote (stdout and stderr, from its CRI log) and the error of any step.
+func (sh *testShim) run(t *testing.T, rootfs string, s *specs.Spec) (string, error) {
+	t.Helper()
+	bundle := t.TempDir()
 	s.Root.Path = rootfs
 	b, err := json.Marshal(s)
 	if err != nil {
@@ -86,15 +129,57 @@ func runcRun(t *testing.T, runc, rootfs string, s *specs.Spec) (string, string, 
 		t.Fatal(err)
 	}
 	id := filepath.Base(s.Linux.CgroupsPath)
+	logPath := filepath.Join(sh.logs, id+".log")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	t.Cleanup(func() {
-		_ = exec.Command(runc, "--root", state, "delete", "--force", id).Run()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		_ = sh.c.Kill(ctx, id, syscall.SIGKILL, true)
+		_, _ = sh.c.Wait(ctx, id)
+		if err := sh.c.Delete(ctx, id); err != nil {
+			t.Errorf("delete container %s: %v", id, err)
+		}
 		removeTestCgroup(s.Linux.CgroupsPath)
 	})
-	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(runc, "--root", state, "run", "--bundle", bundle, id)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err = cmd.Run()
-	return stdout.String(), stderr.String(), err
+	if _, err := sh.c.Create(ctx, shim.CreateRequest{ID: id, Bundle: bundle, LogPath: logPath}); err != nil {
+		return "", fmt.Errorf("create: %w", err)
+	}
+	if err := sh.c.Start(ctx, id); err != nil {
+		return "", fmt.Errorf("start: %w", err)
+	}
+	st, err := sh.c.Wait(ctx, id)
+	if err != nil {
+		return "", fmt.Errorf("wait: %w", err)
+	}
+	out := logContent(t, logPath)
+	if st.ExitCode != 0 {
+		err = fmt.Errorf("exit code %d", st.ExitCode)
+	}
+	return out, err
+}
+
+// logContent joins the content of a CRI log's lines ("<time> <stream> <P|F> <content>").
+func logContent(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("container log: %v", err)
+	}
+	var b strings.Builder
+	for _, line := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
+		f := strings.SplitN(line, " ", 4)
+		if len(f) < 3 {
+			continue
+		}
+		if len(f) == 4 {
+			b.WriteString(f[3])
+		}
+		if f[2] == "F" {
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
 }
 
 // removeTestCgroup removes what runc may leave of a container cgroup in every v1 hierarchy.
@@ -136,11 +221,11 @@ func hostCapEff(t *testing.T) string {
 }
 
 func TestRuncSecurityContexts(t *testing.T) {
-	runc := os.Getenv("BERTH_TEST_RUNC")
-	if runc == "" || os.Geteuid() != 0 {
-		t.Skip("needs root and BERTH_TEST_RUNC=<runc built with -tags seccomp>")
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
 	}
 	rootfs := busyboxRootfs(t)
+	sh := startShim(t)
 	profile := filepath.Join(t.TempDir(), "block-chmod.json")
 	if err := os.WriteFile(profile, []byte(blockChmod), 0o644); err != nil {
 		t.Fatal(err)
@@ -283,8 +368,7 @@ func TestRuncSecurityContexts(t *testing.T) {
 				Devices:          HostDevices{},
 			})
 			wantErr(t, err, nil)
-			stdout, stderr, err := runcRun(t, runc, rootfs, s)
-			out := stdout + stderr
+			out, err := sh.run(t, rootfs, s)
 			if tt.mounts != nil {
 				fi, err := os.Stat(filepath.Join(volume, "new"))
 				if err != nil || fi.Sys().(*syscall.Stat_t).Uid != 0 {
@@ -293,7 +377,7 @@ func TestRuncSecurityContexts(t *testing.T) {
 			}
 			for _, w := range tt.want {
 				if !regexp.MustCompile(w).MatchString(out) {
-					t.Errorf("output does not match %q (runc err %v):\n%s", w, err, out)
+					t.Errorf("output does not match %q (run: %v):\n%s", w, err, out)
 				}
 			}
 		})
