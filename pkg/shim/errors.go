@@ -14,9 +14,16 @@ import (
 // both ways by errdefs' own table (errgrpc), the same one the CRI server answers the kubelet
 // with: a class the shim raises reaches the kubelet with the code it stands for.
 
-// toStatus turns a backend error into a status error with the code of its errdefs class.
+// toStatus turns a backend error into a status error with the code of its errdefs class and
+// its text. errgrpc would also attach each error wrapped in err as a detail, which ToNative
+// joins back on as extra lines repeating the message; the class and the text are all the
+// agent uses.
 func toStatus(err error) error {
-	return errgrpc.ToGRPC(err)
+	if err == nil {
+		return nil
+	}
+	st, _ := status.FromError(errgrpc.ToGRPC(err))
+	return status.Error(st.Code(), st.Message())
 }
 
 // fromStatus turns an error from the wire back into an errdefs-classified one. A dead

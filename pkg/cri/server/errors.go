@@ -18,8 +18,16 @@ import (
 // from the one the shim uses. This is the one place where berth's errors become codes: the
 // kubelet acts on codes.NotFound (and retries on Unavailable), so the classification matters
 // more than the text. An unclassified error is codes.Unknown.
+//
+// The status carries the code and the message only: errgrpc would add, as details, the text
+// of errors wrapped inside err as they were before any redaction (image_pull.go strips
+// credentials from the message); the kubelet reads neither.
 func toStatus(err error) error {
-	return errgrpc.ToGRPC(err)
+	if err == nil {
+		return nil
+	}
+	st, _ := status.FromError(errgrpc.ToGRPC(err))
+	return status.Error(st.Code(), st.Message())
 }
 
 // readiness reports whether startup recovery has finished; until it has, every
