@@ -16,9 +16,6 @@ import (
 	"github.com/berth-runtime/berth/pkg/images"
 )
 
-// maxMsgSize matches the kubelet's client limit, so that large List answers pass.
-const maxMsgSize = 16 << 20
-
 // serve wires the managers from cfg, serves the CRI until ctx ends, then
 // stops the gRPC server. Containers are not touched on the way out.
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
@@ -39,7 +36,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	defer svc.Close()
 	g := grpc.NewServer(
-		grpc.MaxRecvMsgSize(maxMsgSize), grpc.MaxSendMsgSize(maxMsgSize),
+		grpc.MaxRecvMsgSize(server.MaxMessageSize), grpc.MaxSendMsgSize(server.MaxMessageSize),
 		grpc.UnaryInterceptor(server.UnaryInterceptor(svc, log)),
 		grpc.StreamInterceptor(server.StreamInterceptor(svc, log)),
 	)

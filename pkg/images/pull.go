@@ -24,10 +24,12 @@ import (
 
 // Pull fetches ref (mirrors first, then the registry itself) and unpacks its layers.
 // Concurrent pulls of the same reference with the same credentials share one download.
+// Its errors carry no credentials (remote.Redact): they end up in pod events and logs.
 func (s *Service) Pull(ctx context.Context, ref string, auth *Auth) (Image, error) {
 	r, err := reference.Parse(ref)
 	if err != nil {
-		return Image{}, err
+		// The kubelet passes the pod spec's image as written, which may be a URL with a password.
+		return Image{}, remote.Redact(err)
 	}
 	cfg, err := auth.config()
 	if err != nil {
@@ -54,6 +56,8 @@ func (s *Service) pull(ctx context.Context, r reference.Reference, auth *Auth, c
 			continue
 		}
 		img, err := s.pullFrom(ctx, r, h, auth, cfg, prog)
+		// Registry errors quote URLs, which may carry credentials: redact before logging.
+		err = remote.Redact(err)
 		if err == nil {
 			s.log.Info("pulled image", "ref", r.String(), "id", img.ID, "host", h.String(), "took", time.Since(start))
 			return img, nil

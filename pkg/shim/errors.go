@@ -1,52 +1,35 @@
 package shim
 
 import (
-	"context"
 	"errors"
 	"fmt"
 
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/ttrpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
-// errdefs classes carried across the wire as gRPC codes (ttrpc transports
-// status errors), so both ends agree on what an error means.
-var codeClasses = []struct {
-	code  codes.Code
-	class error
-}{
-	{codes.NotFound, errdefs.ErrNotFound},
-	{codes.AlreadyExists, errdefs.ErrAlreadyExists},
-	{codes.InvalidArgument, errdefs.ErrInvalidArgument},
-	{codes.FailedPrecondition, errdefs.ErrFailedPrecondition},
-	{codes.Unavailable, errdefs.ErrUnavailable},
-	{codes.Unimplemented, errdefs.ErrNotImplemented},
-	{codes.PermissionDenied, errdefs.ErrPermissionDenied},
-	{codes.ResourceExhausted, errdefs.ErrResourceExhausted},
-	{codes.DeadlineExceeded, context.DeadlineExceeded},
-	{codes.Canceled, context.Canceled},
-}
+// Errors cross the wire as gRPC status codes (ttrpc transports status errors), converted
+// both ways by errdefs' own table (errgrpc), the same one the CRI server answers the kubelet
+// with: a class the shim raises reaches the kubelet with the code it stands for.
 
-// toStatus turns a backend error into a status error with the matching code.
+// toStatus turns a backend error into a status error with the code of its errdefs class and
+// its text. errgrpc would also attach each error wrapped in err as a detail, which ToNative
+// joins back on as extra lines repeating the message; the class and the text are all the
+// agent uses.
 func toStatus(err error) error {
 	if err == nil {
 		return nil
 	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	for _, cc := range codeClasses {
-		if errors.Is(err, cc.class) {
-			return status.Error(cc.code, err.Error())
-		}
-	}
-	return status.Error(codes.Unknown, err.Error())
+	st, _ := status.FromError(errgrpc.ToGRPC(err))
+	return status.Error(st.Code(), st.Message())
 }
 
-// fromStatus turns an error from the wire back into an errdefs-classified
-// one; a dead connection is errdefs.ErrUnavailable.
+// fromStatus turns an error from the wire back into an errdefs-classified one. A dead
+// connection is errdefs.ErrUnavailable; any other error that is not a status (the caller's
+// context ending, a dial failure) keeps its own chain, so that context.DeadlineExceeded and
+// context.Canceled still match.
 func fromStatus(op string, err error) error {
 	if err == nil {
 		return nil
@@ -54,14 +37,8 @@ func fromStatus(op string, err error) error {
 	if errors.Is(err, ttrpc.ErrClosed) || errors.Is(err, ttrpc.ErrServerClosed) {
 		return fmt.Errorf("shim %s: %w: %w", op, err, errdefs.ErrUnavailable)
 	}
-	st, ok := status.FromError(err)
-	if !ok {
+	if _, ok := status.FromError(err); !ok {
 		return fmt.Errorf("shim %s: %w", op, err)
 	}
-	for _, cc := range codeClasses {
-		if st.Code() == cc.code {
-			return fmt.Errorf("shim %s: %s: %w", op, st.Message(), cc.class)
-		}
-	}
-	return fmt.Errorf("shim %s: %s", op, st.Message())
+	return fmt.Errorf("shim %s: %w", op, errgrpc.ToNative(err))
 }

@@ -19,10 +19,6 @@ import (
 	"github.com/berth-runtime/berth/pkg/shim/api"
 )
 
-// MaxExecSyncOutput bounds each of ExecSync's stdout and stderr (16 MiB,
-// the kubelet's own limit); the rest is dropped.
-const MaxExecSyncOutput = 16 << 20
-
 // Exec runs opts.Cmd in running container id with the given streams and
 // returns when the process has exited and all its output was written to
 // opts.Stdout/Stderr. When ctx ends first (the streaming client went
@@ -41,15 +37,19 @@ func (c *Client) Exec(ctx context.Context, id string, opts ExecOptions) (ExecRes
 	return res, err
 }
 
-// ExecSync runs cmd in container id, captures up to MaxExecSyncOutput bytes
-// of each stream, and returns its exit code. After timeout (0 = none) the
-// shim kills the process tree; the output so far is returned with an error
-// wrapping context.DeadlineExceeded.
-func (c *Client) ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) (ExecSyncResult, error) {
-	stdout := &limitedBuffer{max: MaxExecSyncOutput}
-	stderr := &limitedBuffer{max: MaxExecSyncOutput}
+// ExecSync runs cmd in container id, keeps the first maxOutput bytes of each
+// stream (the caller's limit: the CRI server's is what fits in one gRPC
+// response), counts the bytes it drops, and returns the exit code. After
+// timeout (0 = none) the shim kills the process tree; the output so far is
+// returned with an error wrapping context.DeadlineExceeded.
+func (c *Client) ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration, maxOutput int) (ExecSyncResult, error) {
+	stdout := &limitedBuffer{max: maxOutput}
+	stderr := &limitedBuffer{max: maxOutput}
 	res, err := c.Exec(ctx, id, ExecOptions{Cmd: cmd, Timeout: timeout, Streams: Streams{Stdout: stdout, Stderr: stderr}})
-	return ExecSyncResult{Stdout: stdout.bytes(), Stderr: stderr.bytes(), ExitCode: res.ExitCode}, err
+	return ExecSyncResult{
+		Stdout: stdout.bytes(), Stderr: stderr.bytes(), ExitCode: res.ExitCode,
+		StdoutDropped: stdout.dropped(), StderrDropped: stderr.dropped(),
+	}, err
 }
 
 // Attach connects the streams to container id's main process: Stdout and
@@ -191,20 +191,28 @@ func (c *Client) dialStream(ctx context.Context, token, stream string) (net.Conn
 	return cn, nil
 }
 
-// limitedBuffer keeps the first max bytes written and drops the rest.
+// limitedBuffer keeps the first max bytes written and counts the rest, which
+// it drops: reading on keeps the process from blocking on a full pipe.
 type limitedBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
+	mu   sync.Mutex
+	max  int
+	buf  []byte
+	lost int64
 }
 
 func (b *limitedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if room := b.max - len(b.buf); room > 0 {
-		b.buf = append(b.buf, p[:min(room, len(p))]...)
-	}
+	keep := min(max(b.max-len(b.buf), 0), len(p))
+	b.buf = append(b.buf, p[:keep]...)
+	b.lost += int64(len(p) - keep)
 	return len(p), nil
+}
+
+func (b *limitedBuffer) dropped() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.lost
 }
 
 func (b *limitedBuffer) bytes() []byte {

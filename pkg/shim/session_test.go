@@ -42,16 +42,22 @@ func TestShimExecSync(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	res, err := e.c.ExecSync(ctx, id, []string{"sh", "-c", "echo out; echo err >&2; exit 3"}, 10*time.Second)
+	res, err := e.c.ExecSync(ctx, id, []string{"sh", "-c", "echo out; echo err >&2; exit 3"}, 10*time.Second, 1<<20)
 	if err != nil || string(res.Stdout) != "out\n" || string(res.Stderr) != "err\n" || res.ExitCode != 3 {
 		t.Errorf("exec sync = %q %q %d, %v", res.Stdout, res.Stderr, res.ExitCode, err)
 	}
 	// More output than one ttrpc message may carry.
-	res, err = e.c.ExecSync(ctx, id, []string{"sh", "-c", "head -c 6000000 /dev/zero"}, 20*time.Second)
-	if err != nil || len(res.Stdout) != 6000000 {
-		t.Errorf("large output: %d bytes, %v", len(res.Stdout), err)
+	res, err = e.c.ExecSync(ctx, id, []string{"sh", "-c", "head -c 6000000 /dev/zero"}, 20*time.Second, 8<<20)
+	if err != nil || len(res.Stdout) != 6000000 || res.StdoutDropped != 0 {
+		t.Errorf("large output: %d bytes (%d dropped), %v", len(res.Stdout), res.StdoutDropped, err)
 	}
-	res, err = e.c.ExecSync(ctx, id, []string{"sh", "-c", "echo started; sleep 103 & sleep 103"}, 500*time.Millisecond)
+	// Beyond maxOutput the rest is read, dropped and counted; the command still ends normally.
+	res, err = e.c.ExecSync(ctx, id, []string{"sh", "-c", "head -c 3000000 /dev/zero; head -c 5 /dev/zero >&2; exit 4"}, 20*time.Second, 1<<20)
+	if err != nil || len(res.Stdout) != 1<<20 || res.StdoutDropped != 3000000-1<<20 || len(res.Stderr) != 5 || res.StderrDropped != 0 || res.ExitCode != 4 {
+		t.Errorf("capped output: %d bytes (%d dropped), stderr %d (%d dropped), exit %d, %v",
+			len(res.Stdout), res.StdoutDropped, len(res.Stderr), res.StderrDropped, res.ExitCode, err)
+	}
+	res, err = e.c.ExecSync(ctx, id, []string{"sh", "-c", "echo started; sleep 103 & sleep 103"}, 500*time.Millisecond, 1<<20)
 	if !errors.Is(err, context.DeadlineExceeded) || string(res.Stdout) != "started\n" {
 		t.Errorf("timeout: %q, %v", res.Stdout, err)
 	}
@@ -67,7 +73,7 @@ func TestShimExecSync(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := e.c.ExecSync(ctx, tt.id, []string{"true"}, time.Second); !tt.is(err) {
+			if _, err := e.c.ExecSync(ctx, tt.id, []string{"true"}, time.Second, 1<<20); !tt.is(err) {
 				t.Errorf("exec: %v", err)
 			}
 			if err := e.c.Attach(ctx, tt.id, false, Streams{Stdout: io.Discard}); !tt.is(err) {
@@ -75,7 +81,7 @@ func TestShimExecSync(t *testing.T) {
 			}
 		})
 	}
-	if _, err := e.c.ExecSync(ctx, id, []string{"/no/such/binary"}, time.Second); err == nil {
+	if _, err := e.c.ExecSync(ctx, id, []string{"/no/such/binary"}, time.Second, 1<<20); err == nil {
 		t.Error("exec of a missing binary succeeded")
 	}
 	e.checkNoSessions(t, ctx)

@@ -95,10 +95,12 @@ type ExecResult struct {
 	TimedOut bool
 }
 
-// ExecSyncResult is the captured output of ExecSync.
+// ExecSyncResult is the captured output of ExecSync and how much of each
+// stream did not fit in it.
 type ExecSyncResult struct {
-	Stdout, Stderr []byte
-	ExitCode       int32
+	Stdout, Stderr               []byte
+	ExitCode                     int32
+	StdoutDropped, StderrDropped int64 // bytes beyond ExecSync's maxOutput
 }
 
 // Stats is a container's cgroup usage at one instant.

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"golang.org/x/net/websocket"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -178,6 +179,26 @@ func TestExecSync(t *testing.T) {
 				t.Fatalf("got stdout %q stderr %q code %d, want %q %q %d", resp.Stdout, resp.Stderr, resp.ExitCode, tt.wantOut, tt.wantErr, tt.wantCode)
 			}
 		})
+	}
+}
+
+// A command printing more than one gRPC message may carry still gets its answer, at the
+// kubelet's 16 MiB client limit: the start of its output, a note saying what was dropped, its
+// exit code.
+func TestExecSyncHugeOutput(t *testing.T) {
+	a := env.shared
+	_, id := sleeper(t, a)
+	resp, err := a.rt.ExecSync(ctxT(t), &runtimeapi.ExecSyncRequest{
+		ContainerId: id, Cmd: []string{"sh", "-c", "head -c 40000000 /dev/zero; echo done >&2; exit 7"}, Timeout: 60,
+	}, grpc.MaxCallRecvMsgSize(16<<20))
+	if err != nil {
+		t.Fatalf("ExecSync of 40 MB of output: %v", err)
+	}
+	if n := len(resp.Stdout); n < 7<<20 || n > 8<<20 || resp.ExitCode != 7 {
+		t.Errorf("stdout %d bytes, exit code %d; want 7-8 MiB and 7", n, resp.ExitCode)
+	}
+	if !strings.HasPrefix(string(resp.Stderr), "done\n") || !strings.Contains(string(resp.Stderr), "stdout truncated") {
+		t.Errorf("stderr = %q, want the command's own and a truncation note", resp.Stderr)
 	}
 }
 

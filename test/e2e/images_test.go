@@ -115,6 +115,13 @@ func TestImagePullErrors(t *testing.T) {
 			}
 		})
 	}
+	// An image written as a URL with a password: refused, and the password is not echoed
+	// back (the kubelet shows this error in pod events).
+	ref := "https://alice:s3cr3tPassw0rd@" + env.registry.Ref("berth/busybox:latest")
+	_, err := a.img.PullImage(ctxT(t), &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
+	if status.Code(err) != codes.InvalidArgument || strings.Contains(err.Error(), "s3cr3tPassw0rd") {
+		t.Errorf("pull %q: %v, want InvalidArgument without the password", ref, err)
+	}
 }
 
 // Two tags of one image are one image; removing it by one tag removes both.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"syscall"
@@ -35,10 +36,23 @@ func (s *Service) StopContainer(ctx context.Context, req *runtimeapi.StopContain
 	if err != nil {
 		return nil, fmt.Errorf("stop container: %w", err)
 	}
-	if err := s.stopContainer(ctx, c, time.Duration(req.GetTimeout())*time.Second); err != nil {
+	if err := s.stopContainer(ctx, c, stopTimeout(req.GetTimeout())); err != nil {
 		return nil, fmt.Errorf("stop container %s: %w", c.ID(), err)
 	}
 	return &runtimeapi.StopContainerResponse{}, nil
+}
+
+// stopTimeout turns the CRI's grace period in seconds into a duration. Seconds beyond what a
+// Duration holds would wrap (math.MaxInt64 seconds becomes -1s) and skip the stop signal, so
+// they saturate at the longest Duration; zero or less means no grace: kill at once.
+func stopTimeout(seconds int64) time.Duration {
+	switch {
+	case seconds <= 0:
+		return 0
+	case seconds > int64(math.MaxInt64/time.Second):
+		return math.MaxInt64
+	}
+	return time.Duration(seconds) * time.Second
 }
 
 // stopContainer is the worker behind StopContainer, StopPodSandbox and RemoveContainer.

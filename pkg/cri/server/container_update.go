@@ -23,9 +23,12 @@ func (s *Service) UpdateContainerResources(ctx context.Context, req *runtimeapi.
 	return &runtimeapi.UpdateContainerResourcesResponse{}, nil
 }
 
+// updateResources applies r. A request without Linux resources is refused: berth runs only
+// Linux containers, so such a request (Windows resources, or none) could only be answered by a
+// success that changed nothing. The kubelet and critest always send Linux resources here.
 func (s *Service) updateResources(ctx context.Context, c *store.Container, r *runtimeapi.LinuxContainerResources) error {
 	if r == nil {
-		return nil
+		return fmt.Errorf("no linux resources: %w", errdefs.ErrInvalidArgument)
 	}
 	res, err := s.cgroups.ToResources(r)
 	if err != nil {

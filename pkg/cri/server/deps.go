@@ -42,7 +42,8 @@ type ShimClient interface {
 	Close() error
 
 	// ExecSync, Exec and Attach serve the CRI exec and attach RPCs (types in streaming_shim.go).
-	ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) (ShimExecSyncResult, error)
+	// ExecSync keeps the first maxOutput bytes of each stream and counts the rest.
+	ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration, maxOutput int) (ShimExecSyncResult, error)
 	Exec(ctx context.Context, id string, opts ShimExecOptions) (ShimExecResult, error)
 	Attach(ctx context.Context, id string, tty bool, s ShimStreams) error
 }

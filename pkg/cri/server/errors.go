@@ -2,64 +2,32 @@ package server
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"time"
 
-	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
-// toStatus converts an error classified with errdefs into a gRPC status error.
-// This is the one place where berth's errors become codes: the kubelet acts on
-// codes.NotFound (and retries on Unavailable), so the classification matters more than the text.
+// toStatus converts an error classified with errdefs into a gRPC status error with
+// errdefs' own table (errgrpc), so that every class has its code and the table cannot drift
+// from the one the shim uses. This is the one place where berth's errors become codes: the
+// kubelet acts on codes.NotFound (and retries on Unavailable), so the classification matters
+// more than the text. An unclassified error is codes.Unknown.
+//
+// The status carries the code and the message only: errgrpc would add, as details, the text
+// of errors wrapped inside err as they were before any redaction (image_pull.go strips
+// credentials from the message); the kubelet reads neither.
 func toStatus(err error) error {
 	if err == nil {
 		return nil
 	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	return status.Error(codeOf(err), err.Error())
-}
-
-func codeOf(err error) codes.Code {
-	switch {
-	case errors.Is(err, context.DeadlineExceeded):
-		return codes.DeadlineExceeded
-	case errors.Is(err, context.Canceled):
-		return codes.Canceled
-	case errdefs.IsNotFound(err):
-		return codes.NotFound
-	case errdefs.IsInvalidArgument(err):
-		return codes.InvalidArgument
-	case errdefs.IsAlreadyExists(err):
-		return codes.AlreadyExists
-	case errdefs.IsFailedPrecondition(err), errdefs.IsConflict(err):
-		return codes.FailedPrecondition
-	case errdefs.IsUnavailable(err):
-		return codes.Unavailable
-	case errdefs.IsNotImplemented(err):
-		return codes.Unimplemented
-	case errdefs.IsUnauthorized(err):
-		return codes.Unauthenticated
-	case errdefs.IsPermissionDenied(err):
-		return codes.PermissionDenied
-	case errdefs.IsResourceExhausted(err):
-		return codes.ResourceExhausted
-	case errdefs.IsOutOfRange(err):
-		return codes.OutOfRange
-	case errdefs.IsAborted(err):
-		return codes.Aborted
-	case errdefs.IsDeadlineExceeded(err):
-		return codes.DeadlineExceeded
-	case errdefs.IsCanceled(err):
-		return codes.Canceled
-	default:
-		return codes.Unknown
-	}
+	st, _ := status.FromError(errgrpc.ToGRPC(err))
+	return status.Error(st.Code(), st.Message())
 }
 
 // readiness reports whether startup recovery has finished; until it has, every
@@ -74,7 +42,11 @@ func UnaryInterceptor(r readiness, log *slog.Logger) grpc.UnaryServerInterceptor
 			return nil, status.Errorf(codes.Unavailable, "%s: berth is recovering its state after a restart", info.FullMethod)
 		}
 		start := time.Now()
-		resp, err := handler(ctx, req)
+		var resp any
+		err := guard(log, info.FullMethod, func() (err error) {
+			resp, err = handler(ctx, req)
+			return err
+		})
 		err = toStatus(err)
 		logCall(log, info.FullMethod, start, err)
 		observeCall(r, info.FullMethod, start, err)
@@ -89,11 +61,27 @@ func StreamInterceptor(r readiness, log *slog.Logger) grpc.StreamServerIntercept
 			return status.Errorf(codes.Unavailable, "%s: berth is recovering its state after a restart", info.FullMethod)
 		}
 		start := time.Now()
-		err := toStatus(handler(srv, ss))
+		err := toStatus(guard(log, info.FullMethod, func() error { return handler(srv, ss) }))
 		logCall(log, info.FullMethod, start, err)
 		observeCall(r, info.FullMethod, start, err)
 		return err
 	}
+}
+
+// guard runs one RPC's handler and turns a panic in it into codes.Internal naming the
+// method, with the stack in the log: one bad request must not kill the agent, and with it
+// the kubelet's view of every pod on the node. A goroutine the handler starts is not
+// covered: it must not panic.
+func guard(log *slog.Logger, method string, handler func() error) (err error) {
+	defer func() {
+		p := recover()
+		if p == nil {
+			return
+		}
+		log.Error("rpc panicked", "method", method, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		err = status.Errorf(codes.Internal, "%s: internal error (panic: %v); the stack is in berth's log", method, p)
+	}()
+	return handler()
 }
 
 // rpcObserver records per-RPC metrics; the Service is one (metrics_prom.go).

@@ -1,42 +1,114 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
-func TestToStatus(t *testing.T) {
+type alwaysReady struct{}
+
+func (alwaysReady) Ready() bool { return true }
+
+// unaryCall runs handler behind UnaryInterceptor, as the gRPC server would.
+func unaryCall(t *testing.T, log *slog.Logger, handler grpc.UnaryHandler) (any, error) {
+	t.Helper()
+	info := &grpc.UnaryServerInfo{FullMethod: "/runtime.v1.RuntimeService/StopContainer"}
+	return UnaryInterceptor(alwaysReady{}, log)(context.Background(), "req", info, handler)
+}
+
+func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestErrorCodes: every errdefs class, however deeply wrapped, reaches the kubelet with its
+// own code and its text intact.
+func TestErrorCodes(t *testing.T) {
 	tests := []struct {
-		name string
-		err  error
-		want codes.Code
+		class error
+		want  codes.Code
 	}{
-		{"wrapped not found", fmt.Errorf("image %q: %w", "busybox", errdefs.ErrNotFound), codes.NotFound},
-		{"invalid argument", fmt.Errorf("parse: %w", errdefs.ErrInvalidArgument), codes.InvalidArgument},
-		{"already exists", fmt.Errorf("name: %w", errdefs.ErrAlreadyExists), codes.AlreadyExists},
-		{"failed precondition", fmt.Errorf("exec: %w", errdefs.ErrFailedPrecondition), codes.FailedPrecondition},
-		{"deadline", fmt.Errorf("pull: %w", context.DeadlineExceeded), codes.DeadlineExceeded},
-		{"unclassified", errors.New("boom"), codes.Unknown},
-		{"status kept", status.Error(codes.Aborted, "x"), codes.Aborted},
+		{errdefs.ErrUnknown, codes.Unknown},
+		{errdefs.ErrInvalidArgument, codes.InvalidArgument},
+		{errdefs.ErrNotFound, codes.NotFound},
+		{errdefs.ErrAlreadyExists, codes.AlreadyExists},
+		{errdefs.ErrPermissionDenied, codes.PermissionDenied},
+		{errdefs.ErrResourceExhausted, codes.ResourceExhausted},
+		{errdefs.ErrFailedPrecondition, codes.FailedPrecondition},
+		{errdefs.ErrConflict, codes.FailedPrecondition},
+		{errdefs.ErrNotModified, codes.FailedPrecondition},
+		{errdefs.ErrAborted, codes.Aborted},
+		{errdefs.ErrOutOfRange, codes.OutOfRange},
+		{errdefs.ErrNotImplemented, codes.Unimplemented},
+		{errdefs.ErrInternal, codes.Internal},
+		{errdefs.ErrUnavailable, codes.Unavailable},
+		{errdefs.ErrDataLoss, codes.DataLoss},
+		{errdefs.ErrUnauthenticated, codes.Unauthenticated},
+		{context.DeadlineExceeded, codes.DeadlineExceeded},
+		{context.Canceled, codes.Canceled},
+		{errors.New("boom"), codes.Unknown},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := toStatus(tt.err)
-			if status.Code(got) != tt.want {
-				t.Fatalf("code = %s, want %s", status.Code(got), tt.want)
+		t.Run(tt.class.Error(), func(t *testing.T) {
+			err := fmt.Errorf("stop container %q: %w", "c1", fmt.Errorf("shim kill: %w", tt.class))
+			_, got := unaryCall(t, discardLog(), func(context.Context, any) (any, error) { return nil, err })
+			s, ok := status.FromError(got)
+			if !ok || s.Code() != tt.want {
+				t.Fatalf("code = %s, want %s (%v)", status.Code(got), tt.want, got)
 			}
-			if s, _ := status.FromError(got); s.Message() != tt.err.Error() && tt.name != "status kept" {
-				t.Errorf("message %q lost the error text %q", s.Message(), tt.err.Error())
+			if s.Message() != err.Error() {
+				t.Errorf("message %q lost the error text %q", s.Message(), err.Error())
 			}
 		})
 	}
-	if toStatus(nil) != nil {
-		t.Error("nil error must stay nil")
+	t.Run("status kept", func(t *testing.T) {
+		_, got := unaryCall(t, discardLog(), func(context.Context, any) (any, error) { return nil, status.Error(codes.Aborted, "x") })
+		if status.Code(got) != codes.Aborted {
+			t.Errorf("code = %s", status.Code(got))
+		}
+	})
+	t.Run("success", func(t *testing.T) {
+		resp, err := unaryCall(t, discardLog(), func(context.Context, any) (any, error) { return "ok", nil })
+		if err != nil || resp != "ok" {
+			t.Errorf("resp %v, err %v", resp, err)
+		}
+	})
+}
+
+// TestPanicIsInternal: a panicking handler answers Internal naming the method, logs its
+// stack, and the next call is served as usual.
+func TestPanicIsInternal(t *testing.T) {
+	var logged bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logged, nil))
+	check := func(t *testing.T, err error, method string) {
+		t.Helper()
+		if status.Code(err) != codes.Internal || !strings.Contains(err.Error(), method) || !strings.Contains(err.Error(), "nil map") {
+			t.Errorf("err = %v, want Internal naming %s and the panic", err, method)
+		}
+		if !strings.Contains(logged.String(), "rpc panicked") || !strings.Contains(logged.String(), "TestPanicIsInternal") {
+			t.Errorf("log has no stack:\n%s", logged.String())
+		}
+		logged.Reset()
 	}
+	boom := func() { var m map[string]int; m["x"]++ }
+
+	t.Run("unary", func(t *testing.T) {
+		_, err := unaryCall(t, log, func(context.Context, any) (any, error) { boom(); return nil, nil })
+		check(t, err, "StopContainer")
+		if _, err := unaryCall(t, log, func(context.Context, any) (any, error) { return "ok", nil }); err != nil {
+			t.Errorf("next call: %v", err)
+		}
+	})
+	t.Run("stream", func(t *testing.T) {
+		info := &grpc.StreamServerInfo{FullMethod: "/runtime.v1.RuntimeService/GetContainerEvents", IsServerStream: true}
+		err := StreamInterceptor(alwaysReady{}, log)(nil, nil, info, func(any, grpc.ServerStream) error { boom(); return nil })
+		check(t, err, "GetContainerEvents")
+	})
 }

@@ -35,7 +35,7 @@ func (f *fakeShim) running(id string) error {
 	return nil
 }
 
-func (f *fakeShim) ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) (ShimExecSyncResult, error) {
+func (f *fakeShim) ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration, maxOutput int) (ShimExecSyncResult, error) {
 	if err := f.running(id); err != nil {
 		return ShimExecSyncResult{}, err
 	}
@@ -63,9 +63,12 @@ type execShim struct {
 	execRes ShimExecResult
 	err     error
 	got     ShimExecOptions
+
+	gotMaxOutput int
 }
 
-func (x *execShim) ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) (ShimExecSyncResult, error) {
+func (x *execShim) ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration, maxOutput int) (ShimExecSyncResult, error) {
+	x.gotMaxOutput = maxOutput
 	return x.syncRes, x.err
 }
 

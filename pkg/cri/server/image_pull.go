@@ -8,6 +8,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-runtime/berth/pkg/images"
+	"github.com/berth-runtime/berth/pkg/images/remote"
 )
 
 // PullImage pulls an image and answers with its id, the config digest, which is
@@ -19,7 +20,9 @@ func (s *Service) PullImage(ctx context.Context, req *runtimeapi.PullImageReques
 	}
 	img, err := s.images.Pull(ctx, ref, toAuth(req.GetAuth()))
 	if err != nil {
-		return nil, fmt.Errorf("pull image %q: %w", ref, err)
+		// The reference is the pod spec's image as written, and registry errors quote
+		// URLs: either may carry credentials, which the kubelet would show in pod events.
+		return nil, remote.Redact(fmt.Errorf("pull image %q: %w", ref, err))
 	}
 	return &runtimeapi.PullImageResponse{ImageRef: img.ID}, nil
 }

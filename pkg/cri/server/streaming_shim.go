@@ -38,15 +38,20 @@ type ShimExecResult struct {
 	TimedOut bool
 }
 
-// ShimExecSyncResult is the captured output of an exec'd process and its exit code.
+// ShimExecSyncResult is the captured output of an exec'd process, how many bytes of each
+// stream were dropped, and its exit code.
 type ShimExecSyncResult struct {
-	Stdout, Stderr []byte
-	ExitCode       int32
+	Stdout, Stderr               []byte
+	ExitCode                     int32
+	StdoutDropped, StderrDropped int64
 }
 
-func (s shimClient) ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) (ShimExecSyncResult, error) {
-	r, err := s.c.ExecSync(ctx, id, cmd, timeout)
-	return ShimExecSyncResult{Stdout: r.Stdout, Stderr: r.Stderr, ExitCode: r.ExitCode}, err
+func (s shimClient) ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration, maxOutput int) (ShimExecSyncResult, error) {
+	r, err := s.c.ExecSync(ctx, id, cmd, timeout, maxOutput)
+	return ShimExecSyncResult{
+		Stdout: r.Stdout, Stderr: r.Stderr, ExitCode: r.ExitCode,
+		StdoutDropped: r.StdoutDropped, StderrDropped: r.StderrDropped,
+	}, err
 }
 
 func (s shimClient) Exec(ctx context.Context, id string, o ShimExecOptions) (ShimExecResult, error) {
