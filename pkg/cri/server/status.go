@@ -16,7 +16,7 @@ func (s *Service) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*r
 	}
 	networkReady := s.networkReady()
 	resp := &runtimeapi.StatusResponse{
-		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{runtimeReady, networkReady}},
+		Status:          &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{runtimeReady, networkReady}},
 		RuntimeHandlers: s.handlerStatus(),
 		// Merge and Strict are both honoured (spec.ResolveUser), and ContainerStatus reports
 		// the groups the process got.
