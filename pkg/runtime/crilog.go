@@ -9,6 +9,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
 )
 
 // MaxLogLineSize is the longest content of one CRI log line; longer lines are
@@ -50,12 +53,37 @@ func OpenLogFile(path string) (*LogFile, error) {
 	return l, nil
 }
 
+// openAppend opens the log for appending without following any symlink on the way. The shim
+// runs as root and the log directory may be writable from a container (a hostPath volume of
+// /var/log): the agent resolved every symlink in path before handing it over, so one found now
+// was planted to aim the shim at another file ("c.log -> /etc/shadow", "app -> /etc"), and is
+// refused. O_NONBLOCK keeps a planted FIFO from blocking the open; only a regular file is taken.
 func openAppend(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	fd, err := unix.Openat2(unix.AT_FDCWD, path, &unix.OpenHow{
+		Flags:   unix.O_WRONLY | unix.O_APPEND | unix.O_CREAT | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC,
+		Mode:    0o640,
+		Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENXIO) { // a symlink; a FIFO with no reader
+		err = errors.Join(err, errdefs.ErrInvalidArgument)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open container log %s: %w", path, err)
 	}
-	return f, nil
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("stat container log %s: %w", path, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(fd)
+		return nil, fmt.Errorf("container log %s is not a regular file: %w", path, errdefs.ErrInvalidArgument)
+	}
+	if err := unix.SetNonblock(fd, false); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("open container log %s: %w", path, err)
+	}
+	return os.NewFile(uintptr(fd), path), nil
 }
 
 // Reopen opens the log path anew. The kubelet rotates logs by renaming the

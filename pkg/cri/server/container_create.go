@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-runtime/berth/pkg/cri/spec"
@@ -17,7 +18,7 @@ import (
 )
 
 // CreateContainer mounts the container's rootfs, writes its bundle and creates it in the
-// pod's shim.
+// pod's shim. Everything the request asks for is checked before anything is created.
 func (s *Service) CreateContainer(ctx context.Context, req *runtimeapi.CreateContainerRequest) (*runtimeapi.CreateContainerResponse, error) {
 	cfg := req.GetConfig()
 	if err := validateContainerConfig(cfg); err != nil {
@@ -27,11 +28,19 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtimeapi.CreateCon
 	if err != nil {
 		return nil, fmt.Errorf("create container %q: %w", cfg.GetMetadata().GetName(), err)
 	}
-	sbMD, sbSt := sb.Metadata(), sb.Status()
-	if sbSt.State != store.SandboxReady || sbSt.Removing {
-		return nil, fmt.Errorf("create container %q in sandbox %s: sandbox is not ready: %w", cfg.GetMetadata().GetName(), sb.ID(), errdefs.ErrFailedPrecondition)
+	// RemovePodSandbox takes this lock exclusively: a create either finishes before the
+	// removal starts (which then removes the container too) or finds the sandbox gone.
+	defer s.sandboxLocks.rlock(sb.ID())()
+	sb, sbSt, err := s.readySandbox(sb.ID())
+	if err != nil {
+		return nil, fmt.Errorf("create container %q: %w", cfg.GetMetadata().GetName(), err)
 	}
+	sbMD := sb.Metadata()
 	name := containerName(cfg.GetMetadata(), sbMD.Config.GetMetadata())
+	plan, err := s.planContainer(cfg, sbMD)
+	if err != nil {
+		return nil, fmt.Errorf("create container %q in sandbox %s: %w", name, sb.ID(), err)
+	}
 	id := newID()
 	if err := s.names.Reserve(name, id); err != nil {
 		return nil, fmt.Errorf("create container %q in sandbox %s: %w", name, sb.ID(), err)
@@ -40,7 +49,7 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtimeapi.CreateCon
 	cl.push("release name", func(context.Context) error { s.names.Release(name); return nil })
 	defer s.nri.BlockSync()()
 
-	md, st, err := s.createContainer(ctx, id, name, sb, sbSt, req, cl)
+	md, st, err := s.createContainer(ctx, id, name, sb, sbSt, plan, req, cl)
 	if err == nil {
 		_, err = s.store.Containers.Add(id, md, st)
 	}
@@ -53,6 +62,20 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtimeapi.CreateCon
 	return &runtimeapi.CreateContainerResponse{ContainerId: id}, nil
 }
 
+// readySandbox reads the sandbox again under its lock: a removal may have finished while the
+// create waited for it.
+func (s *Service) readySandbox(id string) (*store.Sandbox, store.SandboxStatus, error) {
+	sb, err := s.store.Sandboxes.Get(id)
+	if err != nil {
+		return nil, store.SandboxStatus{}, err
+	}
+	st := sb.Status()
+	if st.State != store.SandboxReady || st.Removing {
+		return nil, st, fmt.Errorf("sandbox %s is not ready: %w", id, errdefs.ErrFailedPrecondition)
+	}
+	return sb, st, nil
+}
+
 func validateContainerConfig(cfg *runtimeapi.ContainerConfig) error {
 	switch {
 	case cfg == nil:
@@ -62,7 +85,55 @@ func validateContainerConfig(cfg *runtimeapi.ContainerConfig) error {
 	case cfg.GetImage().GetImage() == "":
 		return fmt.Errorf("image is required: %w", errdefs.ErrInvalidArgument)
 	}
+	if err := validateMountSources(cfg); err != nil {
+		return err
+	}
 	return validateImageMounts(cfg)
+}
+
+// createPlan is what the checks of a request worked out before anything is created.
+type createPlan struct {
+	logDir, logRel string // the pod's log directory and the log file below it; "" = no log
+	targetPIDNS    string // the pid namespace of the target container (pid mode TARGET)
+}
+
+// planContainer checks the parts of the request that depend on its sandbox.
+func (s *Service) planContainer(cfg *runtimeapi.ContainerConfig, sbMD store.SandboxMetadata) (createPlan, error) {
+	plan := createPlan{logDir: sbMD.Config.GetLogDirectory()}
+	rel, err := containerLogPath(plan.logDir, cfg.GetLogPath())
+	if err != nil {
+		return plan, err
+	}
+	plan.logRel = rel
+	if plan.targetPIDNS, err = s.pidTarget(cfg, sbMD.ID); err != nil {
+		return plan, err
+	}
+	return plan, nil
+}
+
+// pidTarget finds the pid namespace a container with pid mode TARGET joins. The CRI's target is
+// a container of the same pod (ephemeral debug containers): one of another pod is refused as
+// unknown, or a pod could enter any other pod's processes by guessing an id.
+func (s *Service) pidTarget(cfg *runtimeapi.ContainerConfig, sandboxID string) (string, error) {
+	nso := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	if nso.GetPid() != runtimeapi.NamespaceMode_TARGET {
+		return "", nil
+	}
+	tid := nso.GetTargetId()
+	var target *store.Container
+	for _, c := range s.store.ContainersOf(sandboxID) {
+		if c.ID() == tid {
+			target = c
+		}
+	}
+	if target == nil {
+		return "", fmt.Errorf("pid namespace target %q is not a container of sandbox %s: %w", tid, sandboxID, errdefs.ErrNotFound)
+	}
+	pid := target.Status().Pid
+	if pid == 0 {
+		return "", fmt.Errorf("pid namespace target %s is not running: %w", target.ID(), errdefs.ErrFailedPrecondition)
+	}
+	return fmt.Sprintf("/proc/%d/ns/pid", pid), nil
 }
 
 // containerName is the kubelet's unique key for a container attempt in a pod.
@@ -70,7 +141,7 @@ func containerName(c *runtimeapi.ContainerMetadata, pod *runtimeapi.PodSandboxMe
 	return fmt.Sprintf("%s_%s_%s_%s_%d", c.GetName(), pod.GetName(), pod.GetNamespace(), pod.GetUid(), c.GetAttempt())
 }
 
-func (s *Service) createContainer(ctx context.Context, id, name string, sb *store.Sandbox, sbSt store.SandboxStatus, req *runtimeapi.CreateContainerRequest, cl *cleanups) (store.ContainerMetadata, store.ContainerStatus, error) {
+func (s *Service) createContainer(ctx context.Context, id, name string, sb *store.Sandbox, sbSt store.SandboxStatus, plan createPlan, req *runtimeapi.CreateContainerRequest, cl *cleanups) (store.ContainerMetadata, store.ContainerStatus, error) {
 	cfg := req.GetConfig()
 	sbMD := sb.Metadata()
 	imageName := cfg.GetImage().GetImage()
@@ -88,12 +159,13 @@ func (s *Service) createContainer(ctx context.Context, id, name string, sb *stor
 		Cgroup: s.cgroups.ContainerPath(sbMD.CgroupParent, id),
 	}
 	md.Rootfs = filepath.Join(md.Bundle, "rootfs")
-	if dir, p := sbMD.Config.GetLogDirectory(), cfg.GetLogPath(); dir != "" && p != "" {
-		md.LogPath = filepath.Join(dir, p)
+	if plan.logRel != "" {
+		md.LogPath = filepath.Join(plan.logDir, plan.logRel)
 	}
 	st := store.ContainerStatus{State: store.ContainerCreated, Resources: store.Resources{LinuxContainerResources: cfg.GetLinux().GetResources()}}
 
 	var imageVols map[string]string
+	var sp *specs.Spec
 	steps := []struct {
 		name string
 		fn   func() error
@@ -101,8 +173,11 @@ func (s *Service) createContainer(ctx context.Context, id, name string, sb *stor
 		{"lease image", func() error { return s.leaseImage(ctx, md, cl) }},
 		{"mount rootfs", func() error { return s.mountRootfs(ctx, md, sbMD, cl) }},
 		{"mount image volumes", func() (err error) { imageVols, err = s.mountImageVolumes(ctx, md, sbMD, cl); return err }},
-		{"prepare mounts", func() error { return prepareHostPaths(cfg, md.LogPath) }},
-		{"write spec", func() error { return s.writeSpec(ctx, &md, sbMD, sbSt, img, imageVols, cl) }},
+		// The spec generator checks the rest of the request (mounts, security, devices):
+		// host paths are created only once it accepted it.
+		{"generate spec", func() (err error) { sp, err = s.buildSpec(ctx, &md, sbMD, sbSt, img, imageVols, plan, cl); return err }},
+		{"create host paths", func() (err error) { md.LogPath, err = s.createHostPaths(cfg, plan, cl); return err }},
+		{"write spec", func() error { return writeSpecFile(md.Bundle, sp) }},
 		{"create in shim", func() error { return s.shimCreate(ctx, md, cl) }},
 	}
 	for _, step := range steps {
@@ -159,67 +234,36 @@ func (s *Service) mountRootfs(ctx context.Context, md store.ContainerMetadata, s
 	})
 }
 
-// prepareHostPaths creates missing bind-mount sources as directories, as Docker and
-// containerd do, and the directory of the CRI log file.
-func prepareHostPaths(cfg *runtimeapi.ContainerConfig, logPath string) error {
-	for _, m := range cfg.GetMounts() {
-		p := m.GetHostPath()
-		if p == "" {
-			continue
-		}
-		if !filepath.IsAbs(p) {
-			return fmt.Errorf("mount host path %q is not absolute: %w", p, errdefs.ErrInvalidArgument)
-		}
-		if _, err := os.Stat(p); os.IsNotExist(err) {
-			if err := os.MkdirAll(p, 0o755); err != nil {
-				return fmt.Errorf("create mount source %s: %w", p, err)
-			}
-		}
-	}
-	if logPath != "" {
-		if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
-			return fmt.Errorf("create log directory: %w", err)
-		}
-	}
-	return nil
-}
-
-func (s *Service) writeSpec(ctx context.Context, md *store.ContainerMetadata, sbMD store.SandboxMetadata, sbSt store.SandboxStatus, img ImageInfo, imageVols map[string]string, cl *cleanups) error {
+// buildSpec generates the container's spec and lets NRI plugins adjust it.
+func (s *Service) buildSpec(ctx context.Context, md *store.ContainerMetadata, sbMD store.SandboxMetadata, sbSt store.SandboxStatus, img ImageInfo, imageVols map[string]string, plan createPlan, cl *cleanups) (*specs.Spec, error) {
 	cfg := md.Config.ContainerConfig
 	info := sandboxInfo(sbMD, sbSt)
 	opts := spec.Options{
 		RootfsPath: md.Rootfs, CgroupsPath: md.Cgroup, ImageName: md.ImageName,
 		CgroupV2: s.cgroups.V2(), CgroupNS: s.cgroups.V2(), NoHugetlb: !s.cgroups.Hugetlb(),
-		ImageVolumes: imageVols,
+		ImageVolumes: imageVols, TargetPIDNSPath: plan.targetPIDNS,
 	}
 	s.hostSec.apply(&opts)
-	if cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() == runtimeapi.NamespaceMode_TARGET {
-		target, err := s.store.Containers.Resolve(cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetTargetId())
-		if err != nil {
-			return fmt.Errorf("pid namespace target: %w", err)
-		}
-		pid := target.Status().Pid
-		if pid == 0 {
-			return fmt.Errorf("pid namespace target %s is not running: %w", target.ID(), errdefs.ErrFailedPrecondition)
-		}
-		opts.TargetPIDNSPath = fmt.Sprintf("/proc/%d/ns/pid", pid)
-	}
 	sp, err := s.genSpec(md.ID, cfg, info, img.Config, opts)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := s.nriCreateContainer(ctx, *md, sbMD, sbSt, sp, cl); err != nil {
-		return err
+		return nil, err
 	}
 	if sp.Process != nil {
 		u := sp.Process.User
 		md.User = store.User{UID: u.UID, GID: u.GID, SupplementalGroups: u.AdditionalGids, Username: u.Username}
 	}
+	return sp, nil
+}
+
+func writeSpecFile(bundle string, sp *specs.Spec) error {
 	b, err := json.Marshal(sp)
 	if err != nil {
 		return fmt.Errorf("encode spec: %w", err)
 	}
-	return os.WriteFile(filepath.Join(md.Bundle, "config.json"), b, 0o600)
+	return os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o600)
 }
 
 // sandboxInfo is what the spec generator needs to know of the pod.

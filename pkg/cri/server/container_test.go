@@ -230,7 +230,7 @@ func TestCreateContainerRollback(t *testing.T) {
 		{name: "rootfs mount", inject: func(e *testEnv, _ *runtimeapi.ContainerConfig) { e.mounts.fail["overlay"] = errInjected },
 			wantErr: errInjected, wantMsg: "mount rootfs"},
 		{name: "spec", inject: func(e *testEnv, _ *runtimeapi.ContainerConfig) { e.specErr = errInjected },
-			wantErr: errInjected, wantMsg: "write spec"},
+			wantErr: errInjected, wantMsg: "generate spec"},
 		{name: "relative host path", inject: func(e *testEnv, cfg *runtimeapi.ContainerConfig) {
 			cfg.Mounts = []*runtimeapi.Mount{{ContainerPath: "/x", HostPath: "rel"}}
 		}, wantErr: errdefs.ErrInvalidArgument, wantMsg: "rel"},

@@ -28,6 +28,9 @@ func (s *Service) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePo
 
 func (s *Service) removeSandbox(ctx context.Context, sb *store.Sandbox) error {
 	defer s.events.sandbox(sb.ID())
+	// Wait for creates in flight, and hold off new ones (they then find the sandbox gone),
+	// so that the containers listed below are all there will be.
+	defer s.sandboxLocks.lock(sb.ID())()
 	err := sb.Update(func(st *store.SandboxStatus) error { st.Removing = true; return nil })
 	if errdefs.IsNotFound(err) {
 		return nil

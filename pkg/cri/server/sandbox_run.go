@@ -24,6 +24,9 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandb
 		return nil, fmt.Errorf("run pod sandbox: %w", err)
 	}
 	name := sandboxName(cfg.GetMetadata())
+	if err := checkRuntimeHandler(req.GetRuntimeHandler()); err != nil {
+		return nil, fmt.Errorf("run pod sandbox %q: %w", name, err)
+	}
 	sysctls, err := validateSysctls(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("run pod sandbox %q: %w", name, err)

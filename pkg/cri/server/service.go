@@ -88,9 +88,11 @@ type Service struct {
 	mounter    Mounter
 	network    Network
 	netLocks   keyedLocks
-	resolvConf string
-	procSys    string
-	features   HandlerFeatures
+	// sandboxLocks orders CreateContainer against RemovePodSandbox (sandbox_lock.go).
+	sandboxLocks sandboxLocks
+	resolvConf   string
+	procSys      string
+	features     HandlerFeatures
 
 	// clients maps sandbox id -> ShimClient; the lock guards only the map.
 	clientsMu sync.Mutex

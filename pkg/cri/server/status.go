@@ -16,14 +16,8 @@ func (s *Service) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*r
 	}
 	networkReady := s.networkReady()
 	resp := &runtimeapi.StatusResponse{
-		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{runtimeReady, networkReady}},
-		RuntimeHandlers: []*runtimeapi.RuntimeHandler{{
-			Name: "",
-			Features: &runtimeapi.RuntimeHandlerFeatures{
-				RecursiveReadOnlyMounts: s.features.RecursiveReadOnlyMounts,
-				UserNamespaces:          s.features.UserNamespaces,
-			},
-		}},
+		Status:          &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{runtimeReady, networkReady}},
+		RuntimeHandlers: s.handlerStatus(),
 		// Merge and Strict are both honoured (spec.ResolveUser), and ContainerStatus reports
 		// the groups the process got.
 		Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true},

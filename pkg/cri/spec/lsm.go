@@ -8,22 +8,45 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
+// AppArmorDefaultProfile is the profile RuntimeDefault confines containers with on a node that
+// enforces AppArmor. berth does not load it (that takes apparmor_parser and a policy the node's
+// administrator owns): it is applied when it is loaded, and RuntimeDefault is refused when not.
+const AppArmorDefaultProfile = "berth-default"
+
+// AppArmorNode is what the node's AppArmor can do, decided once at startup (ProbeAppArmor).
+type AppArmorNode struct {
+	// Enabled: the kernel enforces AppArmor (module enabled and securityfs mounted).
+	Enabled bool
+	// Default is the loaded profile RuntimeDefault applies; "" when none is loaded.
+	Default string
+}
+
 // AppArmor returns the AppArmor profile the container process is confined by ("" for none).
 //
-// berth ships no AppArmor profile of its own, so RuntimeDefault applies none, on any node; a
-// Localhost profile names one loaded on the node, which only means something where the kernel
-// has AppArmor: elsewhere it is refused, as the kubelet must not believe it was applied.
-// Privileged containers are unconfined, as the CRI says.
-func AppArmor(sc *runtimeapi.LinuxContainerSecurityContext, enabled bool) (string, error) {
+// Where the kernel has no AppArmor, RuntimeDefault and Unconfined mean no profile (the CRI
+// allows it: there is nothing to confine with) and a Localhost profile is refused, as the
+// kubelet must not believe it was applied. Where it has AppArmor, RuntimeDefault is the loaded
+// default profile, or refused when none is loaded: running unconfined would claim a
+// confinement that is not there. Privileged containers are unconfined, as the CRI says.
+func AppArmor(sc *runtimeapi.LinuxContainerSecurityContext, node AppArmorNode) (string, error) {
 	p, err := appArmorProfile(sc)
 	if err != nil || sc.GetPrivileged() {
 		return "", err
 	}
 	switch p.GetProfileType() {
-	case runtimeapi.SecurityProfile_RuntimeDefault, runtimeapi.SecurityProfile_Unconfined:
+	case runtimeapi.SecurityProfile_Unconfined:
 		return "", nil
+	case runtimeapi.SecurityProfile_RuntimeDefault:
+		if !node.Enabled {
+			return "", nil
+		}
+		if node.Default == "" {
+			return "", fmt.Errorf("apparmor runtime default: apparmor is enabled on this node but profile %q is not loaded (load it with apparmor_parser, or ask for Unconfined or a Localhost profile): %w",
+				AppArmorDefaultProfile, errdefs.ErrFailedPrecondition)
+		}
+		return node.Default, nil
 	case runtimeapi.SecurityProfile_Localhost:
-		if !enabled {
+		if !node.Enabled {
 			return "", fmt.Errorf("apparmor profile %q: apparmor is not enabled on this node: %w", p.GetLocalhostRef(), errdefs.ErrInvalidArgument)
 		}
 		if p.GetLocalhostRef() == "" {

@@ -1,6 +1,8 @@
 package spec
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -10,36 +12,95 @@ import (
 
 func TestAppArmor(t *testing.T) {
 	local := &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "k8s-nginx"}
+	runtimeDefault := &runtimeapi.LinuxContainerSecurityContext{Apparmor: &runtimeapi.SecurityProfile{}}
+	off := AppArmorNode{}
+	onNoDefault := AppArmorNode{Enabled: true}
+	on := AppArmorNode{Enabled: true, Default: AppArmorDefaultProfile}
 	tests := []struct {
-		name    string
-		sc      *runtimeapi.LinuxContainerSecurityContext
-		enabled bool
-		want    string
-		err     error
+		name string
+		sc   *runtimeapi.LinuxContainerSecurityContext
+		node AppArmorNode
+		want string
+		err  error
 	}{
 		{name: "nothing", sc: nil},
-		{name: "runtime default without apparmor", sc: &runtimeapi.LinuxContainerSecurityContext{Apparmor: &runtimeapi.SecurityProfile{}}},
+		{name: "runtime default without apparmor", sc: runtimeDefault},
 		{name: "unconfined without apparmor", sc: &runtimeapi.LinuxContainerSecurityContext{Apparmor: &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Unconfined}}},
 		{name: "localhost without apparmor", sc: &runtimeapi.LinuxContainerSecurityContext{Apparmor: local}, err: errInvalid},
 		{name: "deprecated localhost without apparmor", sc: &runtimeapi.LinuxContainerSecurityContext{ApparmorProfile: "localhost/k8s-nginx"}, err: errInvalid},
 		{name: "deprecated runtime/default", sc: &runtimeapi.LinuxContainerSecurityContext{ApparmorProfile: "runtime/default"}},
 		{name: "deprecated garbage", sc: &runtimeapi.LinuxContainerSecurityContext{ApparmorProfile: "strict"}, err: errInvalid},
-		{name: "localhost with apparmor", sc: &runtimeapi.LinuxContainerSecurityContext{Apparmor: local}, enabled: true, want: "k8s-nginx"},
-		{name: "deprecated localhost with apparmor", sc: &runtimeapi.LinuxContainerSecurityContext{ApparmorProfile: "localhost/k8s-nginx"}, enabled: true, want: "k8s-nginx"},
-		{name: "privileged is unconfined", sc: &runtimeapi.LinuxContainerSecurityContext{Privileged: true, Apparmor: local}},
+		{name: "localhost with apparmor", sc: &runtimeapi.LinuxContainerSecurityContext{Apparmor: local}, node: on, want: "k8s-nginx"},
+		{name: "deprecated localhost with apparmor", sc: &runtimeapi.LinuxContainerSecurityContext{ApparmorProfile: "localhost/k8s-nginx"}, node: on, want: "k8s-nginx"},
+		{name: "privileged is unconfined", sc: &runtimeapi.LinuxContainerSecurityContext{Privileged: true, Apparmor: local}, node: on},
+		{name: "runtime default with apparmor", sc: runtimeDefault, node: on, want: AppArmorDefaultProfile},
+		{name: "unspecified is runtime default with apparmor", sc: nil, node: on, want: AppArmorDefaultProfile},
+		{name: "deprecated runtime/default with apparmor", sc: &runtimeapi.LinuxContainerSecurityContext{ApparmorProfile: "runtime/default"}, node: on, want: AppArmorDefaultProfile},
+		{name: "runtime default, profile not loaded", sc: runtimeDefault, node: onNoDefault, err: errFailedPrecondition},
+		{name: "unconfined, profile not loaded", sc: &runtimeapi.LinuxContainerSecurityContext{Apparmor: &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Unconfined}}, node: onNoDefault},
+		{name: "privileged, profile not loaded", sc: &runtimeapi.LinuxContainerSecurityContext{Privileged: true}, node: onNoDefault},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := AppArmor(tt.sc, tt.enabled)
+			got, err := AppArmor(tt.sc, tt.node)
 			wantErr(t, err, tt.err)
 			if got != tt.want {
 				t.Fatalf("profile %q, want %q", got, tt.want)
 			}
 		})
 	}
-	_, err := AppArmor(&runtimeapi.LinuxContainerSecurityContext{Apparmor: local}, false)
+	_, err := AppArmor(&runtimeapi.LinuxContainerSecurityContext{Apparmor: local}, off)
 	if err == nil || !strings.Contains(err.Error(), "apparmor is not enabled on this node") {
 		t.Fatalf("error %v does not say apparmor is unavailable", err)
+	}
+	_, err = AppArmor(runtimeDefault, onNoDefault)
+	if err == nil || !strings.Contains(err.Error(), AppArmorDefaultProfile) {
+		t.Fatalf("error %v does not name the missing profile", err)
+	}
+}
+
+func TestProbeAppArmor(t *testing.T) {
+	tests := []struct {
+		name       string
+		enabled    string // "" = module absent
+		securityfs bool
+		profiles   string
+		want       AppArmorNode
+	}{
+		{name: "no module"},
+		{name: "module disabled", enabled: "N\n", securityfs: true},
+		{name: "no securityfs", enabled: "Y\n"},
+		{name: "enabled, default not loaded", enabled: "Y\n", securityfs: true, profiles: "docker-default (enforce)\n",
+			want: AppArmorNode{Enabled: true}},
+		{name: "enabled, prefix is not the profile", enabled: "Y\n", securityfs: true, profiles: AppArmorDefaultProfile + "-old (enforce)\n",
+			want: AppArmorNode{Enabled: true}},
+		{name: "enabled, default loaded", enabled: "Y\n", securityfs: true,
+			profiles: "docker-default (enforce)\n" + AppArmorDefaultProfile + " (enforce)\n",
+			want:     AppArmorNode{Enabled: true, Default: AppArmorDefaultProfile}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sys := t.TempDir()
+			if tt.enabled != "" {
+				writeFile(t, filepath.Join(sys, "module", "apparmor", "parameters", "enabled"), tt.enabled)
+			}
+			if tt.securityfs {
+				writeFile(t, filepath.Join(sys, "kernel", "security", "apparmor", "profiles"), tt.profiles)
+			}
+			if got := ProbeAppArmor(sys); got != tt.want {
+				t.Fatalf("ProbeAppArmor = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -108,6 +108,16 @@ func Mounts(cfg *runtimeapi.ContainerConfig, sb SandboxInfo, privileged bool, im
 	return mounts, propagation, nil
 }
 
+// ValidateMount checks a CRI bind mount (one with a host path) the way Generate will, so that
+// the agent can refuse a request before it creates anything on the host.
+func ValidateMount(m *runtimeapi.Mount) error {
+	if m.GetHostPath() == "" {
+		return nil // an image volume: ValidateImageMount
+	}
+	_, err := criMount(m, nil)
+	return err
+}
+
 // criMount converts one CRI bind mount. A missing host path is the agent's business (it creates
 // a directory, as the kubelet expects); here the mount is only described.
 func criMount(m *runtimeapi.Mount, imageVolumes map[string]string) (specs.Mount, error) {
