@@ -187,6 +187,10 @@ func (r *Runtime) evict(ctx context.Context, evictions []*api.ContainerEviction)
 	return errors.Join(errs...)
 }
 
+// Each event below holds the gate while plugins hear it: a plugin synchronizing meanwhile
+// would otherwise be registered just after the event went out, its snapshot taken before
+// the change, and never learn of it.
+
 // RunPodSandbox tells plugins a pod is starting; an error fails the pod.
 func (r *Runtime) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 	if r == nil {
