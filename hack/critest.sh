@@ -168,13 +168,9 @@ force_clean() {
 		done
 		rm -rf "$dir" || log "cannot remove $dir"
 	done
-	# Pod cgroups left (empty or not) under the default parent.
 	if [[ -s $OUT/ids ]]; then
-		local c
-		find /sys/fs/cgroup -mindepth 2 -maxdepth 6 -type d 2>/dev/null | grep -F -f "$OUT/ids" | sort -r | while read -r c; do
-			xargs -r kill -KILL <"$c/cgroup.procs" 2>/dev/null
-			rmdir "$c" 2>>"$OUT/teardown.log" || log "cannot remove cgroup $c"
-		done
+		clean_cgroups
+		clean_iptables
 	fi
 	# The node-level objects the agent leaves by design: its pod bridge, and the default pod
 	# cgroup parent (critest sends no cgroup_parent) when this run created it.
@@ -187,6 +183,47 @@ force_clean() {
 			[[ -d $d ]] && { rmdir "$d" 2>>"$OUT/teardown.log" || log "cannot remove cgroup $d (not empty?)"; }
 		done
 	fi
+}
+
+# clean_cgroups kills what is left in our pods' cgroups, then removes them, deepest first.
+clean_cgroups() {
+	local cgs c i
+	cgs=$(find /sys/fs/cgroup -mindepth 2 -maxdepth 6 -type d 2>/dev/null | grep -F -f "$OUT/ids" | sort -r)
+	[[ -n $cgs ]] || return 0
+	for c in $cgs; do
+		xargs -r kill -KILL <"$c/cgroup.procs" 2>/dev/null
+	done
+	local busy
+	for ((i = 0; i < 50; i++)); do # a killed task leaves its cgroup once it has exited
+		busy=false
+		for c in $cgs; do
+			[[ -n $(cat "$c/cgroup.procs" 2>/dev/null) ]] && busy=true
+		done
+		$busy || break
+		sleep 0.1
+	done
+	for c in $cgs; do
+		rmdir "$c" 2>>"$OUT/teardown.log" || log "cannot remove cgroup $c"
+	done
+}
+
+# clean_iptables deletes the rules naming our pods (CNI tags them with the pod id) and the
+# per-pod chains they jump to.
+clean_iptables() {
+	local table rule chain chains
+	for table in nat filter; do
+		chains=""
+		while read -r rule; do
+			chain=$(sed -nE 's/.* -j (CNI-(DN-)?[0-9a-f]+)( .*)?$/\1/p' <<<"$rule")
+			[[ -n $chain ]] && chains+=" $chain"
+			# iptables-save quotes the comment the way a shell does.
+			eval "iptables -t $table -D ${rule#-A }" 2>>"$OUT/teardown.log" || log "cannot delete iptables rule: $rule"
+		done < <(iptables-save -t "$table" 2>/dev/null | grep -E '^-A ' | grep -F -f "$OUT/ids" | grep -vE '^-A CNI-(DN-)?[0-9a-f]+ ')
+		for chain in $(tr ' ' '\n' <<<"$chains" | sort -u); do
+			iptables -t "$table" -F "$chain" 2>>"$OUT/teardown.log" && iptables -t "$table" -X "$chain" 2>>"$OUT/teardown.log" ||
+				log "cannot delete iptables chain $chain"
+		done
+	done
 }
 
 cleanup() {
