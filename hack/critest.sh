@@ -2,11 +2,14 @@
 # Run critest (cri-tools v1.37.0, the CRI conformance suite) against berth with no internet:
 # every image critest pulls is served by hack/critest/images on 127.0.0.1 and berth reaches it
 # through hosts.toml mirrors. Installs critest and ginkgo if missing, starts the registry and a
-# throw-away berth (own root, state and socket), runs the suite, then tears everything down.
+# throw-away berth (own root, state and socket), runs the suite, then tears everything down:
+# pods removed through CRI, berth stopped with SIGTERM, then a leak check scoped to this berth
+# (hack/check-leaks.sh) that fails the run on anything left, and only then a forced cleanup.
 #
 #   hack/critest.sh [--focus REGEX] [--parallel N] [--benchmark] [-- EXTRA CRITEST ARGS]
 #
-# Prints "N passed, N failed, N skipped" last and exits non-zero if any spec failed.
+# Prints "N passed, N failed, N skipped" last and exits non-zero if any spec failed or the
+# stopped berth left anything behind.
 # Logs and reports are kept in $CRITEST_OUT (default /var/tmp/berth-critest/<time>).
 # Env: GO (go tool), BERTH_BIN, BERTH_SHIM_BIN, CRITEST (install path), CRICTL.
 set -euo pipefail
@@ -87,7 +90,8 @@ install_ginkgo() {
 
 # --- teardown ------------------------------------------------------------------------------
 
-TMP="" ROOT_DIR="" STATE_DIR="" REG_PID="" BERTH_PID="" SOCK="" BRIDGE="" OWN_PARENT=false
+TMP="" ROOT_DIR="" STATE_DIR="" REG_PID="" BERTH_PID="" SOCK="" BRIDGE="" OWN_PARENT=false SAMPLER_PID=""
+SUBNET=10.89.0.0/16
 
 stop_pid() { # pid name: SIGTERM, then SIGKILL after 20s
 	local pid=$1 name=$2 i
@@ -101,48 +105,72 @@ stop_pid() { # pid name: SIGTERM, then SIGKILL after 20s
 	kill -KILL "$pid" 2>/dev/null || true
 }
 
-cleanup() {
-	local rc=$?
-	set +e
-	if [[ -n $BERTH_PID ]]; then
-		if kill -0 "$BERTH_PID" 2>/dev/null; then
-			"$CRICTL" --runtime-endpoint "unix://$SOCK" --image-endpoint "unix://$SOCK" --timeout 60s rmp -fa >>"$OUT/teardown.log" 2>&1 ||
-				log "crictl rmp -fa failed (see $OUT/teardown.log)"
-		fi
-		stop_pid "$BERTH_PID" berth
-		wait "$BERTH_PID" 2>/dev/null
-		# Shims outlive the agent by design; ours are the ones naming our state dir.
-		local p
-		for p in $(grep -lF "$STATE_DIR" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3); do
-			[[ $p == "$$" || $p == "$BASHPID" ]] && continue
-			grep -qF "$STATE_DIR" "/proc/$p/cmdline" 2>/dev/null || continue # the grep above, gone
-			log "killing leftover $(tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null) ($p)"
-			kill -KILL "$p" 2>/dev/null
-		done
-		# Shims are daemonized: the node's init reaps them, sometimes seconds after they exit.
-		# Wait for that (10 s at most) so a leak check right after sees no berth zombie.
-		local i
-		for ((i = 0; i < 100; i++)); do
-			ps -eo stat=,comm= | grep -qE '^Z.* berth' || break
-			sleep 0.1
-		done
+# sample_ids records the ids of berth's pods and containers while they exist (their state
+# directories are named by id), so that the leak check can find their cgroups and rules
+# after they are gone. The default pod cgroup parent is shared with any other berth on the
+# node: the ids tell ours apart.
+sample_ids() {
+	set +e # an empty listing is no error
+	while :; do
+		ls -1 "$STATE_DIR/sandboxes" "$STATE_DIR/containers" 2>/dev/null | grep -E '^[0-9a-f]{64}$' >>"$OUT/ids.raw"
+		sleep 0.2
+	done
+}
+
+# stop_berth stops berth the way a node does: pods removed through CRI, then SIGTERM.
+stop_berth() {
+	if kill -0 "$BERTH_PID" 2>/dev/null; then
+		"$CRICTL" --runtime-endpoint "unix://$SOCK" --image-endpoint "unix://$SOCK" --timeout 60s rmp -fa >>"$OUT/teardown.log" 2>&1 ||
+			log "crictl rmp -fa failed (see $OUT/teardown.log)"
 	fi
-	if [[ -n $REG_PID ]]; then
-		stop_pid "$REG_PID" registry
-		wait "$REG_PID" 2>/dev/null
+	stop_pid "$BERTH_PID" berth
+	wait "$BERTH_PID" 2>/dev/null
+	# Shims are daemonized: the node's init reaps them, sometimes seconds after they exit.
+	# Wait for that (10 s at most) so that the leak check sees no berth zombie.
+	local i
+	for ((i = 0; i < 100; i++)); do
+		ps -eo stat=,comm= | grep -qE '^Z.* berth' || break
+		sleep 0.1
+	done
+}
+
+# check_leaks fails if the stopped berth left anything: mounts, shims, pod cgroups, ports
+# on its bridge, addresses and iptables rules in its subnet.
+check_leaks() {
+	sort -u "$OUT/ids.raw" >"$OUT/ids" 2>/dev/null
+	log "checking what berth left behind ($(wc -l <"$OUT/ids") pod and container ids seen)"
+	if "$REPO/hack/check-leaks.sh" --state "$STATE_DIR" --root "$ROOT_DIR" --bridge "$BRIDGE" \
+		--subnet "$SUBNET" --ids "$OUT/ids" 2> >(tee "$OUT/leaks.log" >&2); then
+		return 0
 	fi
-	if [[ -n $STATE_DIR && -d $STATE_DIR ]]; then
+	log "berth left the above behind after a normal stop (also in $OUT/leaks.log); cleaning up by force"
+	return 1
+}
+
+# force_clean removes whatever a failed or leaking run left, so the node is clean for the
+# next step either way.
+force_clean() {
+	# Shims outlive the agent by design; ours are the ones naming our state dir.
+	local p
+	[[ -n $STATE_DIR ]] || return 0 # nothing started yet
+	for p in $(grep -lF "$STATE_DIR" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3); do
+		[[ $p == "$$" || $p == "$BASHPID" ]] && continue
+		grep -qF "$STATE_DIR" "/proc/$p/cmdline" 2>/dev/null || continue # the grep above, gone
+		log "killing leftover $(tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null) ($p)"
+		kill -KILL "$p" 2>/dev/null
+	done
+	local dir
+	for dir in "$STATE_DIR" "$ROOT_DIR"; do
+		[[ -n $dir && -d $dir ]] || continue
 		# Whatever berth left mounted (shm, rootfs, pinned netns) must go before the directory.
-		grep -F " $STATE_DIR/" /proc/self/mountinfo | awk '{ print $5 }' | sort -r | while read -r m; do
+		grep -F " $dir/" /proc/self/mountinfo | awk '{ print $5 }' | sort -r | while read -r m; do
 			umount -l "$m" 2>>"$OUT/teardown.log" || log "cannot unmount $m"
 		done
-		rm -rf "$STATE_DIR" || log "cannot remove $STATE_DIR"
-	fi
-	if [[ -n $ROOT_DIR && -d $ROOT_DIR ]]; then
-		grep -F " $ROOT_DIR/" /proc/self/mountinfo | awk '{ print $5 }' | sort -r | while read -r m; do
-			umount -l "$m" 2>>"$OUT/teardown.log" || log "cannot unmount $m"
-		done
-		rm -rf "$ROOT_DIR" || log "cannot remove $ROOT_DIR"
+		rm -rf "$dir" || log "cannot remove $dir"
+	done
+	if [[ -s $OUT/ids ]]; then
+		clean_cgroups
+		clean_iptables
 	fi
 	# The node-level objects the agent leaves by design: its pod bridge, and the default pod
 	# cgroup parent (critest sends no cgroup_parent) when this run created it.
@@ -155,6 +183,65 @@ cleanup() {
 			[[ -d $d ]] && { rmdir "$d" 2>>"$OUT/teardown.log" || log "cannot remove cgroup $d (not empty?)"; }
 		done
 	fi
+}
+
+# clean_cgroups kills what is left in our pods' cgroups, then removes them, deepest first.
+clean_cgroups() {
+	local cgs c i
+	cgs=$(find /sys/fs/cgroup -mindepth 2 -maxdepth 6 -type d 2>/dev/null | grep -F -f "$OUT/ids" | sort -r)
+	[[ -n $cgs ]] || return 0
+	for c in $cgs; do
+		xargs -r kill -KILL <"$c/cgroup.procs" 2>/dev/null
+	done
+	local busy
+	for ((i = 0; i < 50; i++)); do # a killed task leaves its cgroup once it has exited
+		busy=false
+		for c in $cgs; do
+			[[ -n $(cat "$c/cgroup.procs" 2>/dev/null) ]] && busy=true
+		done
+		$busy || break
+		sleep 0.1
+	done
+	for c in $cgs; do
+		rmdir "$c" 2>>"$OUT/teardown.log" || log "cannot remove cgroup $c"
+	done
+}
+
+# clean_iptables deletes the rules naming our pods (CNI tags them with the pod id) and the
+# per-pod chains they jump to.
+clean_iptables() {
+	local table rule chain chains
+	for table in nat filter; do
+		chains=""
+		while read -r rule; do
+			chain=$(sed -nE 's/.* -j (CNI-(DN-)?[0-9a-f]+)( .*)?$/\1/p' <<<"$rule")
+			[[ -n $chain ]] && chains+=" $chain"
+			# iptables-save quotes the comment the way a shell does.
+			eval "iptables -t $table -D ${rule#-A }" 2>>"$OUT/teardown.log" || log "cannot delete iptables rule: $rule"
+		done < <(iptables-save -t "$table" 2>/dev/null | grep -E '^-A ' | grep -F -f "$OUT/ids" | grep -vE '^-A CNI-(DN-)?[0-9a-f]+ ')
+		for chain in $(tr ' ' '\n' <<<"$chains" | sort -u); do
+			iptables -t "$table" -F "$chain" 2>>"$OUT/teardown.log" && iptables -t "$table" -X "$chain" 2>>"$OUT/teardown.log" ||
+				log "cannot delete iptables chain $chain"
+		done
+	done
+}
+
+cleanup() {
+	local rc=$?
+	set +e
+	if [[ -n $SAMPLER_PID ]]; then
+		kill "$SAMPLER_PID" 2>/dev/null
+		wait "$SAMPLER_PID" 2>/dev/null
+	fi
+	if [[ -n $REG_PID ]]; then
+		stop_pid "$REG_PID" registry
+		wait "$REG_PID" 2>/dev/null
+	fi
+	if [[ -n $BERTH_PID ]]; then
+		stop_berth
+		check_leaks || rc=1
+	fi
+	force_clean
 	[[ -n $TMP ]] && rm -rf "$TMP"
 	exit "$rc"
 }
@@ -212,15 +299,11 @@ certs_dir = "$CERTS"
 # A private NRI socket: another agent on the node must not take /var/run/nri/nri.sock from us.
 [nri]
 socket_path = "$STATE_DIR/nri.sock"
-# critest's late-joining plugin specs hold Synchronize open for 2 s on purpose, to create
-# containers meanwhile; with the 2 s default the plugin is dropped at its sync deadline and
-# never sees them. A sync that outlives the request timeout fails the plugin by design.
-plugin_request_timeout = "5s"
 
 [network]
 cni_conf_dir = "$TMP/net.d"
 default_bridge = "$BRIDGE"
-default_subnet = "10.89.0.0/16"
+default_subnet = "$SUBNET"
 EOF
 cp "$TMP/config.toml" "$OUT/berth-config.toml"
 
@@ -235,6 +318,8 @@ for ((i = 0; i < 300; i++)); do
 	sleep 0.1
 done
 [[ -S $SOCK ]] || { log "berth did not create $SOCK"; exit 1; }
+sample_ids &
+SAMPLER_PID=$!
 
 # --- run -----------------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 package nri
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -30,7 +31,8 @@ type Options struct {
 	// SocketPath is where external plugins connect; PluginPath holds plugins the runtime
 	// launches itself and PluginConfigPath their configs.
 	SocketPath, PluginPath, PluginConfigPath string
-	// RegistrationTimeout and RequestTimeout bound plugin registration and each plugin call.
+	// RegistrationTimeout and RequestTimeout bound plugin registration and each plugin call
+	// (zero: NRI's defaults). A plugin's initial Synchronize gets the longer of the two.
 	// NRI keeps them process-wide: the last Runtime created sets them.
 	RegistrationTimeout, RequestTimeout time.Duration
 	Domain                              Domain
@@ -40,9 +42,12 @@ type Options struct {
 // Runtime relays events to NRI plugins. A nil *Runtime is NRI turned off: every method is
 // then a no-op, so callers need no checks.
 type Runtime struct {
-	a   *adaptation.Adaptation
-	dom Domain
-	log *slog.Logger
+	a    *adaptation.Adaptation
+	dom  Domain
+	log  *slog.Logger
+	gate *gate
+	// requestTimeout is NRI's per-call timeout; syncTimeout bounds a plugin's Synchronize.
+	requestTimeout, syncTimeout time.Duration
 }
 
 // New prepares NRI; Start begins accepting plugins.
@@ -55,13 +60,12 @@ func New(opts Options) (*Runtime, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	setLogger(log)
-	if opts.RegistrationTimeout > 0 {
-		adaptation.SetPluginRegistrationTimeout(opts.RegistrationTimeout)
-	}
-	if opts.RequestTimeout > 0 {
-		adaptation.SetPluginRequestTimeout(opts.RequestTimeout)
-	}
-	r := &Runtime{dom: opts.Domain, log: log}
+	regTimeout := cmp.Or(opts.RegistrationTimeout, adaptation.DefaultPluginRegistrationTimeout)
+	reqTimeout := cmp.Or(opts.RequestTimeout, adaptation.DefaultPluginRequestTimeout)
+	adaptation.SetPluginRegistrationTimeout(regTimeout)
+	adaptation.SetPluginRequestTimeout(reqTimeout)
+	r := &Runtime{dom: opts.Domain, log: log, requestTimeout: reqTimeout, syncTimeout: max(regTimeout, reqTimeout)}
+	r.gate = newGate(func() func() { return r.a.BlockPluginSync().Unblock })
 	aopts := []adaptation.Option{adaptation.WithSocketPath(opts.SocketPath)}
 	if socketLive(opts.SocketPath) {
 		// NRI would unlink and take over the socket, cutting the other runtime's plugins
@@ -99,32 +103,51 @@ func (r *Runtime) Stop() {
 	if r == nil {
 		return
 	}
+	r.gate.stop()
 	r.a.Stop()
 }
 
-// BlockSync holds off plugin synchronization until the returned func is called, so that a
-// plugin connecting mid-create either sees the container in its snapshot or gets its event.
+// BlockSync holds off plugin synchronization until the returned func is called. A CRI call
+// that tells plugins about a pod or container before it stores it (RunPodSandbox,
+// CreateContainer) holds it from before the event until the object is stored, so that a
+// plugin connecting meanwhile either finds the object in its snapshot or gets the event.
+// Holds nest and may be taken by any goroutine, holding or not.
 func (r *Runtime) BlockSync() func() {
 	if r == nil {
 		return func() {}
 	}
-	b := r.a.BlockPluginSync()
-	return b.Unblock
+	return r.gate.enter()
 }
 
 // sync hands a connecting plugin the current pods and containers and applies the updates it
-// asks for.
+// asks for. No state change is under way meanwhile (see gate), so nothing happens between
+// the snapshot and the plugin's registration that the plugin would not hear about.
 func (r *Runtime) sync(ctx context.Context, cb adaptation.SyncCB) error {
+	if err := r.gate.closeForSync(); err != nil {
+		return fmt.Errorf("nri sync: %w", err)
+	}
 	pods, ctrs, err := r.dom.Snapshot(ctx)
 	if err != nil {
 		return fmt.Errorf("nri sync: %w", err)
 	}
-	updates, err := cb(ctx, pods, ctrs)
+	updates, err := r.synchronize(ctx, cb, pods, ctrs)
 	if err != nil {
 		return fmt.Errorf("nri sync: %w", err)
 	}
 	_, err = r.applyUpdates(ctx, updates)
 	return err
+}
+
+// synchronize sends the snapshot under syncTimeout rather than the per-call request
+// timeout. The adaptation bounds Synchronize with the request timeout and drops a plugin
+// that overruns it, although a plugin's first sync scales with the node's pods and
+// containers, is off every pod's critical path, and (see gate) holds creations back anyway:
+// a plugin dropped there would silently miss everything created meanwhile. The timeout is
+// process-wide, but the gate is closed, so no other plugin call is in flight to see it.
+func (r *Runtime) synchronize(ctx context.Context, cb adaptation.SyncCB, pods []*api.PodSandbox, ctrs []*api.Container) ([]*api.ContainerUpdate, error) {
+	adaptation.SetPluginRequestTimeout(r.syncTimeout)
+	defer adaptation.SetPluginRequestTimeout(r.requestTimeout)
+	return cb(ctx, pods, ctrs)
 }
 
 // update serves a plugin's unsolicited updates; it returns those that failed.
@@ -164,11 +187,16 @@ func (r *Runtime) evict(ctx context.Context, evictions []*api.ContainerEviction)
 	return errors.Join(errs...)
 }
 
+// Each event below holds the gate while plugins hear it: a plugin synchronizing meanwhile
+// would otherwise be registered just after the event went out, its snapshot taken before
+// the change, and never learn of it.
+
 // RunPodSandbox tells plugins a pod is starting; an error fails the pod.
 func (r *Runtime) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 	if r == nil {
 		return nil
 	}
+	defer r.gate.enter()()
 	return wrap("run pod sandbox", r.a.RunPodSandbox(ctx, &api.RunPodSandboxRequest{Pod: pod}))
 }
 
@@ -177,6 +205,7 @@ func (r *Runtime) StopPodSandbox(ctx context.Context, pod *api.PodSandbox) error
 	if r == nil {
 		return nil
 	}
+	defer r.gate.enter()()
 	return wrap("stop pod sandbox", r.a.StopPodSandbox(ctx, &api.StopPodSandboxRequest{Pod: pod}))
 }
 
@@ -185,6 +214,7 @@ func (r *Runtime) RemovePodSandbox(ctx context.Context, pod *api.PodSandbox) err
 	if r == nil {
 		return nil
 	}
+	defer r.gate.enter()()
 	return wrap("remove pod sandbox", r.a.RemovePodSandbox(ctx, &api.RemovePodSandboxRequest{Pod: pod}))
 }
 
@@ -194,6 +224,7 @@ func (r *Runtime) CreateContainer(ctx context.Context, pod *api.PodSandbox, ctr 
 	if r == nil {
 		return nil
 	}
+	defer r.gate.enter()()
 	rpl, err := r.a.CreateContainer(ctx, &api.CreateContainerRequest{Pod: pod, Container: ctr})
 	if err != nil {
 		return wrap("create container", err)
@@ -212,6 +243,7 @@ func (r *Runtime) PostCreateContainer(ctx context.Context, pod *api.PodSandbox, 
 	if r == nil {
 		return nil
 	}
+	defer r.gate.enter()()
 	return wrap("post-create container", r.a.PostCreateContainer(ctx, &api.PostCreateContainerRequest{Pod: pod, Container: ctr}))
 }
 
@@ -220,6 +252,7 @@ func (r *Runtime) StartContainer(ctx context.Context, pod *api.PodSandbox, ctr *
 	if r == nil {
 		return nil
 	}
+	defer r.gate.enter()()
 	return wrap("start container", r.a.StartContainer(ctx, &api.StartContainerRequest{Pod: pod, Container: ctr}))
 }
 
@@ -228,6 +261,7 @@ func (r *Runtime) PostStartContainer(ctx context.Context, pod *api.PodSandbox, c
 	if r == nil {
 		return nil
 	}
+	defer r.gate.enter()()
 	return wrap("post-start container", r.a.PostStartContainer(ctx, &api.PostStartContainerRequest{Pod: pod, Container: ctr}))
 }
 
@@ -237,6 +271,7 @@ func (r *Runtime) UpdateContainer(ctx context.Context, pod *api.PodSandbox, ctr 
 	if r == nil {
 		return res, nil
 	}
+	defer r.gate.enter()()
 	rpl, err := r.a.UpdateContainer(ctx, &api.UpdateContainerRequest{
 		Pod: pod, Container: ctr, LinuxResources: api.FromOCILinuxResources(res, nil),
 	})
@@ -264,6 +299,7 @@ func (r *Runtime) PostUpdateContainer(ctx context.Context, pod *api.PodSandbox, 
 	if r == nil {
 		return nil
 	}
+	defer r.gate.enter()()
 	return wrap("post-update container", r.a.PostUpdateContainer(ctx, &api.PostUpdateContainerRequest{Pod: pod, Container: ctr}))
 }
 
@@ -273,6 +309,7 @@ func (r *Runtime) StopContainer(ctx context.Context, pod *api.PodSandbox, ctr *a
 	if r == nil {
 		return nil
 	}
+	defer r.gate.enter()()
 	rpl, err := r.a.StopContainer(ctx, &api.StopContainerRequest{Pod: pod, Container: ctr})
 	if err != nil {
 		return wrap("stop container", err)
@@ -286,6 +323,7 @@ func (r *Runtime) RemoveContainer(ctx context.Context, pod *api.PodSandbox, ctr 
 	if r == nil {
 		return nil
 	}
+	defer r.gate.enter()()
 	return wrap("remove container", r.a.RemoveContainer(ctx, &api.RemoveContainerRequest{Pod: pod, Container: ctr}))
 }
 

@@ -187,3 +187,135 @@ func (f *failer) CreateContainer(context.Context, *api.PodSandbox, *api.Containe
 	}
 	return nil, nil, nil
 }
+
+// slowSyncer is an NRI plugin whose first Synchronize stays open for hold; it records every
+// pod and container id it learns about, from its snapshot or from an event.
+type slowSyncer struct {
+	hold    time.Duration
+	reached chan struct{}
+	once    sync.Once
+	mu      sync.Mutex
+	known   map[string]bool
+}
+
+func (p *slowSyncer) learn(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.known[id] = true
+}
+
+func (p *slowSyncer) knows(id string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.known[id]
+}
+
+func (p *slowSyncer) Synchronize(ctx context.Context, pods []*api.PodSandbox, ctrs []*api.Container) ([]*api.ContainerUpdate, error) {
+	for _, pod := range pods {
+		p.learn(pod.GetId())
+	}
+	for _, c := range ctrs {
+		p.learn(c.GetId())
+	}
+	p.once.Do(func() { close(p.reached) })
+	select {
+	case <-time.After(p.hold):
+	case <-ctx.Done():
+	}
+	return nil, nil
+}
+
+func (p *slowSyncer) RunPodSandbox(_ context.Context, pod *api.PodSandbox) error {
+	p.learn(pod.GetId())
+	return nil
+}
+
+func (p *slowSyncer) CreateContainer(_ context.Context, _ *api.PodSandbox, c *api.Container) (*api.ContainerAdjustment, []*api.ContainerUpdate, error) {
+	p.learn(c.GetId())
+	return nil, nil, nil
+}
+
+// TestNRISlowSyncMissesNothing: with the default timeouts, a plugin whose Synchronize takes
+// longer than the request timeout (2 s) stays connected and learns about every pod and
+// container, including those run and created while it synchronizes: each is in its snapshot
+// or reaches it as an event, never neither.
+func TestNRISlowSyncMissesNothing(t *testing.T) {
+	a, sock := nriAgent(t)
+	before := runPod(t, a, podConfig(t, "nri-sync-before"))
+	c := ctrConfig("before", env.images.busybox, withShell("sleep 60"))
+	ids := []string{before.id, createContainer(t, a, before, c)}
+
+	plugin := &slowSyncer{hold: 3 * time.Second, reached: make(chan struct{}), known: map[string]bool{}}
+	startPlugin(t, plugin, "berth-e2e-slow-sync", sock)
+	select {
+	case <-plugin.reached:
+	case <-time.After(30 * time.Second):
+		t.Fatal("plugin never synchronized")
+	}
+
+	// While the plugin is inside Synchronize: a pod run and containers created.
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		pods []string
+	)
+	add := func(list *[]string, id string) {
+		mu.Lock()
+		defer mu.Unlock()
+		*list = append(*list, id)
+	}
+	during := podConfig(t, "nri-sync-during")
+	wg.Go(func() {
+		resp, err := a.rt.RunPodSandbox(ctxT(t), &runtimeapi.RunPodSandboxRequest{Config: during})
+		if err != nil {
+			t.Errorf("run pod during sync: %v", err)
+			return
+		}
+		add(&pods, resp.PodSandboxId)
+		add(&ids, resp.PodSandboxId)
+	})
+	for i := range 3 {
+		cfg := ctrConfig(fmt.Sprintf("during-%d", i), env.images.busybox, withShell("sleep 60"))
+		cfg.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: before.cfg.Linux.SecurityContext.NamespaceOptions}
+		wg.Go(func() {
+			resp, err := a.rt.CreateContainer(ctxT(t), &runtimeapi.CreateContainerRequest{PodSandboxId: before.id, Config: cfg, SandboxConfig: before.cfg})
+			if err != nil {
+				t.Errorf("create container during sync: %v", err)
+				return
+			}
+			add(&ids, resp.ContainerId)
+		})
+	}
+	wg.Wait()
+	for _, id := range pods {
+		t.Cleanup(func() {
+			ctx := ctxT(t)
+			if _, err := a.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
+				t.Errorf("cleanup: stop pod %s: %v", id, err)
+			}
+			if _, err := a.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
+				t.Errorf("cleanup: remove pod %s: %v", id, err)
+			}
+		})
+	}
+	// And after: the plugin is still connected.
+	ids = append(ids, createContainer(t, a, before, ctrConfig("after", env.images.busybox, withShell("sleep 60"))))
+
+	var lost []string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		lost = lost[:0]
+		for _, id := range ids {
+			if !plugin.knows(id) {
+				lost = append(lost, id)
+			}
+		}
+		if len(lost) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(lost) > 0 {
+		t.Fatalf("plugin never learned about %d of %d pods and containers: %v", len(lost), len(ids), lost)
+	}
+}

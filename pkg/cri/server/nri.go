@@ -20,6 +20,12 @@ import (
 // creation. The hooks below are nil-safe (s.nri is nil when NRI is off) and take records,
 // so each call site is one line. Notifications after the fact only log failures: the
 // state change has happened and the kubelet must see it.
+//
+// A plugin that connects late is sent a snapshot (nriDomain.Snapshot) and hears events only
+// once registered. Every change must reach it one way or the other: a change is stored
+// before its event goes out (exits, removals), or the call holds s.nri.BlockSync() from the
+// event until the change is stored (RunPodSandbox, CreateContainer, stopSandbox); pkg/nri
+// holds plugin synchronization off meanwhile.
 
 // nriNotifyTimeout bounds the notifications that run on a fresh context (exits, removals).
 const nriNotifyTimeout = 10 * time.Second

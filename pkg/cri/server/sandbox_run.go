@@ -42,6 +42,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandb
 	cl.push("release name", func(context.Context) error { s.names.Release(name); return nil })
 
 	md, st, err := s.runSandbox(ctx, id, name, req, sysctls, cl)
+	defer s.nri.BlockSync()() // from the NRI event until the pod is stored: see nri.go
 	if err == nil {
 		err = s.nriRunPodSandbox(ctx, md, st, cl)
 	}

@@ -39,6 +39,7 @@ func (s *Service) stopSandbox(ctx context.Context, sb *store.Sandbox) error {
 	if err := s.stopContainers(ctx, s.store.ContainersOf(md.ID)); err != nil {
 		return fmt.Errorf("stop containers: %w", err)
 	}
+	defer s.nri.BlockSync()() // from the NRI event until the pod is marked stopped: see nri.go
 	if err := s.nriStopPodSandbox(ctx, sb); err != nil {
 		return err
 	}
