@@ -224,7 +224,13 @@ func (a *applier) removeExisting(target string) error {
 	if fi.IsDir() {
 		// Directories below may have been verified; a replacement could be a symlink.
 		clear(a.verified)
-		delete(a.dirTimes, target)
+		// Their pending times go too: applied at the end, they would land below whatever
+		// replaces target, which may be a symlink out of the root.
+		for p := range a.dirTimes {
+			if p == target || strings.HasPrefix(p, target+"/") {
+				delete(a.dirTimes, p)
+			}
+		}
 	}
 	return os.RemoveAll(target)
 }

@@ -284,3 +284,51 @@ func TestApplyBreakout(t *testing.T) {
 		})
 	}
 }
+
+// TestApplyReplacedDirTimes: directory times are applied after the last entry, so a
+// directory that a later entry replaces (a file, a symlink, a whiteout) must take its
+// subdirectories' pending times with it. Otherwise the final utimes runs on a path below a
+// file (failing a valid layer) or below a symlink (changing times outside the snapshot).
+// Found by FuzzApply.
+func TestApplyReplacedDirTimes(t *testing.T) {
+	requireRoot(t)
+	tests := []struct {
+		name        string
+		replacement entry
+	}{
+		{name: "replaced by a symlink out of the root", replacement: entry{name: "x", typ: tar.TypeSymlink, link: "../outside"}},
+		{name: "replaced by a file", replacement: entry{name: "x", body: "now a file"}},
+		{name: "whited out", replacement: entry{name: ".wh.x"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			base := t.TempDir()
+			root := filepath.Join(base, "root")
+			outsideDir := filepath.Join(base, "outside", "d")
+			for _, d := range []string{root, outsideDir} {
+				if err := os.MkdirAll(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			old := time.Unix(1_000_000_000, 0)
+			if err := os.Chtimes(outsideDir, old, old); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Apply(context.Background(), root, buildTar(t, []entry{
+				{name: "x/", typ: tar.TypeDir},
+				{name: "x/d/", typ: tar.TypeDir},
+				tt.replacement,
+			}))
+			if err != nil {
+				t.Fatalf("Apply: %v", err)
+			}
+			fi, err := os.Stat(outsideDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !fi.ModTime().Equal(old) {
+				t.Errorf("mtime of %s outside the root changed to %v", outsideDir, fi.ModTime())
+			}
+		})
+	}
+}
