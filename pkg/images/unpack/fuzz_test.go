@@ -24,7 +24,8 @@ const applyTimeout = 20 * time.Second
 // FuzzApply unpacks arbitrary layers into base/root beside a sentinel tree base/outside and
 // checks that Apply returns (an error is fine) within applyTimeout, and that nothing outside
 // root changed: no entry created beside root, and every file and directory of the sentinel
-// tree keeps its content, mode, owner, link count, times and xattrs. Relative symlinks and
+// tree keeps its content, mode, owner, link count, times and xattrs; and that the file content
+// written is no bigger than the layer (a sparse entry would expand). Relative symlinks and
 // hardlinks into ../outside are reachable from the seeds.
 //
 // An input whose first byte is 'R' is the raw tar stream that follows it (malformed headers,
@@ -85,6 +86,9 @@ func FuzzApply(f *testing.F) {
 		after := snapshot(t, base, outside)
 		if before != after {
 			t.Fatalf("Apply changed things outside the snapshot dir:\nbefore:\n%s\nafter:\n%s", before, after)
+		}
+		if n := contentBytes(t, root); n > int64(len(layer)) {
+			t.Fatalf("a %d-byte layer put %d bytes of file content on disk", len(layer), n)
 		}
 	})
 }
@@ -206,4 +210,30 @@ func buildFuzzTar(desc []byte) []byte {
 	}
 	tw.Close()
 	return buf.Bytes()
+}
+
+// contentBytes sums the sizes of the regular files under root, each inode once: file content
+// comes from the layer, so it can never exceed the layer's size.
+func contentBytes(t *testing.T, root string) int64 {
+	t.Helper()
+	seen := map[uint64]bool{}
+	var total int64
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return err
+		}
+		if !seen[st.Ino] {
+			seen[st.Ino] = true
+			total += st.Size
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return total
 }
