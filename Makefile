@@ -58,3 +58,32 @@ bench: build
 
 clean:
 	rm -rf $(BIN)
+
+# fuzz: each fuzz target for FUZZTIME, one after the other (the long job); fuzz-short: 10s
+# each (CI). A crasher is written to the package's testdata/fuzz/<Fuzz>/ and replayed by
+# every later `go test`. FuzzApply needs root (mknod, chown); it skips otherwise.
+FUZZTIME     ?= 10m
+FUZZPARALLEL ?= 1
+FUZZ_TARGETS := ./pkg/cri/server:FuzzCRI ./pkg/images/unpack:FuzzApply \
+	./pkg/images/remote:FuzzHostsFile ./pkg/config:FuzzLoad \
+	./pkg/images/reference:FuzzNormalize ./pkg/images/reference:FuzzParseID \
+	./pkg/runtime:FuzzLogFileCopy
+# FuzzCRI builds a Service (and its bbolt store) per input: on tmpfs its fsyncs are cheap.
+FUZZ_TMPDIR  ?= $(if $(wildcard /dev/shm),/dev/shm,/tmp)
+
+.PHONY: fuzz fuzz-short
+fuzz:
+	@$(MAKE) --no-print-directory fuzz-run FUZZ_FOR=$(FUZZTIME)
+
+fuzz-short:
+	@$(MAKE) --no-print-directory fuzz-run FUZZ_FOR=10s
+
+.PHONY: fuzz-run
+fuzz-run:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; start=$$(date +%s); \
+		echo "fuzz: $$name ($$pkg) for $(FUZZ_FOR)"; \
+		TMPDIR=$(FUZZ_TMPDIR) $(GO) test -tags $(TAGS) -timeout 0 -run '^$$' -fuzz "^$$name\$$" \
+			-fuzztime $(FUZZ_FOR) -fuzzminimizetime 10s -parallel $(FUZZPARALLEL) $$pkg; \
+		echo "fuzz: $$name fuzzed for $(FUZZ_FOR) ($$(( $$(date +%s) - start ))s with the build)"; \
+	done

@@ -1,11 +1,13 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/containerd/errdefs"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -74,10 +76,35 @@ func (s *Service) applySysctls(md store.SandboxMetadata, sysctls map[string]stri
 			nsPath = md.NetNS
 		}
 		file := filepath.Join(s.procSys, strings.ReplaceAll(name, ".", "/"))
-		write := func() error { return os.WriteFile(file, []byte(sysctls[name]), 0o644) }
+		write := func() error { return writeSysctl(file, sysctls[name]) }
 		if err := s.namespaces.Do(nsPath, write); err != nil {
-			return fmt.Errorf("set sysctl %s=%s: %w", name, sysctls[name], err)
+			return fmt.Errorf("set sysctl %s=%s: %w", name, sysctls[name], classifySysctlErr(err))
 		}
 	}
 	return nil
+}
+
+// writeSysctl writes an existing sysctl file; /proc/sys never creates one.
+func writeSysctl(file, value string) error {
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(value); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// classifySysctlErr marks the kernel's answers to a bad request as the caller's mistake: no
+// such sysctl (ENOENT), a sysctl directory (EISDIR), a read-only sysctl (EACCES) or a value
+// the sysctl does not take (EINVAL, ERANGE).
+func classifySysctlErr(err error) error {
+	for _, errno := range []syscall.Errno{syscall.ENOENT, syscall.EISDIR, syscall.EACCES, syscall.EINVAL, syscall.ERANGE} {
+		if errors.Is(err, errno) {
+			return fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
+		}
+	}
+	return err
 }

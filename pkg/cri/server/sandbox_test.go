@@ -95,6 +95,11 @@ func TestRunPodSandboxSetsUpPod(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	for _, f := range []string{"net/ipv4/ip_forward", "kernel/shmmax"} { // sysctls exist, never created
+		if err := os.WriteFile(filepath.Join(e.procSys, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	pod := podConfig("p", withSysctls(map[string]string{"net.ipv4.ip_forward": "1", "kernel.shmmax": "4096"}))
 	pod.DnsConfig = &runtimeapi.DNSConfig{Servers: []string{"10.96.0.10"}, Searches: []string{"svc.cluster.local"}, Options: []string{"ndots:5"}}
 	id := e.runPod(t, pod)

@@ -78,6 +78,20 @@ func Apply(ctx context.Context, root string, r io.Reader) (Stats, error) {
 	return a.stats, nil
 }
 
+// isSparse reports a GNU sparse entry: the old GNU type, or a PAX one (GNU.sparse.* records,
+// formats 0.0 to 1.0), which archive/tar reports as a regular file.
+func isSparse(hdr *tar.Header) bool {
+	if hdr.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
+}
+
 // cleanName turns a tar path into a clean path relative to root, refusing escapes.
 func cleanName(name string) (string, error) {
 	if strings.HasPrefix(name, "/") {
@@ -122,6 +136,11 @@ func (a *applier) parentDir(dir string, create bool) (string, error) {
 }
 
 func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
+	if isSparse(hdr) {
+		// A sparse entry's size is not backed by bytes of the layer: reading it back
+		// expands holes into zeros, so a few KiB of tar could write terabytes.
+		return fmt.Errorf("sparse files are not supported (%d bytes from a few of the layer)", hdr.Size)
+	}
 	rel, err := cleanName(hdr.Name)
 	if err != nil {
 		return err
@@ -224,7 +243,13 @@ func (a *applier) removeExisting(target string) error {
 	if fi.IsDir() {
 		// Directories below may have been verified; a replacement could be a symlink.
 		clear(a.verified)
-		delete(a.dirTimes, target)
+		// Their pending times go too: applied at the end, they would land below whatever
+		// replaces target, which may be a symlink out of the root.
+		for p := range a.dirTimes {
+			if p == target || strings.HasPrefix(p, target+"/") {
+				delete(a.dirTimes, p)
+			}
+		}
 	}
 	return os.RemoveAll(target)
 }

@@ -5,8 +5,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -282,5 +285,120 @@ func TestApplyBreakout(t *testing.T) {
 				t.Errorf("opaque xattr set outside")
 			}
 		})
+	}
+}
+
+// TestApplyReplacedDirTimes: directory times are applied after the last entry, so a
+// directory that a later entry replaces (a file, a symlink, a whiteout) must take its
+// subdirectories' pending times with it. Otherwise the final utimes runs on a path below a
+// file (failing a valid layer) or below a symlink (changing times outside the snapshot).
+// Found by FuzzApply.
+func TestApplyReplacedDirTimes(t *testing.T) {
+	requireRoot(t)
+	tests := []struct {
+		name        string
+		replacement entry
+	}{
+		{name: "replaced by a symlink out of the root", replacement: entry{name: "x", typ: tar.TypeSymlink, link: "../outside"}},
+		{name: "replaced by a file", replacement: entry{name: "x", body: "now a file"}},
+		{name: "whited out", replacement: entry{name: ".wh.x"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			base := t.TempDir()
+			root := filepath.Join(base, "root")
+			outsideDir := filepath.Join(base, "outside", "d")
+			for _, d := range []string{root, outsideDir} {
+				if err := os.MkdirAll(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			old := time.Unix(1_000_000_000, 0)
+			if err := os.Chtimes(outsideDir, old, old); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Apply(context.Background(), root, buildTar(t, []entry{
+				{name: "x/", typ: tar.TypeDir},
+				{name: "x/d/", typ: tar.TypeDir},
+				tt.replacement,
+			}))
+			if err != nil {
+				t.Fatalf("Apply: %v", err)
+			}
+			fi, err := os.Stat(outsideDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !fi.ModTime().Equal(old) {
+				t.Errorf("mtime of %s outside the root changed to %v", outsideDir, fi.ModTime())
+			}
+		})
+	}
+}
+
+// sparseTar is a PAX (GNU sparse 1.0) layer holding one file "big" of realSize bytes, all a
+// hole but the last byte: a few KiB of tar that a reader expands to realSize bytes. Go's tar
+// writer refuses to write sparse files, so the headers are built by hand.
+func sparseTar(t *testing.T, realSize int64) []byte {
+	t.Helper()
+	record := func(k, v string) string {
+		s := " " + k + "=" + v + "\n"
+		for n := len(s); ; n++ { // the length prefix counts itself
+			if r := fmt.Sprintf("%d%s", n, s); len(r) == n {
+				return r
+			}
+		}
+	}
+	header := func(name string, typ byte, size int) []byte {
+		h := make([]byte, 512)
+		copy(h, name)
+		for off, v := range map[int]string{100: "0000644", 108: "0000000", 116: "0000000", 136: "00000000000"} {
+			copy(h[off:], v)
+		}
+		copy(h[124:], fmt.Sprintf("%011o", size))
+		h[156] = typ
+		copy(h[257:], "ustar\x0000")
+		copy(h[148:], "        ")
+		sum := 0
+		for _, b := range h {
+			sum += int(b)
+		}
+		copy(h[148:], fmt.Sprintf("%06o\x00 ", sum))
+		return h
+	}
+	block := func(b []byte) []byte { return append(b, make([]byte, (512-len(b)%512)%512)...) }
+	pax := record("GNU.sparse.major", "1") + record("GNU.sparse.minor", "0") +
+		record("GNU.sparse.name", "big") + record("GNU.sparse.realsize", strconv.FormatInt(realSize, 10))
+	// The data starts with the sparse map (one region: the last byte), padded to a block.
+	data := append(block([]byte(fmt.Sprintf("1\n%d\n1\n", realSize-1))), 'x')
+	var out []byte
+	out = append(out, header("PaxHeaders/big", tar.TypeXHeader, len(pax))...)
+	out = append(out, block([]byte(pax))...)
+	out = append(out, header("big", tar.TypeReg, len(data))...)
+	out = append(out, block(data)...)
+	return append(out, make([]byte, 1024)...)
+}
+
+// TestApplyRefusesSparse: a sparse entry's size is not backed by bytes of the layer, so a
+// small layer could fill the disk (1 KiB of tar -> 1 TiB of zeros written out). Sparse files
+// are refused; nothing of the entry is written.
+func TestApplyRefusesSparse(t *testing.T) {
+	requireRoot(t)
+	const size = 64 << 20
+	layer := sparseTar(t, size)
+	hdr, err := tar.NewReader(bytes.NewReader(layer)).Next()
+	if err != nil || hdr.Name != "big" || hdr.Size != size {
+		t.Fatalf("test layer is not a sparse %d-byte file: %+v, %v", size, hdr, err)
+	}
+	root := t.TempDir()
+	_, err = Apply(context.Background(), root, bytes.NewReader(layer))
+	if err == nil {
+		t.Fatal("Apply accepted a sparse file")
+	}
+	if !strings.Contains(err.Error(), "big") || !strings.Contains(err.Error(), "sparse") {
+		t.Errorf("error %q does not name the entry and the reason", err)
+	}
+	if _, err := os.Lstat(filepath.Join(root, "big")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("sparse entry written: %v", err)
 	}
 }
