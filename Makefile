@@ -58,3 +58,12 @@ bench: build
 
 clean:
 	rm -rf $(BIN)
+
+# vm-image, vm-test: a Debian 12 VM under qemu (systemd PID 1, cgroup v2), the node this host cannot be.
+# `make vm-test VM_TEST='command'` runs a command inside (default hack/vm/smoke.sh); see hack/vm/run.sh.
+.PHONY: vm-image vm-test
+vm-image:
+	hack/vm/build.sh >/dev/null
+
+vm-test: build
+	hack/vm/run.sh
