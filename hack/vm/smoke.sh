@@ -50,36 +50,47 @@ cat >/tmp/pod.json <<'EOF'
  "log_directory": "/var/log/pods/smoke",
  "linux": {"security_context": {"namespace_options": {"network": 2}}}}
 EOF
-cat >/tmp/ctr.json <<'EOF'
-{"metadata": {"name": "hello"},
+
+# probe_container NAME RESOURCES: create and start a container in $pod with the given
+# linux.resources (JSON), show the cgroups berth made for it and its log, then stop it.
+probe_container() {
+	echo "--- probe: CreateContainer + StartContainer $1 (resources $2)"
+	cat >/tmp/ctr.json <<EOF
+{"metadata": {"name": "$1"},
  "image": {"image": "docker.io/berth/busybox:latest"},
- "command": ["/bin/sh", "-c", "echo hello from a container; cat /proc/self/cgroup"],
- "log_path": "hello.log", "linux": {}}
+ "command": ["/bin/sh", "-c", "echo hello from $1; cat /proc/self/cgroup; sleep 30"],
+ "log_path": "$1.log", "linux": {"resources": $2}}
 EOF
+	if ! ctr=$(crictl create "$pod" /tmp/ctr.json /tmp/pod.json 2>/tmp/crictl.err); then
+		echo "create: FAILED: $(grep -v level=warning /tmp/crictl.err | head -n 1)"
+		return
+	fi
+	echo "create: ok"
+	if ! crictl start "$ctr" >/dev/null 2>/tmp/crictl.err; then
+		echo "start: FAILED: $(grep -v level=warning /tmp/crictl.err | head -n 1)"
+		return
+	fi
+	sleep 2
+	echo "start: ok; state $(crictl inspect -o go-template --template '{{.status.state}}' "$ctr" 2>&1)"
+	# The node's view: the cgroups berth made, who is in them, the limits they carry.
+	echo "cgroups under /sys/fs/cgroup/berth (procs; memory.max; cpu.max):"
+	find /sys/fs/cgroup/berth -mindepth 1 -type d | while read -r d; do
+		echo "  ${d#/sys/fs/cgroup/berth/}: $(tr '\n' ' ' <"$d/cgroup.procs"); $(cat "$d/memory.max" 2>&1); $(cat "$d/cpu.max" 2>&1)"
+	done
+	crictl stop --timeout 2 "$ctr" >/dev/null 2>/tmp/crictl.err || echo "stop: FAILED: $(cat /tmp/crictl.err)"
+	echo "log:"
+	sed 's/^/  /' "/var/log/pods/smoke/$1.log" 2>&1 || true
+}
+
 echo "--- probe: RunPodSandbox (host network)"
 # crictl's stderr (warnings, errors) goes to /tmp/crictl.err so that stdout is just the id.
 if pod=$(crictl runp /tmp/pod.json 2>/tmp/crictl.err); then
-	echo "runp: ok $pod"
-	crictl inspectp "$pod" 2>&1 | grep -E '"state"|"network"' || true
-	echo "--- probe: CreateContainer + StartContainer"
-	if ctr=$(crictl create "$pod" /tmp/ctr.json /tmp/pod.json 2>/tmp/crictl.err); then
-		echo "create: ok $ctr"
-		if crictl start "$ctr" 2>/tmp/crictl.err; then
-			sleep 2
-			crictl ps -a --pod "$pod" || true
-			echo "container log:"
-			cat /var/log/pods/smoke/hello.log 2>&1 || true
-		else
-			echo "start: FAILED: $(cat /tmp/crictl.err)"
-		fi
-	else
-		echo "create: FAILED: $(cat /tmp/crictl.err)"
-	fi
+	echo "runp: ok; state $(crictl inspectp -o go-template --template '{{.status.state}}' "$pod" 2>&1)"
+	probe_container plain '{}'
+	probe_container limited '{"memory_limit_in_bytes": 67108864, "cpu_period": 100000, "cpu_quota": 50000}'
 	crictl stopp "$pod" >/dev/null 2>/tmp/crictl.err || echo "stopp: FAILED: $(cat /tmp/crictl.err)"
 	crictl rmp "$pod" >/dev/null 2>/tmp/crictl.err || echo "rmp: FAILED: $(cat /tmp/crictl.err)"
 else
 	echo "runp: FAILED: $(cat /tmp/crictl.err)"
 fi
-echo "--- cgroups under / after the probes:"
-find /sys/fs/cgroup -maxdepth 2 -type d | grep -v -E '/(sys-|dev-|init.scope)' | head -n 30
 echo "smoke: ok (PID 1 systemd, cgroup2fs, berth serves the CRI)"
