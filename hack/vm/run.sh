@@ -10,8 +10,9 @@
 #	/share/results  what the guest writes: output.log, exit-code, journal.log, system-state, ...
 # With no command, runs hack/vm/smoke.sh (which also gets busybox.tar, a test image, in /share).
 # Results land in $VM_OUTPUT/<timestamp>/ with the console log. Each run boots a copy-on-write
-# overlay of the cached disk, deleted afterwards. Exit code: the command's, or 1 when the VM fails
-# to boot or times out (the console's tail is shown). Needs root (9p passthrough, the image).
+# overlay of the cached disk, deleted afterwards. Exit code: the command's (124 when the guest
+# stopped it after VM_TIMEOUT), or 1 when the VM fails to boot or to answer (the console's tail is
+# shown). Needs root (9p passthrough, the image).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -19,7 +20,7 @@ VM_TIMEOUT=${VM_TIMEOUT:-900}           # seconds the command may run inside
 VM_BOOT_TIMEOUT=${VM_BOOT_TIMEOUT:-300} # seconds from qemu start until the command starts
 VM_CPUS=${VM_CPUS:-2}
 VM_MEM=${VM_MEM:-4G}
-VM_ACCEL=${VM_ACCEL:-tcg} # no usable KVM here; -cpu max under TCG still has what berth needs
+VM_ACCEL=${VM_ACCEL:-tcg} # software emulation: the build hosts' CPUs have no VMX/SVM for KVM
 VM_OUTPUT=${VM_OUTPUT:-_output/vm}
 VM_BINS=${VM_BINS:-}
 VM_TESTS=${VM_TESTS:-}
@@ -33,11 +34,11 @@ done
 
 image=$(hack/vm/build.sh)
 
-out=$VM_OUTPUT/$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$VM_OUTPUT"
+out=$(mktemp -d "$(cd "$VM_OUTPUT" && pwd)/$(date -u +%Y%m%dT%H%M%SZ)-XXXX")
+chmod 0755 "$out"
 share=$out/share
 mkdir -p "$share/bin" "$share/tests" "$share/results"
-out=$(cd "$out" && pwd)
-share=$out/share
 overlay=$out/overlay.qcow2
 qemu_pid=
 

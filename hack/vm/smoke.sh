@@ -21,6 +21,7 @@ echo "subtree_control: $(cat /sys/fs/cgroup/cgroup.subtree_control)"
 echo "kernel: $(uname -r); $(systemctl --version | head -n 1)"
 echo "berth --version: $(berth --version)"
 
+command -v crictl >/dev/null || fail "no crictl in /share/bin: run.sh copies the host's (hack/deps.sh installs it)"
 sock=/run/berth/berth.sock
 berth --root /var/lib/berth --state /run/berth --listen "$sock" --shim-binary /share/bin/berth-shim \
 	--log-level debug >/share/results/berth.log 2>&1 &
@@ -73,9 +74,10 @@ EOF
 	sleep 2
 	echo "start: ok; state $(crictl inspect -o go-template --template '{{.status.state}}' "$ctr" 2>&1)"
 	# The node's view: the cgroups berth made, who is in them, the limits they carry.
-	echo "cgroups under /sys/fs/cgroup/berth (procs; memory.max; cpu.max):"
+	echo "cgroups under /sys/fs/cgroup/berth:"
 	find /sys/fs/cgroup/berth -mindepth 1 -type d | while read -r d; do
-		echo "  ${d#/sys/fs/cgroup/berth/}: $(tr '\n' ' ' <"$d/cgroup.procs"); $(cat "$d/memory.max" 2>&1); $(cat "$d/cpu.max" 2>&1)"
+		echo "  ${d#/sys/fs/cgroup/berth/}: type $(cat "$d/cgroup.type"); procs $(tr '\n' ' ' <"$d/cgroup.procs" 2>&1);" \
+			"memory.max $(cat "$d/memory.max" 2>&1); cpu.max $(cat "$d/cpu.max" 2>&1)"
 	done
 	crictl stop --timeout 2 "$ctr" >/dev/null 2>/tmp/crictl.err || echo "stop: FAILED: $(cat /tmp/crictl.err)"
 	echo "log:"
