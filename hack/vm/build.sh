@@ -67,6 +67,7 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 # configure_guest makes the root filesystem boot straight into the test unit: a fixed identity (an
 # empty machine-id would make systemd treat every boot as a first boot and prompt on the console),
