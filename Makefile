@@ -87,3 +87,12 @@ fuzz-run:
 			-fuzztime $(FUZZ_FOR) -fuzzminimizetime 10s -parallel $(FUZZPARALLEL) $$pkg; \
 		echo "fuzz: $$name fuzzed for $(FUZZ_FOR) ($$(( $$(date +%s) - start ))s with the build)"; \
 	done
+
+# vm-image, vm-test: a Debian 12 VM under qemu (systemd PID 1, cgroup v2), the node this host cannot be.
+# `make vm-test VM_TEST='command'` runs a command inside (default hack/vm/smoke.sh); see hack/vm/run.sh.
+.PHONY: vm-image vm-test
+vm-image:
+	hack/vm/build.sh >/dev/null
+
+vm-test: build
+	hack/vm/run.sh
