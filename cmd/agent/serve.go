@@ -78,6 +78,7 @@ func openImages(cfg config.Config, log *slog.Logger) (*images.Service, error) {
 		InsecureRegistries:     cfg.Images.InsecureRegistries,
 		PullProgressTimeout:    cfg.Images.PullProgressTimeout.Duration,
 		MaxConcurrentDownloads: cfg.Images.MaxConcurrentDownloads,
+		Pinned:                 cfg.Images.Pinned,
 		Logger:                 log.With("component", "images"),
 	})
 	if err != nil {

@@ -79,6 +79,9 @@ type ImagesConfig struct {
 	PullProgressTimeout Duration `toml:"pull_progress_timeout"`
 	// MaxConcurrentDownloads bounds parallel layer downloads per pull.
 	MaxConcurrentDownloads int `toml:"max_concurrent_downloads"`
+	// Pinned names images (references or ids) reported as pinned: the kubelet's image
+	// garbage collection never removes them. An explicit RemoveImage still does.
+	Pinned []string `toml:"pinned"`
 }
 
 // NetworkConfig configures pod networking.

@@ -37,6 +37,7 @@ type Options struct {
 	InsecureRegistries     []string      // host[:port] allowed over plain http (loopback always is)
 	PullProgressTimeout    time.Duration // a pull with no bytes for this long fails
 	MaxConcurrentDownloads int
+	Pinned                 []string // references or ids of images reported as pinned
 	Logger                 *slog.Logger
 }
 
@@ -96,6 +97,7 @@ type Service struct {
 	closing chan struct{}
 	gcDone  chan struct{}
 	configs sync.Map // image id -> *parsedConfig; configs are immutable per id
+	pinned  pinSet
 }
 
 // New opens (creating if needed) the store under opts.Root and cleans what an interrupted
@@ -110,6 +112,10 @@ func New(opts Options) (*Service, error) {
 	if opts.MaxConcurrentDownloads <= 0 {
 		opts.MaxConcurrentDownloads = defaultDownloads
 	}
+	pinned, err := newPinSet(opts.Pinned)
+	if err != nil {
+		return nil, fmt.Errorf("images: %w", err)
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -122,6 +128,7 @@ func New(opts Options) (*Service, error) {
 		gcKick:   make(chan struct{}, 1),
 		closing:  make(chan struct{}),
 		gcDone:   make(chan struct{}),
+		pinned:   pinned,
 	}
 	s.flights.m = map[string]*flight{}
 	if err := os.MkdirAll(s.snapDir, 0o700); err != nil {
