@@ -35,6 +35,12 @@ log() { echo "bench-compare.sh: $*" >&2; }
 
 TMP="" SUFFIX="" REG_PID="" BERTH_PID="" CTRD_PID="" B_ROOT="" B_STATE="" C_ROOT="" C_STATE=""
 B_BRIDGE="" C_BRIDGE="" CGROUP_PARENT="" IPT_BEFORE=""
+# Shared directories containerd creates whatever its config says: the shim sockets' dir
+# (hard-coded under /run/containerd) and libcni's result cache. Those this run creates are
+# removed at the end if empty; deepest first.
+SHARED_DIRS=(/run/containerd/s /run/containerd /var/lib/cni/results /var/lib/cni)
+OWN_SHARED=()
+for d in "${SHARED_DIRS[@]}"; do [[ -e $d ]] || OWN_SHARED+=("$d"); done
 B_SUBNET=10.231.0.0/16
 C_SUBNET=10.232.0.0/16
 
@@ -117,6 +123,11 @@ cleanup() {
 		left=$(iptables-save 2>/dev/null | grep -F -e "${B_SUBNET%.0.0/16}." -e "${C_SUBNET%.0.0/16}." -e bench-berth -e bench-containerd || true)
 		[[ -z $left ]] || { log "iptables rules left behind:"; echo "$left" >&2; }
 	fi
+	local s
+	for s in "${OWN_SHARED[@]}"; do
+		[[ -d $s ]] || continue
+		rmdir "$s" 2>>"$OUT/teardown.log" || log "cannot remove $s (in use by someone else?)"
+	done
 	[[ -n $TMP ]] && rm -rf "$TMP"
 	exit "$rc"
 }
@@ -240,6 +251,9 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.internal.v1.traci
 
 [plugins.'io.containerd.cri.v1.runtime']
   netns_mounts_under_state_dir = true
+  # Without CAP_SYS_RESOURCE (as on this node) runc cannot lower oom_score_adj below
+  # containerd's own: clamp it there, as berth does.
+  restrict_oom_score_adj = true
   [plugins.'io.containerd.cri.v1.runtime'.containerd]
     default_runtime_name = "runc"
     [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
@@ -287,7 +301,7 @@ wait_sock "$CTRD_PID" "$C_STATE/containerd.sock" containerd
 
 log "running the workloads (${driver_args[*]:-default sizes})"
 "$TMP/benchcompare" run --out "$OUT" --cgroup-parent "$CGROUP_PARENT" \
-	--berth "$B_STATE/berth.sock" --berth-pid "$BERTH_PID" --berth-state "$B_STATE" \
-	--containerd "$C_STATE/containerd.sock" --containerd-pid "$CTRD_PID" --containerd-state "$C_STATE" \
+	--berth "$B_STATE/berth.sock" --berth-pid "$BERTH_PID" --berth-state "$B_STATE" --berth-root "$B_ROOT" \
+	--containerd "$C_STATE/containerd.sock" --containerd-pid "$CTRD_PID" --containerd-state "$C_STATE" --containerd-root "$C_ROOT" \
 	"${driver_args[@]}" 2> >(tee "$OUT/driver.log" >&2) | tee "$OUT/table.txt"
 log "logs, results.json and ratios.png in $OUT"

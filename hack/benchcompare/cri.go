@@ -24,6 +24,7 @@ type Runtime struct {
 	Name     string
 	PID      int    // the agent's pid, for its RSS
 	State    string // the runtime's state dir: its shims name it on their command line
+	Root     string // the runtime's root dir: where its image store lives
 	ShimExe  string // base name of its per-pod shim binary
 	LogDir   string // pod log directories go under here
 	CgroupNS string // cgroupfs parent of its pods, e.g. /berthbench.x/berth
@@ -60,13 +61,15 @@ func ctxT() (context.Context, context.CancelFunc) {
 func (r *Runtime) podConfig(hostNet bool) *runtimeapi.PodSandboxConfig {
 	n := r.seq.Add(1)
 	uid := fmt.Sprintf("%s-%d-%d", r.Name, time.Now().UnixNano(), n)
-	netMode := runtimeapi.NamespaceMode_POD
+	netMode, hostname := runtimeapi.NamespaceMode_POD, "bench"
 	if hostNet {
-		netMode = runtimeapi.NamespaceMode_NODE
+		// A host-network pod shares the node's UTS namespace: it has no hostname of its own
+		// to set (runc refuses to set one there).
+		netMode, hostname = runtimeapi.NamespaceMode_NODE, ""
 	}
 	return &runtimeapi.PodSandboxConfig{
 		Metadata:     &runtimeapi.PodSandboxMetadata{Name: "bench-" + strconv.FormatInt(n, 10), Namespace: "bench", Uid: uid},
-		Hostname:     "bench",
+		Hostname:     hostname,
 		LogDirectory: filepath.Join(r.LogDir, uid),
 		Labels:       map[string]string{benchLabel: "1"},
 		Linux: &runtimeapi.LinuxPodSandboxConfig{

@@ -9,6 +9,8 @@
 //	    --containerd SOCK --containerd-pid PID --containerd-state DIR --out DIR [--quick] [--pods N] [--containers N]
 //	    runs every workload on both runtimes, alternating them per round, then prints the table
 //	    and writes DIR/results.json and DIR/ratios.png.
+//	benchcompare chart RESULTS.json OUT.png
+//	    draws the chart again from a results file.
 package main
 
 import (
@@ -26,6 +28,8 @@ func main() {
 		err = serveRegistry(os.Args[2:])
 	case "run":
 		err = run(os.Args[2:])
+	case "chart":
+		err = redraw(os.Args[2:])
 	default:
 		usage()
 	}
@@ -37,6 +41,7 @@ func main() {
 
 func usage() {
 	fmt.Fprintln(os.Stderr, "usage: benchcompare registry --certs-dir DIR [--pidfile F]")
+	fmt.Fprintln(os.Stderr, "       benchcompare chart RESULTS.json OUT.png")
 	fmt.Fprintln(os.Stderr, "       benchcompare run --berth SOCK --berth-pid PID --berth-state DIR --containerd SOCK --containerd-pid PID --containerd-state DIR --out DIR [--quick] [--pods N] [--containers N]")
 	os.Exit(2)
 }

@@ -108,3 +108,19 @@ func writeJSON(path string, rep Report) error {
 	}
 	return nil
 }
+
+// redraw draws the chart of a results file written by run.
+func redraw(args []string) error {
+	if len(args) != 2 {
+		return fmt.Errorf("chart: want RESULTS.json OUT.png")
+	}
+	b, err := os.ReadFile(args[0])
+	if err != nil {
+		return fmt.Errorf("chart: %w", err)
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return fmt.Errorf("chart: parse %s: %w", args[0], err)
+	}
+	return drawChart(args[1], rep.Rows)
+}

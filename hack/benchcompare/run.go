@@ -17,9 +17,11 @@ func run(args []string) error {
 	berthSock := fs.String("berth", "", "berth's CRI socket")
 	berthPID := fs.Int("berth-pid", 0, "berth's pid")
 	berthState := fs.String("berth-state", "", "berth's state dir (its shims name it)")
+	berthRoot := fs.String("berth-root", "", "berth's root dir (its image store)")
 	ctrdSock := fs.String("containerd", "", "containerd's CRI socket")
 	ctrdPID := fs.Int("containerd-pid", 0, "containerd's pid")
 	ctrdState := fs.String("containerd-state", "", "containerd's state dir (its shims name it)")
+	ctrdRoot := fs.String("containerd-root", "", "containerd's root dir (its image store)")
 	cgroupParent := fs.String("cgroup-parent", "/berthbench", "cgroupfs parent of every pod (per runtime below it)")
 	out := fs.String("out", "", "directory for results.json and ratios.png")
 	quick := fs.Bool("quick", false, "fewer samples, pods and containers: a smoke run")
@@ -29,8 +31,9 @@ func run(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *berthSock == "" || *ctrdSock == "" || *berthPID == 0 || *ctrdPID == 0 || *berthState == "" || *ctrdState == "" || *out == "" {
-		return fmt.Errorf("run: --berth, --berth-pid, --berth-state, --containerd, --containerd-pid, --containerd-state and --out are required")
+	if *berthSock == "" || *ctrdSock == "" || *berthPID == 0 || *ctrdPID == 0 || *berthState == "" || *ctrdState == "" ||
+		*berthRoot == "" || *ctrdRoot == "" || *out == "" {
+		return fmt.Errorf("run: --berth, --berth-pid, --berth-state, --berth-root, --containerd, --containerd-pid, --containerd-state, --containerd-root and --out are required")
 	}
 	p := Params{Rounds: *rounds, Singles: 10, Execs: 50, Pods: 200, Containers: 100, StatsCalls: 20, Pulls: 2}
 	if *quick {
@@ -46,9 +49,9 @@ func run(args []string) error {
 		return fmt.Errorf("run: --rounds must be at least 1")
 	}
 
-	berth := &Runtime{Name: "berth", PID: *berthPID, State: *berthState, ShimExe: "berth-shim",
+	berth := &Runtime{Name: "berth", PID: *berthPID, State: *berthState, Root: *berthRoot, ShimExe: "berth-shim",
 		LogDir: filepath.Join(*out, "logs", "berth"), CgroupNS: *cgroupParent + "/berth"}
-	ctrd := &Runtime{Name: "containerd", PID: *ctrdPID, State: *ctrdState, ShimExe: "containerd-shim-runc-v2",
+	ctrd := &Runtime{Name: "containerd", PID: *ctrdPID, State: *ctrdState, Root: *ctrdRoot, ShimExe: "containerd-shim-runc-v2",
 		LogDir: filepath.Join(*out, "logs", "containerd"), CgroupNS: *cgroupParent + "/containerd"}
 	rts := [2]*Runtime{berth, ctrd}
 	versions := map[string]string{}
