@@ -121,8 +121,9 @@ func processes() (map[int]proc, error) {
 }
 
 type podMemory struct {
-	shim, other float64 // MiB of PSS
-	count       int
+	shim, other float64        // MiB of PSS
+	count       int            // processes
+	exes        map[string]int // processes per executable, for the log
 }
 
 // podProcesses sums the PSS of the runtime's shims (its shim binary, naming its state dir on
@@ -137,7 +138,7 @@ func podProcesses(r *Runtime) (podMemory, error) {
 	for _, p := range procs {
 		children[p.ppid] = append(children[p.ppid], p.pid)
 	}
-	var m podMemory
+	m := podMemory{exes: map[string]int{}}
 	var walk func(pid int, shim bool) error
 	walk = func(pid int, shim bool) error {
 		pss, err := pssMiB(pid)
@@ -145,6 +146,7 @@ func podProcesses(r *Runtime) (podMemory, error) {
 			return err
 		}
 		m.count++
+		m.exes[procs[pid].exe]++
 		if shim {
 			m.shim += pss
 		} else {

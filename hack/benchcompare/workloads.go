@@ -348,6 +348,7 @@ func memory(res *Results, r *Runtime, n int) error {
 	if err != nil {
 		return err
 	}
+	log.Printf("%s: per-pod processes of %d pods by executable: %v", r.Name, n, m.exes)
 	res.add("PSS per pod: shim (MiB)", r.Name, m.shim/float64(n))
 	res.add("PSS per pod: pause / pod init (MiB)", r.Name, m.other/float64(n))
 	res.add("PSS per pod: all per-pod processes (MiB)", r.Name, (m.shim+m.other)/float64(n))
