@@ -8,6 +8,7 @@ export PATH=$PATH:/usr/local/go/bin
 
 CONTAINERD_VERSION=${CONTAINERD_VERSION:-v2.4.2}
 RUNC_VERSION=${RUNC_VERSION:-v1.5.3}
+GO=${GO:-go}
 CACHE=${BERTH_CACHE:-/var/cache/berth}
 bin=$CACHE/containerd-$CONTAINERD_VERSION-runc-$RUNC_VERSION/bin
 mkdir -p "$bin"
@@ -15,7 +16,7 @@ mkdir -p "$bin"
 if [[ ! -x $bin/containerd || ! -x $bin/containerd-shim-runc-v2 ]]; then
 	echo "containerd.sh: building containerd $CONTAINERD_VERSION into $bin" >&2
 	start=$(date +%s)
-	GOBIN=$bin go install \
+	GOBIN=$bin "$GO" install \
 		"github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD_VERSION" \
 		"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION" >&2
 	echo "containerd.sh: containerd built in $(($(date +%s) - start))s" >&2
@@ -24,7 +25,7 @@ if [[ ! -x $bin/runc ]]; then
 	echo "containerd.sh: building runc $RUNC_VERSION into $bin" >&2
 	start=$(date +%s)
 	# runc's seccomp support needs cgo and libseccomp, as berth's does.
-	GOBIN=$bin CGO_ENABLED=1 go install -tags seccomp "github.com/opencontainers/runc@$RUNC_VERSION" >&2
+	GOBIN=$bin CGO_ENABLED=1 "$GO" install -tags seccomp "github.com/opencontainers/runc@$RUNC_VERSION" >&2
 	echo "containerd.sh: runc built in $(($(date +%s) - start))s" >&2
 fi
 echo "$bin"
