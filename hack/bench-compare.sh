@@ -8,7 +8,7 @@
 # berth and a private containerd (own root, state, socket, bridge and subnet, identical CNI
 # conflists, cgroupfs, NRI off), runs hack/benchcompare against both, alternating them per
 # round, and stops everything by pid, leaving nothing behind.
-# Prints the table; results.json and ratios.png are kept in $BENCH_OUT (default
+# Prints the table; table.txt, results.json and ratios.png are kept in $BENCH_OUT (default
 # /var/tmp/berth-bench-compare/<time>) with both runtimes' logs.
 # Env: GO, BERTH_BIN, BERTH_SHIM_BIN, CNI_BIN_DIR (default /opt/cni/bin), BENCH_OUT.
 set -euo pipefail
@@ -303,5 +303,5 @@ log "running the workloads (${driver_args[*]:-default sizes})"
 "$TMP/benchcompare" run --out "$OUT" --cgroup-parent "$CGROUP_PARENT" \
 	--berth "$B_STATE/berth.sock" --berth-pid "$BERTH_PID" --berth-state "$B_STATE" --berth-root "$B_ROOT" \
 	--containerd "$C_STATE/containerd.sock" --containerd-pid "$CTRD_PID" --containerd-state "$C_STATE" --containerd-root "$C_ROOT" \
-	"${driver_args[@]}" 2> >(tee "$OUT/driver.log" >&2) | tee "$OUT/table.txt"
-log "logs, results.json and ratios.png in $OUT"
+	"${driver_args[@]}" 2>&1 | tee "$OUT/run.log"
+log "logs, table.txt, results.json and ratios.png in $OUT"

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -23,7 +24,7 @@ func run(args []string) error {
 	ctrdState := fs.String("containerd-state", "", "containerd's state dir (its shims name it)")
 	ctrdRoot := fs.String("containerd-root", "", "containerd's root dir (its image store)")
 	cgroupParent := fs.String("cgroup-parent", "/berthbench", "cgroupfs parent of every pod (per runtime below it)")
-	out := fs.String("out", "", "directory for results.json and ratios.png")
+	out := fs.String("out", "", "directory for table.txt, results.json and ratios.png")
 	quick := fs.Bool("quick", false, "fewer samples, pods and containers: a smoke run")
 	pods := fs.Int("pods", 0, "pods per throughput run (default 200, 20 with --quick)")
 	containers := fs.Int("containers", 0, "running containers for the stats calls and pods for the memory sample (default 100, 10 with --quick)")
@@ -87,7 +88,12 @@ func run(args []string) error {
 	log.Printf("measured in %s", time.Since(start).Round(time.Second))
 
 	rs := rows(res, res.order, berth.Name, ctrd.Name)
-	printTable(os.Stdout, rs)
+	var table bytes.Buffer
+	printTable(&table, rs)
+	os.Stdout.Write(table.Bytes())
+	if err := os.WriteFile(filepath.Join(*out, "table.txt"), table.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("write table: %w", err)
+	}
 	if err := writeJSON(filepath.Join(*out, "results.json"), Report{Params: p, Versions: versions, Rows: rs, Samples: res.samples}); err != nil {
 		return err
 	}
