@@ -56,6 +56,15 @@ bench: build
 	hack/bench-pull.sh
 	hack/bench-runp.sh
 
+# bench-compare: berth against containerd (built and cached by hack/containerd.sh) on the same
+# CRI workloads in one run, side by side; BENCH_ARGS=--quick for a smoke run. Not in `make test`.
+.PHONY: bench-compare containerd
+bench-compare: build
+	hack/bench-compare.sh $(BENCH_ARGS)
+
+containerd:
+	hack/containerd.sh
+
 clean:
 	rm -rf $(BIN)
 

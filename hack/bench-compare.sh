@@ -1,0 +1,307 @@
+#!/usr/bin/env bash
+# Measure berth against containerd side by side in one run, on the same CRI workloads.
+#
+#   hack/bench-compare.sh [--quick] [--pods N] [--containers N] [--rounds N]
+#
+# Builds berth (make build, if missing), containerd + runc (hack/containerd.sh, cached) and
+# the driver (hack/benchcompare); starts a loopback registry with the test images, a private
+# berth and a private containerd (own root, state, socket, bridge and subnet, identical CNI
+# conflists, cgroupfs, NRI off), runs hack/benchcompare against both, alternating them per
+# round, and stops everything by pid, leaving nothing behind.
+# Prints the table; table.txt, results.json and ratios.png are kept in $BENCH_OUT (default
+# /var/tmp/berth-bench-compare/<time>) with both runtimes' logs.
+# Env: GO, BERTH_BIN, BERTH_SHIM_BIN, CNI_BIN_DIR (default /opt/cni/bin), BENCH_OUT.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+GO=${GO:-go}
+BERTH_BIN=${BERTH_BIN:-$REPO/bin/berth}
+BERTH_SHIM_BIN=${BERTH_SHIM_BIN:-$REPO/bin/berth-shim}
+CNI_BIN_DIR=${CNI_BIN_DIR:-/opt/cni/bin}
+OUT=${BENCH_OUT:-/var/tmp/berth-bench-compare/$(date +%Y%m%d-%H%M%S)}
+
+driver_args=()
+while [[ $# -gt 0 ]]; do
+	case $1 in
+	--quick) driver_args+=(--quick); shift ;;
+	--pods | --containers | --rounds) driver_args+=("$1" "${2:?$1 needs a number}"); shift 2 ;;
+	--pods=* | --containers=* | --rounds=*) driver_args+=("$1"); shift ;;
+	-h | --help) sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	*) echo "bench-compare.sh: unknown argument $1" >&2; exit 2 ;;
+	esac
+done
+
+log() { echo "bench-compare.sh: $*" >&2; }
+
+TMP="" SUFFIX="" REG_PID="" BERTH_PID="" CTRD_PID="" B_ROOT="" B_STATE="" C_ROOT="" C_STATE=""
+B_BRIDGE="" C_BRIDGE="" CGROUP_PARENT="" IPT_BEFORE=""
+# Shared directories containerd creates whatever its config says: the shim sockets' dir
+# (hard-coded under /run/containerd) and libcni's result cache. Those this run creates are
+# removed at the end if empty; deepest first.
+SHARED_DIRS=(/run/containerd/s /run/containerd /var/lib/cni/results /var/lib/cni)
+OWN_SHARED=()
+for d in "${SHARED_DIRS[@]}"; do [[ -e $d ]] || OWN_SHARED+=("$d"); done
+B_SUBNET=10.231.0.0/16
+C_SUBNET=10.232.0.0/16
+
+stop_pid() { # pid name: SIGTERM, then SIGKILL after 20s
+	local pid=$1 name=$2 i
+	[[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 200; i++)); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	log "$name ($pid) ignored SIGTERM, killing it"
+	kill -KILL "$pid" 2>/dev/null || true
+}
+
+# kill_naming dir: the shims (and their children) outlive their agent by design; ours name
+# our state dir on their command line.
+kill_naming() {
+	local dir=$1 p
+	for p in $(grep -lF "$dir" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3); do
+		[[ $p == "$$" || $p == "$BASHPID" ]] && continue
+		grep -qF "$dir" "/proc/$p/cmdline" 2>/dev/null || continue # the grep above, gone
+		log "killing leftover $(tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null) ($p)"
+		kill -KILL "$p" 2>/dev/null
+	done
+}
+
+# remove_dir dir: unmount whatever is still mounted below it (deepest first), then remove it.
+remove_dir() {
+	local dir=$1 m
+	[[ -n $dir && -d $dir ]] || return 0
+	grep -F " $dir/" /proc/self/mountinfo | awk '{ print $5 }' | sort -r | while read -r m; do
+		umount -l "$m" 2>>"$OUT/teardown.log" || log "cannot unmount $m"
+	done
+	rm -rf "$dir" || log "cannot remove $dir"
+}
+
+# crictl_rmp sock: a last resort if the driver could not remove its pods.
+crictl_rmp() {
+	command -v crictl >/dev/null || return 0
+	crictl --runtime-endpoint "unix://$1" --timeout 60s rmp -fa >>"$OUT/teardown.log" 2>&1 || log "crictl rmp -fa on $1 failed"
+}
+
+cleanup() {
+	local rc=$?
+	set +e
+	if [[ -n $BERTH_PID ]] && kill -0 "$BERTH_PID" 2>/dev/null; then crictl_rmp "$B_STATE/berth.sock"; fi
+	if [[ -n $CTRD_PID ]] && kill -0 "$CTRD_PID" 2>/dev/null; then crictl_rmp "$C_STATE/containerd.sock"; fi
+	stop_pid "$BERTH_PID" berth
+	stop_pid "$CTRD_PID" containerd
+	[[ -n $BERTH_PID ]] && wait "$BERTH_PID" 2>/dev/null
+	[[ -n $CTRD_PID ]] && wait "$CTRD_PID" 2>/dev/null
+	[[ -n $B_STATE ]] && kill_naming "$B_STATE"
+	[[ -n $C_STATE ]] && kill_naming "$C_STATE"
+	stop_pid "$REG_PID" registry
+	[[ -n $REG_PID ]] && wait "$REG_PID" 2>/dev/null
+	# Pinned network namespaces are mounts under the state dirs (containerd:
+	# netns_mounts_under_state_dir), so remove_dir unmounts them too.
+	remove_dir "$B_STATE"
+	remove_dir "$C_STATE"
+	remove_dir "$B_ROOT"
+	remove_dir "$C_ROOT"
+	local br
+	for br in $B_BRIDGE $C_BRIDGE; do
+		if ip link show "$br" >/dev/null 2>&1; then
+			ip link del "$br" 2>>"$OUT/teardown.log" || log "cannot delete bridge $br"
+		fi
+	done
+	# The pod cgroups are the "kubelet's" (we passed cgroup_parent): remove them, deepest first.
+	if [[ -n $CGROUP_PARENT ]]; then
+		local d
+		for d in /sys/fs/cgroup/*/"${CGROUP_PARENT#/}" /sys/fs/cgroup/"${CGROUP_PARENT#/}"; do
+			[[ -d $d ]] || continue
+			find "$d" -depth -type d -exec rmdir {} + 2>>"$OUT/teardown.log" || log "cannot remove cgroup $d (not empty?)"
+		done
+	fi
+	# iptables rules naming our subnets (bridge ipMasq, portmap) must be gone with the pods.
+	if command -v iptables-save >/dev/null && [[ -n $IPT_BEFORE ]]; then
+		local left
+		left=$(iptables-save 2>/dev/null | grep -F -e "${B_SUBNET%.0.0/16}." -e "${C_SUBNET%.0.0/16}." -e bench-berth -e bench-containerd || true)
+		[[ -z $left ]] || { log "iptables rules left behind:"; echo "$left" >&2; }
+	fi
+	local s
+	for s in "${OWN_SHARED[@]}"; do
+		[[ -d $s ]] || continue
+		rmdir "$s" 2>>"$OUT/teardown.log" || log "cannot remove $s (in use by someone else?)"
+	done
+	[[ -n $TMP ]] && rm -rf "$TMP"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- build ---------------------------------------------------------------------------------
+
+mkdir -p "$OUT"
+[[ -x $CNI_BIN_DIR/bridge && -x $CNI_BIN_DIR/host-local && -x $CNI_BIN_DIR/portmap ]] ||
+	{ log "CNI plugins missing in $CNI_BIN_DIR (hack/deps.sh installs them)"; exit 1; }
+if [[ ! -x $BERTH_BIN || ! -x $BERTH_SHIM_BIN ]]; then
+	log "building berth (make build)"
+	make -C "$REPO" build
+fi
+CTRD_BIN=$("$REPO/hack/containerd.sh")
+TMP=$(mktemp -d /tmp/berth-bench-compare.XXXXXX)
+log "building the driver"
+(cd "$REPO" && "$GO" build -o "$TMP/benchcompare" ./hack/benchcompare)
+
+# --- registry ------------------------------------------------------------------------------
+
+CERTS=$TMP/certs.d
+log "building the images and starting the registry (log in $OUT/registry.log)"
+"$TMP/benchcompare" registry --certs-dir "$CERTS" >"$OUT/registry.log" 2>&1 &
+REG_PID=$!
+for ((i = 0; i < 3000; i++)); do
+	grep -q '^serving on ' "$OUT/registry.log" 2>/dev/null && break
+	kill -0 "$REG_PID" 2>/dev/null || { cat "$OUT/registry.log" >&2; log "registry died"; exit 1; }
+	sleep 0.1
+done
+grep -q '^serving on ' "$OUT/registry.log" || { log "registry did not come up (see $OUT/registry.log)"; exit 1; }
+
+# --- private runtimes ----------------------------------------------------------------------
+
+# Short names: <state>/.../<64-hex id>/*.sock must fit a 108-byte socket path.
+B_ROOT=$(mktemp -d /var/lib/berthbb.XXXXXX)
+B_STATE=$(mktemp -d /run/berthbb.XXXXXX)
+SUFFIX=${B_STATE##*.}
+C_ROOT=/var/lib/berthbc.$SUFFIX C_STATE=/run/berthbc.$SUFFIX
+mkdir -p "$C_ROOT" "$C_STATE"
+B_BRIDGE=bbb$SUFFIX C_BRIDGE=bbc$SUFFIX
+CGROUP_PARENT=/berthbench.$SUFFIX
+IPT_BEFORE=yes
+
+# conflist name bridge subnet ipam-dir: identical for both runtimes but for these four.
+conflist() {
+	cat <<EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "$1",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "$2",
+      "isGateway": true,
+      "ipMasq": true,
+      "hairpinMode": true,
+      "ipam": {"type": "host-local", "ranges": [[{"subnet": "$3"}]], "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$4"}
+    },
+    {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}
+  ]
+}
+EOF
+}
+mkdir -p "$B_ROOT/net.d" "$C_ROOT/net.d"
+conflist bench-berth "$B_BRIDGE" "$B_SUBNET" "$B_ROOT/ipam" >"$B_ROOT/net.d/10-bench.conflist"
+conflist bench-containerd "$C_BRIDGE" "$C_SUBNET" "$C_ROOT/ipam" >"$C_ROOT/net.d/10-bench.conflist"
+
+cat >"$B_ROOT/config.toml" <<EOF
+root = "$B_ROOT"
+state = "$B_STATE"
+listen = "$B_STATE/berth.sock"
+shim_binary = "$BERTH_SHIM_BIN"
+cgroup_driver = "cgroupfs"
+
+[images]
+certs_dir = "$CERTS"
+
+[nri]
+enable = false
+
+[network]
+cni_conf_dir = "$B_ROOT/net.d"
+cni_bin_dirs = ["$CNI_BIN_DIR"]
+default_bridge = "$B_BRIDGE"
+default_subnet = "$B_SUBNET"
+EOF
+
+# containerd 2.x, config version 3. Everything it would put in a shared place (/run/containerd,
+# /var/run/netns, /opt/containerd, the NRI socket) is moved under its private dirs or off.
+cat >"$C_ROOT/config.toml" <<EOF
+version = 3
+root = "$C_ROOT"
+state = "$C_STATE"
+disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.internal.v1.tracing",
+  "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.erofs", "io.containerd.differ.v1.erofs"]
+
+[grpc]
+  address = "$C_STATE/containerd.sock"
+
+[ttrpc]
+  address = "$C_STATE/containerd.sock.ttrpc"
+
+[debug]
+  address = ""
+
+[plugins.'io.containerd.internal.v1.opt']
+  path = "$C_ROOT/opt"
+
+[plugins.'io.containerd.cri.v1.images']
+  snapshotter = "overlayfs"
+  max_concurrent_downloads = 3
+  [plugins.'io.containerd.cri.v1.images'.pinned_images]
+    sandbox = "bench.invalid/berth/pause:latest"
+  [plugins.'io.containerd.cri.v1.images'.registry]
+    config_path = "$CERTS"
+
+[plugins.'io.containerd.cri.v1.runtime']
+  netns_mounts_under_state_dir = true
+  # Without CAP_SYS_RESOURCE (as on this node) runc cannot lower oom_score_adj below
+  # containerd's own: clamp it there, as berth does.
+  restrict_oom_score_adj = true
+  [plugins.'io.containerd.cri.v1.runtime'.containerd]
+    default_runtime_name = "runc"
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+        BinaryName = "$CTRD_BIN/runc"
+        Root = "$C_STATE/runc"
+        SystemdCgroup = false
+  [plugins.'io.containerd.cri.v1.runtime'.cni]
+    bin_dirs = ["$CNI_BIN_DIR"]
+    conf_dir = "$C_ROOT/net.d"
+
+[plugins.'io.containerd.grpc.v1.cri']
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+EOF
+cp "$B_ROOT/config.toml" "$OUT/berth-config.toml"
+cp "$C_ROOT/config.toml" "$OUT/containerd-config.toml"
+
+# wait_sock pid sock name: until the socket answers a CRI Version (the driver retries no more).
+wait_sock() {
+	local pid=$1 sock=$2 name=$3 i
+	for ((i = 0; i < 600; i++)); do
+		kill -0 "$pid" 2>/dev/null || { tail -20 "$OUT/$name.log" >&2; log "$name exited"; return 1; }
+		if [[ -S $sock ]] && crictl --runtime-endpoint "unix://$sock" --timeout 2s version >/dev/null 2>&1; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	log "$name did not answer on $sock (see $OUT/$name.log)"
+	return 1
+}
+
+log "starting berth ($BERTH_BIN), log in $OUT/berth.log"
+"$BERTH_BIN" --config "$B_ROOT/config.toml" >"$OUT/berth.log" 2>&1 &
+BERTH_PID=$!
+# The shim binary must be on containerd's PATH; runc is named in its options.
+log "starting containerd ($CTRD_BIN), log in $OUT/containerd.log"
+PATH=$CTRD_BIN:$PATH "$CTRD_BIN/containerd" --config "$C_ROOT/config.toml" >"$OUT/containerd.log" 2>&1 &
+CTRD_PID=$!
+wait_sock "$BERTH_PID" "$B_STATE/berth.sock" berth
+wait_sock "$CTRD_PID" "$C_STATE/containerd.sock" containerd
+
+# --- run -----------------------------------------------------------------------------------
+
+log "running the workloads (${driver_args[*]:-default sizes})"
+"$TMP/benchcompare" run --out "$OUT" --cgroup-parent "$CGROUP_PARENT" \
+	--berth "$B_STATE/berth.sock" --berth-pid "$BERTH_PID" --berth-state "$B_STATE" --berth-root "$B_ROOT" \
+	--containerd "$C_STATE/containerd.sock" --containerd-pid "$CTRD_PID" --containerd-state "$C_STATE" --containerd-root "$C_ROOT" \
+	"${driver_args[@]}" 2>&1 | tee "$OUT/run.log"
+log "logs, table.txt, results.json and ratios.png in $OUT"
