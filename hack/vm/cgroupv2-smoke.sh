@@ -7,6 +7,7 @@
 #
 #	go run ./hack/testimage layout --out /tmp/busybox.tar
 #	VM_BINS='/tmp/busybox.tar hack/vm/cgroupv2-smoke.sh' hack/vm/run.sh sh /share/bin/cgroupv2-smoke.sh
+# The container is AppArmor-unconfined: the guest enables AppArmor without berth's profile loaded.
 set -eu
 
 fail() {
@@ -43,7 +44,8 @@ cat >/tmp/ctr.json <<'J'
  "image": {"image": "docker.io/berth/busybox:latest"},
  "command": ["/bin/sh", "-c", "echo hello; cat /proc/self/cgroup; sleep 300"],
  "log_path": "limited.log",
- "linux": {"resources": {"memory_limit_in_bytes": 67108864, "cpu_period": 100000, "cpu_quota": 50000}}}
+ "linux": {"resources": {"memory_limit_in_bytes": 67108864, "cpu_period": 100000, "cpu_quota": 50000},
+           "security_context": {"apparmor": {"profile_type": 1}}}}
 J
 
 pod=$(crictl runp /tmp/pod.json 2>/tmp/err) || fail "runp: $(cat /tmp/err)"
