@@ -9,7 +9,12 @@
 // hierarchy root: on Legacy and Hybrid nodes it exists under each mounted controller
 // (/sys/fs/cgroup/<controller>/<path>, plus name=systemd and, on Hybrid, the unified mount); on
 // Unified nodes it is one directory under /sys/fs/cgroup. A container's cgroup is
-// ContainerPath(pod, id), below its pod, so removing the pod removes it too.
+// ContainerPath(pod, id), below its pod, so removing the pod removes it too. The pod init lives
+// in PodInitPath(pod), a leaf beside the containers: cgroup v2 allows processes only in leaves
+// once a cgroup delegates domain controllers, so the pod cgroup itself holds no process. On
+// Unified nodes EnsurePod enables cpu, cpuset, io, memory, pids and hugetlb (those offered) in
+// cgroup.subtree_control from the root down to the pod, while the pod is still empty, so that
+// container cgroups are domain cgroups that take limits. v1 uses the same layout.
 //
 // Drivers (ValidateDriver): "cgroupfs" always works; "systemd" only when systemd is PID 1,
 // because that driver asks systemd to create the cgroups.

@@ -33,20 +33,48 @@ func newManager(p string) (cg.Manager, error) {
 
 // EnsurePod creates the pod cgroup path in every hierarchy. It is idempotent. No process is
 // moved: Apply(-1) only creates directories (and, for cpuset, copies cpus/mems from the
-// parent so tasks can later join).
+// parent so tasks can later join). On a Unified node the pod's own subtree_control gets the
+// delegated controllers too, while it is still empty: its children (the containers and the
+// pod init's leaf) are then domain cgroups that take memory and io limits. The library
+// enables controllers only above the cgroup it creates, and only when the container's
+// cgroup is made, by which time the pod cgroup could no longer take them.
 func EnsurePod(path string) error {
-	p, err := validatePath(path)
+	p, err := ensure(path)
 	if err != nil {
 		return fmt.Errorf("create pod cgroup: %w", err)
 	}
-	m, err := newManager(p)
-	if err != nil {
-		return fmt.Errorf("create pod cgroup: %w", err)
+	if DetectMode() != Unified {
+		return nil
 	}
-	if err := m.Apply(-1); err != nil {
+	if err := enableControllers(unifiedRoot, p); err != nil {
 		return fmt.Errorf("create pod cgroup %q: %w", p, err)
 	}
 	return nil
+}
+
+// EnsureLeaf creates a cgroup meant to hold processes (the pod init's) in every hierarchy,
+// with controllers enabled above it but not in it. It is idempotent.
+func EnsureLeaf(path string) error {
+	if _, err := ensure(path); err != nil {
+		return fmt.Errorf("create leaf cgroup: %w", err)
+	}
+	return nil
+}
+
+// ensure validates path and creates it in every hierarchy, returning the clean path.
+func ensure(path string) (string, error) {
+	p, err := validatePath(path)
+	if err != nil {
+		return "", err
+	}
+	m, err := newManager(p)
+	if err != nil {
+		return "", err
+	}
+	if err := m.Apply(-1); err != nil {
+		return "", fmt.Errorf("create cgroup %q: %w", p, err)
+	}
+	return p, nil
 }
 
 // Remove kills every process left in the cgroup (and its sub-cgroups) and removes it from every

@@ -28,7 +28,7 @@ const PodInitArg = "pod-init"
 // PodInitOptions describe the pod's shared-PID-namespace init.
 type PodInitOptions struct {
 	NetNS, IPCNS, UTSNS string // pinned namespaces to join ("" = the shim's)
-	CgroupPath          string // relative to every cgroup v1 hierarchy root
+	CgroupPath          string // relative to every hierarchy root (v1) or /sys/fs/cgroup (v2); a leaf
 	// UserNS is the pod's pinned user namespace ("" = the shim's). The
 	// namespaces above must belong to it.
 	UserNS string
@@ -79,7 +79,7 @@ func (m *Manager) StartPodInit(opts PodInitOptions) (int, error) {
 		return 0, fmt.Errorf("start pod init: %w", err)
 	}
 	if opts.CgroupPath != "" {
-		if err := joinCgroupV1(opts.CgroupPath, pi.pid); err != nil {
+		if err := joinCgroup(opts.CgroupPath, pi.pid); err != nil {
 			pi.signal(syscall.SIGKILL)
 			<-pi.done
 			return 0, err
@@ -255,9 +255,12 @@ func setns(path string, nstype int) error {
 	return nil
 }
 
-// joinCgroupV1 moves pid into path in every mounted cgroup v1 hierarchy,
-// creating missing levels (the agent normally made them already).
-func joinCgroupV1(path string, pid int) error {
+// joinCgroup moves pid into path in every mounted cgroup v1 hierarchy, or in
+// the one v2 hierarchy (the library reports it as a single mount), creating
+// missing levels (the agent normally made them already). On v2 path must be
+// a leaf with no controllers enabled in it: the kernel refuses processes in
+// a cgroup that delegates domain controllers to its children.
+func joinCgroup(path string, pid int) error {
 	mounts, err := cgroups.GetCgroupMounts(true)
 	if err != nil {
 		return fmt.Errorf("list cgroup mounts: %w", err)

@@ -63,8 +63,10 @@ func newHostCgroups(driver string) (*hostCgroups, error) {
 func (h *hostCgroups) NormalizeParent(parent string) (string, error) {
 	return cgroups.NormalizeParent(parent, h.driver)
 }
-func (h *hostCgroups) EnsurePod(path string) error { return cgroups.EnsurePod(path) }
-func (h *hostCgroups) Remove(path string) error    { return cgroups.Remove(path) }
+func (h *hostCgroups) EnsurePod(path string) error   { return cgroups.EnsurePod(path) }
+func (h *hostCgroups) PodInitPath(pod string) string { return cgroups.PodInitPath(pod) }
+func (h *hostCgroups) EnsureLeaf(path string) error  { return cgroups.EnsureLeaf(path) }
+func (h *hostCgroups) Remove(path string) error      { return cgroups.Remove(path) }
 func (h *hostCgroups) ContainerPath(pod, id string) string {
 	return cgroups.ContainerPath(pod, id)
 }

@@ -107,6 +107,10 @@ type Cgroups interface {
 	// NormalizeParent turns a CRI cgroup_parent into a cgroupfs path ("" = the default parent).
 	NormalizeParent(parent string) (string, error)
 	EnsurePod(path string) error
+	// PodInitPath is the leaf cgroup of the pod's init, below the pod's cgroup.
+	PodInitPath(podPath string) string
+	// EnsureLeaf creates a cgroup that will hold processes (no controllers enabled in it).
+	EnsureLeaf(path string) error
 	// Remove kills leftovers and removes the cgroup; a missing one is not an error.
 	Remove(path string) error
 	ContainerPath(podPath, containerID string) string

@@ -90,6 +90,8 @@ type fakeShim struct {
 	shutdown   bool
 	podInitErr error
 	nextPid    int
+	// podInitCgroup is the cgroup the pod init was asked to join.
+	podInitCgroup string
 }
 
 func (f *fakeShim) isShutdown() bool {
@@ -220,6 +222,9 @@ func (f *fakeShim) StartPodInit(ctx context.Context, req ShimPodInitRequest) (in
 	if f.podInitErr != nil {
 		return 0, f.podInitErr
 	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.podInitCgroup = req.CgroupPath
 	return 999, nil
 }
 
@@ -299,6 +304,15 @@ func (f *fakeCgroups) NormalizeParent(parent string) (string, error) {
 }
 
 func (f *fakeCgroups) EnsurePod(path string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.paths[path] = true
+	return f.ensureErr
+}
+
+func (f *fakeCgroups) PodInitPath(pod string) string { return pod + "/pod-init" }
+
+func (f *fakeCgroups) EnsureLeaf(path string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.paths[path] = true

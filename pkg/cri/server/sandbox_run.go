@@ -112,7 +112,7 @@ func (s *Service) runSandbox(ctx context.Context, id, name string, req *runtimea
 		{"apply sysctls", func() error { return s.applySysctls(md, sysctls) }},
 		{"create pod cgroup", func() error { return s.setupCgroup(&md, cfg, cl) }},
 		{"start shim", func() error { return s.setupShim(ctx, md, cl) }},
-		{"start pod init", func() error { return s.setupPodInit(ctx, md, &st) }},
+		{"start pod init", func() error { return s.setupPodInit(ctx, md, &st, cl) }},
 	}
 	for _, step := range steps {
 		if err := step.fn(); err != nil {
@@ -239,8 +239,10 @@ func (s *Service) setupShim(ctx context.Context, md store.SandboxMetadata, cl *c
 }
 
 // setupPodInit starts the init that holds the pod's pid namespace when containers share it
-// (pid mode POD, the proto default).
-func (s *Service) setupPodInit(ctx context.Context, md store.SandboxMetadata, st *store.SandboxStatus) error {
+// (pid mode POD, the proto default). The init lives in a leaf cgroup of its own below the
+// pod's, recorded for removal even under a kubelet-given parent (berth made it): cgroup v2
+// allows processes only in leaves once the pod's containers need controllers.
+func (s *Service) setupPodInit(ctx context.Context, md store.SandboxMetadata, st *store.SandboxStatus, cl *cleanups) error {
 	if namespaceOptions(md.Config.PodSandboxConfig).GetPid() != runtimeapi.NamespaceMode_POD {
 		return nil
 	}
@@ -248,8 +250,14 @@ func (s *Service) setupPodInit(ctx context.Context, md store.SandboxMetadata, st
 	if err != nil {
 		return err
 	}
+	leaf := s.cgroups.PodInitPath(md.CgroupParent)
+	if err := s.acquire(cl, store.Resource{Kind: store.KindCgroup, Path: leaf, Owner: md.ID}, func() error {
+		return s.cgroups.EnsureLeaf(leaf)
+	}); err != nil {
+		return err
+	}
 	pid, err := c.StartPodInit(ctx, ShimPodInitRequest{
-		NetNS: md.NetNS, IPCNS: md.IPCNS, UTSNS: md.UTSNS, CgroupPath: md.CgroupParent,
+		NetNS: md.NetNS, IPCNS: md.IPCNS, UTSNS: md.UTSNS, CgroupPath: leaf,
 		UserNS: podUserNSPath(md),
 	})
 	if err != nil {

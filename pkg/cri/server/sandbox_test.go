@@ -5,11 +5,14 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-runtime/berth/pkg/cri/store"
 )
 
 func TestRunPodSandboxRollback(t *testing.T) {
@@ -287,4 +290,44 @@ func sameSet(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// The pod init runs in a leaf below the pod cgroup (cgroup v2 allows processes only in leaves
+// once the containers below need controllers). berth made the leaf, so it records and removes
+// it even when the pod cgroup is the kubelet's, which the kubelet removes itself.
+func TestRunPodSandboxPutsPodInitInLeafCgroup(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := context.Background()
+	const parent = "/kubepods/burstable/pod1"
+	id := e.runPod(t, podConfig("p", func(c *runtimeapi.PodSandboxConfig) { c.Linux.CgroupParent = parent }))
+	sb, err := e.svc.store.Sandboxes.Get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := parent + "/pod-init"
+	if got := e.shims.get(sb.Metadata().ShimDir).podInitCgroup; got != leaf {
+		t.Fatalf("pod init joined cgroup %q, want the leaf %q", got, leaf)
+	}
+	if !e.cg.paths[leaf] {
+		t.Fatalf("leaf cgroup %q not created: %v", leaf, e.cg.paths)
+	}
+	rs, err := e.svc.store.ResourcesOf(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(rs, func(r store.Resource) bool { return r.Kind == store.KindCgroup && r.Path == leaf }) {
+		t.Fatalf("leaf cgroup not in the ledger: %+v", rs)
+	}
+	if _, err := e.svc.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
+		t.Fatal(err)
+	}
+	if e.cg.paths[leaf] {
+		t.Fatalf("leaf cgroup %q left after RemovePodSandbox", leaf)
+	}
+	if !e.cg.paths[parent] {
+		t.Fatalf("the kubelet's pod cgroup %q was removed by berth", parent)
+	}
 }
