@@ -33,10 +33,12 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # The guest: systemd and the kernel, plus what berth and its tests use at run time (no Go: test
-# binaries are compiled on the host and come in through the 9p share).
+# binaries are compiled on the host and come in through the 9p share). apparmor brings
+# apparmor_parser, with which berth loads its RuntimeDefault profile (Debian's kernel enables
+# AppArmor by default, as on the nodes berth runs on).
 guest_packages=(
 	systemd systemd-sysv udev dbus linux-image-amd64 initramfs-tools kmod
-	iproute2 nftables iptables uidmap busybox ca-certificates libseccomp2 procps
+	iproute2 nftables iptables uidmap busybox ca-certificates libseccomp2 procps apparmor
 )
 
 # The key covers everything that ends up in the image; the package list lives in this file.

@@ -143,7 +143,7 @@ func New(opts Options) (*Service, error) {
 	if opts.Mounter == nil && !s.features.RecursiveReadOnlyMounts {
 		s.features.RecursiveReadOnlyMounts = probeRecursiveReadOnly(opts.Config.State, log)
 	}
-	s.hostSec = probeHostSecurity(log)
+	s.hostSec = probeHostSecurity(log, opts.Config.State)
 	if s.cimages == nil {
 		src, ok := opts.Images.(imageSource)
 		if !ok {

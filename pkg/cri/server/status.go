@@ -14,9 +14,12 @@ func (s *Service) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*r
 		runtimeReady.Reason = "Recovering"
 		runtimeReady.Message = "berth is restoring its state after a restart"
 	}
-	networkReady := s.networkReady()
+	conditions := []*runtimeapi.RuntimeCondition{runtimeReady, s.networkReady()}
+	if c := s.hostSec.appArmorCondition(); c != nil {
+		conditions = append(conditions, c)
+	}
 	resp := &runtimeapi.StatusResponse{
-		Status:          &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{runtimeReady, networkReady}},
+		Status:          &runtimeapi.RuntimeStatus{Conditions: conditions},
 		RuntimeHandlers: s.handlerStatus(),
 		// Merge and Strict are both honoured (spec.ResolveUser), and ContainerStatus reports
 		// the groups the process got.

@@ -77,7 +77,7 @@ func generate(cfg *runtimeapi.ContainerConfig, sb SandboxInfo, img ImageConfig, 
 	if err != nil {
 		return nil, err
 	}
-	apparmor, err := AppArmor(sc, AppArmorNode{Enabled: opts.AppArmorEnabled, Default: opts.AppArmorDefault})
+	apparmor, err := AppArmor(sc, opts.AppArmor)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,8 @@ package spec
 import (
 	"encoding/json"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -251,7 +253,15 @@ func TestGenerateSecurityContext(t *testing.T) {
 		opts := testOptions()
 		_, err := Generate("c1", cfg, testSandbox(), testImage, opts)
 		wantErr(t, err, errInvalid)
-		opts.AppArmorEnabled = true
+		opts.AppArmor = AppArmorNode{Enabled: true, FS: t.TempDir()}
+		if err := os.WriteFile(filepath.Join(opts.AppArmor.FS, "profiles"), []byte("k8s-old (enforce)\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err = Generate("c1", cfg, testSandbox(), testImage, opts)
+		wantErr(t, err, errFailedPrecondition) // enabled, but k8s is not loaded
+		if err := os.WriteFile(filepath.Join(opts.AppArmor.FS, "profiles"), []byte("k8s (enforce)\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		s, err := Generate("c1", cfg, testSandbox(), testImage, opts)
 		wantErr(t, err, nil)
 		if s.Process.ApparmorProfile != "k8s" {

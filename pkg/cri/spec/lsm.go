@@ -9,16 +9,23 @@ import (
 )
 
 // AppArmorDefaultProfile is the profile RuntimeDefault confines containers with on a node that
-// enforces AppArmor. berth does not load it (that takes apparmor_parser and a policy the node's
-// administrator owns): it is applied when it is loaded, and RuntimeDefault is refused when not.
+// enforces AppArmor. The agent loads it at startup (AppArmorDefaultText) where apparmor_parser
+// is installed; where it cannot be loaded, RuntimeDefault is refused.
 const AppArmorDefaultProfile = "berth-default"
 
-// AppArmorNode is what the node's AppArmor can do, decided once at startup (ProbeAppArmor).
+// AppArmorNode is what the node's AppArmor can do, decided once at startup (ProbeAppArmor, then
+// the agent's loading of the default profile).
 type AppArmorNode struct {
 	// Enabled: the kernel enforces AppArmor (module enabled and securityfs mounted).
 	Enabled bool
 	// Default is the loaded profile RuntimeDefault applies; "" when none is loaded.
 	Default string
+	// NoDefault says why Default is empty and how to fix it; it ends RuntimeDefault's refusal.
+	NoDefault string
+	// FS is AppArmor's securityfs directory (/sys/kernel/security/apparmor). Localhost
+	// profiles are looked up there when a container is created: the node's administrator
+	// loads them at any time, so that is not decided at startup.
+	FS string
 }
 
 // AppArmor returns the AppArmor profile the container process is confined by ("" for none).
@@ -27,7 +34,9 @@ type AppArmorNode struct {
 // allows it: there is nothing to confine with) and a Localhost profile is refused, as the
 // kubelet must not believe it was applied. Where it has AppArmor, RuntimeDefault is the loaded
 // default profile, or refused when none is loaded: running unconfined would claim a
-// confinement that is not there. Privileged containers are unconfined, as the CRI says.
+// confinement that is not there. A Localhost profile must be loaded: runc would otherwise fail
+// the start with a bare EINVAL long after the kubelet could have been told why. Privileged
+// containers are unconfined, as the CRI says.
 func AppArmor(sc *runtimeapi.LinuxContainerSecurityContext, node AppArmorNode) (string, error) {
 	p, err := appArmorProfile(sc)
 	if err != nil || sc.GetPrivileged() {
@@ -41,21 +50,38 @@ func AppArmor(sc *runtimeapi.LinuxContainerSecurityContext, node AppArmorNode) (
 			return "", nil
 		}
 		if node.Default == "" {
-			return "", fmt.Errorf("apparmor runtime default: apparmor is enabled on this node but profile %q is not loaded (load it with apparmor_parser, or ask for Unconfined or a Localhost profile): %w",
-				AppArmorDefaultProfile, errdefs.ErrFailedPrecondition)
+			why := node.NoDefault
+			if why == "" {
+				why = "load it with apparmor_parser"
+			}
+			return "", fmt.Errorf("apparmor runtime default: apparmor is enabled on this node but profile %q is not loaded (%s; or ask for Unconfined or a Localhost profile): %w",
+				AppArmorDefaultProfile, why, errdefs.ErrFailedPrecondition)
 		}
 		return node.Default, nil
 	case runtimeapi.SecurityProfile_Localhost:
-		if !node.Enabled {
-			return "", fmt.Errorf("apparmor profile %q: apparmor is not enabled on this node: %w", p.GetLocalhostRef(), errdefs.ErrInvalidArgument)
-		}
-		if p.GetLocalhostRef() == "" {
-			return "", fmt.Errorf("apparmor localhost profile without a name: %w", errdefs.ErrInvalidArgument)
-		}
-		return p.GetLocalhostRef(), nil
+		return appArmorLocalhost(p.GetLocalhostRef(), node)
 	default:
 		return "", fmt.Errorf("apparmor profile type %v: %w", p.GetProfileType(), errdefs.ErrInvalidArgument)
 	}
+}
+
+// appArmorLocalhost checks that the named profile can be applied: AppArmor on, profile loaded.
+func appArmorLocalhost(name string, node AppArmorNode) (string, error) {
+	if !node.Enabled {
+		return "", fmt.Errorf("apparmor profile %q: apparmor is not enabled on this node: %w", name, errdefs.ErrInvalidArgument)
+	}
+	if name == "" {
+		return "", fmt.Errorf("apparmor localhost profile without a name: %w", errdefs.ErrInvalidArgument)
+	}
+	loaded, err := AppArmorProfileLoaded(node.FS, name)
+	if err != nil {
+		return "", fmt.Errorf("apparmor profile %q: %w", name, err)
+	}
+	if !loaded {
+		return "", fmt.Errorf("apparmor profile %q is not loaded on this node (load it with apparmor_parser, or ask for RuntimeDefault or Unconfined): %w",
+			name, errdefs.ErrFailedPrecondition)
+	}
+	return name, nil
 }
 
 // appArmorProfile folds the deprecated apparmor_profile string into a SecurityProfile.

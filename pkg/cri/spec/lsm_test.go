@@ -14,8 +14,14 @@ func TestAppArmor(t *testing.T) {
 	local := &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "k8s-nginx"}
 	runtimeDefault := &runtimeapi.LinuxContainerSecurityContext{Apparmor: &runtimeapi.SecurityProfile{}}
 	off := AppArmorNode{}
-	onNoDefault := AppArmorNode{Enabled: true}
-	on := AppArmorNode{Enabled: true, Default: AppArmorDefaultProfile}
+	// A fake securityfs: the kernel lists k8s-nginx (and a profile whose name extends it).
+	fs := filepath.Join(t.TempDir(), "apparmor")
+	writeFile(t, filepath.Join(fs, "profiles"), AppArmorDefaultProfile+" (enforce)\nk8s-nginx (enforce)\nk8s-nginx-old//child (complain)\n")
+	onNoDefault := AppArmorNode{Enabled: true, FS: fs}
+	on := AppArmorNode{Enabled: true, Default: AppArmorDefaultProfile, FS: fs}
+	otherLoaded := AppArmorNode{Enabled: true, Default: AppArmorDefaultProfile, FS: t.TempDir()}
+	writeFile(t, filepath.Join(otherLoaded.FS, "profiles"), "k8s-nginx-old (enforce)\n")
+	noSecurityfs := AppArmorNode{Enabled: true, Default: AppArmorDefaultProfile, FS: filepath.Join(t.TempDir(), "gone")}
 	tests := []struct {
 		name string
 		sc   *runtimeapi.LinuxContainerSecurityContext
@@ -32,6 +38,9 @@ func TestAppArmor(t *testing.T) {
 		{name: "deprecated garbage", sc: &runtimeapi.LinuxContainerSecurityContext{ApparmorProfile: "strict"}, err: errInvalid},
 		{name: "localhost with apparmor", sc: &runtimeapi.LinuxContainerSecurityContext{Apparmor: local}, node: on, want: "k8s-nginx"},
 		{name: "deprecated localhost with apparmor", sc: &runtimeapi.LinuxContainerSecurityContext{ApparmorProfile: "localhost/k8s-nginx"}, node: on, want: "k8s-nginx"},
+		{name: "localhost not loaded", sc: &runtimeapi.LinuxContainerSecurityContext{Apparmor: local}, node: otherLoaded, err: errFailedPrecondition},
+		{name: "deprecated localhost not loaded", sc: &runtimeapi.LinuxContainerSecurityContext{ApparmorProfile: "localhost/k8s-nginx"}, node: otherLoaded, err: errFailedPrecondition},
+		{name: "localhost, securityfs unreadable", sc: &runtimeapi.LinuxContainerSecurityContext{Apparmor: local}, node: noSecurityfs, err: errdefs.ErrUnavailable},
 		{name: "privileged is unconfined", sc: &runtimeapi.LinuxContainerSecurityContext{Privileged: true, Apparmor: local}, node: on},
 		{name: "runtime default with apparmor", sc: runtimeDefault, node: on, want: AppArmorDefaultProfile},
 		{name: "unspecified is runtime default with apparmor", sc: nil, node: on, want: AppArmorDefaultProfile},
@@ -56,6 +65,14 @@ func TestAppArmor(t *testing.T) {
 	_, err = AppArmor(runtimeDefault, onNoDefault)
 	if err == nil || !strings.Contains(err.Error(), AppArmorDefaultProfile) {
 		t.Fatalf("error %v does not name the missing profile", err)
+	}
+	noParser := onNoDefault
+	noParser.NoDefault = "install the apparmor package"
+	if _, err = AppArmor(runtimeDefault, noParser); err == nil || !strings.Contains(err.Error(), noParser.NoDefault) {
+		t.Fatalf("error %v does not say how to fix it", err)
+	}
+	if _, err = AppArmor(&runtimeapi.LinuxContainerSecurityContext{Apparmor: local}, otherLoaded); err == nil || !strings.Contains(err.Error(), `"k8s-nginx" is not loaded`) {
+		t.Fatalf("error %v does not name the profile that is not loaded", err)
 	}
 }
 
@@ -86,6 +103,9 @@ func TestProbeAppArmor(t *testing.T) {
 			}
 			if tt.securityfs {
 				writeFile(t, filepath.Join(sys, "kernel", "security", "apparmor", "profiles"), tt.profiles)
+			}
+			if tt.want.Enabled {
+				tt.want.FS = filepath.Join(sys, "kernel", "security", "apparmor")
 			}
 			if got := ProbeAppArmor(sys); got != tt.want {
 				t.Fatalf("ProbeAppArmor = %+v, want %+v", got, tt.want)

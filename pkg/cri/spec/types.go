@@ -87,10 +87,9 @@ type Options struct {
 	// SeccompProfiles reads Localhost seccomp profiles; nil reads the node's files.
 	SeccompProfiles ProfileLoader
 
-	// AppArmorEnabled and SELinuxEnabled describe the node's kernel (ProbeAppArmor(),
-	// SELinuxEnabled()); they decide which AppArmor and SELinux requests can be honoured.
-	AppArmorEnabled, SELinuxEnabled bool
-	// AppArmorDefault is the loaded profile RuntimeDefault applies where AppArmor is enabled
-	// (ProbeAppArmor); "" refuses RuntimeDefault there.
-	AppArmorDefault string
+	// AppArmor and SELinuxEnabled describe the node's kernel (ProbeAppArmor() and the agent's
+	// loading of the default profile, SELinuxEnabled()); they decide which AppArmor and
+	// SELinux requests can be honoured.
+	AppArmor       AppArmorNode
+	SELinuxEnabled bool
 }
