@@ -99,9 +99,17 @@ fuzz-run:
 
 # vm-image, vm-test: a Debian 12 VM under qemu (systemd PID 1, cgroup v2), the node this host cannot be.
 # `make vm-test VM_TEST='command'` runs a command inside (default hack/vm/smoke.sh); see hack/vm/run.sh.
-.PHONY: vm-image vm-test
+.PHONY: vm-image vm-test vm-smoke
 vm-image:
 	hack/vm/build.sh >/dev/null
 
 vm-test: build
 	hack/vm/run.sh
+
+# vm-smoke: what differs on a modern node, checked in the VM: the cgroup v2 pod layout with
+# limits (hack/vm/cgroupv2-smoke.sh) and AppArmor's RuntimeDefault (hack/vm/apparmor-smoke.sh).
+vm-smoke: build vm-image
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+		$(GO) run ./hack/testimage layout --out "$$tmp/busybox.tar" >/dev/null && \
+		VM_BINS="$$tmp/busybox.tar hack/vm/cgroupv2-smoke.sh" hack/vm/run.sh sh /share/bin/cgroupv2-smoke.sh
+	hack/vm/apparmor-smoke.sh
