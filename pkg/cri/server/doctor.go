@@ -246,10 +246,11 @@ func (d *doctorRun) checkMissing() {
 	}
 }
 
-// ownedByLedger reports whether a live owner holds kind at path.
+// ownedByLedger reports whether an entry names kind at path. An entry of an owner without a
+// record is reported (and released) as an orphan record, not a second time as unowned.
 func (d *doctorRun) ownedByLedger(kind store.Kind, path string) bool {
 	for _, r := range d.ledger {
-		if r.Kind == kind && r.Path == path && d.live[r.Owner] {
+		if r.Kind == kind && r.Path == path {
 			return true
 		}
 	}
@@ -301,17 +302,15 @@ func (d *doctorRun) checkMounts(ctx context.Context) {
 // checkNetwork: IP reservations and iptables rules of sandboxes without a record. The fix is
 // the release of the pod's attachment (DEL by sandbox id), then the startup network GC.
 func (d *doctorRun) checkNetwork(ctx context.Context) {
-	stale := map[string]bool{}
 	for _, path := range sortedKeys(d.view.ips) {
 		id := d.view.ips[path]
-		if d.sbLive[id] {
+		if d.sbLive[id] || d.ownedByLedger(kindCNI, filepath.Join(d.s.podDir(id), networkStateFile)) {
 			continue
 		}
-		stale[id] = true
 		d.add(Finding{Problem: ProblemUnowned, Kind: doctorKindIP, Path: path, Owner: id}, d.networkFix(ctx, id))
 	}
 	for _, id := range sortedKeys(d.view.iptables) {
-		if d.sbLive[id] || (d.opts.SharedNode && !d.known[id]) {
+		if d.sbLive[id] || (d.opts.SharedNode && !d.known[id]) || d.ownedByLedger(kindCNI, filepath.Join(d.s.podDir(id), networkStateFile)) {
 			continue
 		}
 		d.add(Finding{Problem: ProblemUnowned, Kind: doctorKindIPTables, Path: "rules naming " + id, Owner: id}, d.networkFix(ctx, id))
