@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/berth-runtime/berth/pkg/network/netns"
 )
 
@@ -112,6 +114,31 @@ func TestTeardownAfterNetnsGone(t *testing.T) {
 	e.teardown(p)
 	if got := e.allocations(); len(got) != 0 {
 		t.Fatalf("reservations after Teardown without netns: %v", got)
+	}
+}
+
+// TestTeardownAfterInterfaceGone: a DEL killed after the bridge plugin deleted the pod's
+// interface but before it removed the masquerade rules leaves the netns without the IP the
+// plugin reads them from; the next DEL must still remove the pod's nat chain and rule.
+func TestTeardownAfterInterfaceGone(t *testing.T) {
+	e := newEnv(t, "berthtest7", "10.250.17.0/24")
+	p := e.newPod("a")
+	e.setup(p)
+	err := netns.Do(p.netn, func() error {
+		l, err := netlink.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		return netlink.LinkDel(l)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.teardown(p)
+	for _, line := range strings.Split(iptablesSave(t), "\n") {
+		if strings.Contains(line, p.req.ID) {
+			t.Errorf("rule left after DEL: %s", line)
+		}
 	}
 }
 

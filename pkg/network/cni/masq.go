@@ -7,21 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"strings"
 
 	"github.com/containernetworking/cni/libcni"
 )
-
-// netnsGone reports whether DEL will run without the pod's netns.
-func netnsGone(path string) bool {
-	if path == "" {
-		return true
-	}
-	_, err := os.Stat(path)
-	return err != nil
-}
 
 // cachedIPs are the IPs the ADD of an attachment returned, from libcni's cache.
 func (m *Manager) cachedIPs(list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) []net.IP {
@@ -36,9 +26,9 @@ func (m *Manager) cachedIPs(list *libcni.NetworkConfigList, rt *libcni.RuntimeCo
 	return res.IPs
 }
 
-// releaseMasq removes the ipMasq rules of bridge/ptp for a pod whose netns is gone. Those
-// plugins learn the pod's IPs from its interface at DEL, so without the netns they skip the
-// masquerade teardown and leave a per-pod nat chain behind for good. The chain name and
+// releaseMasq removes the ipMasq rules of bridge/ptp that a DEL left: those plugins learn the
+// pod's IPs from its interface at DEL, so without the netns, or without the interface (a DEL
+// killed halfway), they skip the masquerade teardown and leave a per-pod nat chain for good. The chain name and
 // comment follow the plugins' scheme (pkg/utils FormatChainName, FormatComment); only the
 // iptables backend, the plugins' default, is handled.
 func (m *Manager) releaseMasq(ctx context.Context, list *libcni.NetworkConfigList, id string, ips []net.IP) error {
@@ -57,6 +47,7 @@ func (m *Manager) releaseMasq(ctx context.Context, list *libcni.NetworkConfigLis
 	chain := fmt.Sprintf("CNI-%x", sha512.Sum512([]byte(list.Name+id)))[:28]
 	comment := fmt.Sprintf("name: %q id: %q", list.Name, id)
 	var errs []error
+	released := false
 	for _, ip := range ips {
 		tool := "iptables"
 		if ip.To4() == nil {
@@ -65,6 +56,7 @@ func (m *Manager) releaseMasq(ctx context.Context, list *libcni.NetworkConfigLis
 		if exec.CommandContext(ctx, tool, "-w", "-t", "nat", "-S", chain).Run() != nil {
 			continue // no such chain: nothing leaked (or already removed for another IP)
 		}
+		released = true
 		// The jump may already be gone; the chain is what must not stay.
 		_ = exec.CommandContext(ctx, tool, "-w", "-t", "nat", "-D", "POSTROUTING", "-s", ip.String(), "-j", chain, "-m", "comment", "--comment", comment).Run()
 		for _, op := range []string{"-F", "-X"} {
@@ -77,6 +69,8 @@ func (m *Manager) releaseMasq(ctx context.Context, list *libcni.NetworkConfigLis
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("release masquerade rules of sandbox %s: %w", id, err)
 	}
-	m.log.Info("released masquerade rules of a pod whose netns was gone", "sandbox", id, "chain", chain)
+	if released {
+		m.log.Info("released masquerade rules the plugin's DEL left", "sandbox", id, "chain", chain)
+	}
 	return nil
 }
