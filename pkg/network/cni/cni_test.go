@@ -142,6 +142,47 @@ func TestTeardownAfterInterfaceGone(t *testing.T) {
 	}
 }
 
+// TestTeardownAfterFailedAddAndNetnsGone: ADD fails in a plugin after bridge set up its
+// masquerade rules, the DEL after it fails too (so bridge's DEL never runs), then the netns
+// goes (the rollback unpins it) and nothing cached the ADD: the DEL of a later retry must
+// still remove the pod's nat chain, found by its name rather than by the pod's IP.
+func TestTeardownAfterFailedAddAndNetnsGone(t *testing.T) {
+	bin, conf := t.TempDir(), t.TempDir()
+	ctl := filepath.Join(t.TempDir(), "fail-del")
+	writeFile(t, ctl, "", 0o644)
+	writeFile(t, filepath.Join(bin, "berth-fake"), `#!/bin/sh
+cat >/dev/null
+case "$CNI_COMMAND" in
+VERSION) echo '{"cniVersion":"1.1.0","supportedVersions":["1.0.0","1.1.0"]}' ;;
+ADD) echo '{"cniVersion":"1.1.0","code":999,"msg":"fake plugin refuses ADD"}'; exit 1 ;;
+DEL) if [ -f `+ctl+` ]; then echo '{"cniVersion":"1.1.0","code":999,"msg":"fake plugin refuses DEL"}'; exit 1; fi ;;
+esac
+`, 0o755)
+	e := newEnv(t, "berthtest8", "10.250.18.0/24", withConfDir(conf), withBinDirs(bin, pluginDir))
+	writeFile(t, filepath.Join(conf, "10-test.conflist"), fmt.Sprintf(`{"cniVersion":"1.1.0","name":%q,"plugins":[
+ {"type":"bridge","bridge":"berthtest8","isGateway":true,"ipMasq":true,"ipam":{"type":"host-local","ranges":[[{"subnet":"10.250.18.0/24"}]],"dataDir":%q}},
+ {"type":"berth-fake"}]}`, e.netName, e.dataDir), 0o644)
+	p := e.newPod("a")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := e.m.Setup(ctx, p.req); err == nil {
+		t.Fatal("Setup succeeded, want the fake plugin's ADD error")
+	}
+	e.recordChains()
+	if err := os.Remove(ctl); err != nil {
+		t.Fatal(err)
+	}
+	if err := netns.Unpin(p.netn); err != nil {
+		t.Fatal(err)
+	}
+	e.teardown(p)
+	for _, line := range strings.Split(iptablesSave(t), "\n") {
+		if strings.Contains(line, p.req.ID) {
+			t.Errorf("rule left after DEL: %s", line)
+		}
+	}
+}
+
 // fakePlugin writes a CNI plugin that runs the bridge normally on DEL and VERSION but fails
 // (or hangs) on ADD.
 func fakePlugin(t *testing.T, dir, name, onAdd string) {

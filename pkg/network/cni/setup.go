@@ -114,15 +114,9 @@ func podAddress(r *current.Result, ipc *current.IPConfig, ifName string) bool {
 // delList runs DEL for one attachment; rt.NetNS may name a namespace that is gone, which the
 // standard plugins accept (they still release the IP).
 func (m *Manager) delList(ctx context.Context, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) error {
-	// Read before DEL, which drops the cache entry. Not only when the netns is gone: a DEL
-	// killed after the bridge plugin deleted the pod's interface leaves a netns without the
-	// IP the plugin reads the masquerade rules from, so every later DEL would skip them.
-	cached := m.cachedIPs(list, rt)
 	if err := m.cni.DelNetworkList(ctx, list, rt); err != nil {
 		return fmt.Errorf("cni del sandbox %s from network %q: %w", rt.ContainerID, list.Name, err)
 	}
-	if len(cached) > 0 {
-		return m.releaseMasq(ctx, list, rt.ContainerID, cached)
-	}
-	return nil
+	// Whatever the plugin's DEL could not see (netns or interface gone) is released by name.
+	return m.releaseMasq(ctx, list, rt.ContainerID)
 }
