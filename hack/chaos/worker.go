@@ -107,7 +107,7 @@ func (d *driver) call(ctx context.Context, op string, budget time.Duration, muta
 		}
 		key := op + " " + status.Code(err).String()
 		d.t.inc("op-failed", key)
-		if !retryable(err) && d.t.get("op-failed", key) <= 2 {
+		if d.t.get("op-failed", key) <= 1 {
 			d.t.note("%s: %v", key, err)
 		}
 		if ctx.Err() != nil || time.Now().After(end) || !retryable(err) {
