@@ -42,6 +42,9 @@ func (d *driver) killAgent(rng *rand.Rand) {
 		fmt.Fprintln(os.Stderr, "chaos: kill agent:", err)
 	}
 	d.t.inc("kill", "agent")
+	if n := d.t.get("kill", "agent"); n%10 == 0 {
+		fmt.Printf("chaos: %d agent kills, %d pods run, %d containers started\n", n, d.t.get("op", "RunPodSandbox"), d.t.get("op", "StartContainer"))
+	}
 	time.Sleep(time.Duration(rng.IntN(500)) * time.Millisecond)
 	if err := d.e.agent.launch(); err != nil {
 		d.t.problem("loss", "agent-restart", "agent did not come back: %v\n%s", err, d.e.agent.a.LogTail(30))

@@ -129,6 +129,7 @@ func (d *driver) churn(ctx context.Context, o options) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer d.recoverPanic("worker")
 			w.run(ctx)
 		}()
 	}
@@ -136,6 +137,7 @@ func (d *driver) churn(ctx context.Context, o options) {
 	fwg.Add(1)
 	go func() {
 		defer fwg.Done()
+		defer d.recoverPanic("faulter")
 		d.faulter(fctx, rand.New(rand.NewPCG(o.seed, 100)))
 	}()
 	d.killer(cctx, rand.New(rand.NewPCG(o.seed, 200)), o.agentKills, o.minGap, o.maxGap)
@@ -148,6 +150,14 @@ func (d *driver) churn(ctx context.Context, o options) {
 	}
 	d.stop.Store(true)
 	wg.Wait()
+}
+
+// recoverPanic turns a panic of a driver goroutine into a counted failure, so that the run
+// still tears down what it set up.
+func (d *driver) recoverPanic(who string) {
+	if r := recover(); r != nil {
+		d.t.problem("loss", "driver-panic", "%s: %v", who, r)
+	}
 }
 
 // finish checks the journal against the agent, removes everything, stops the agent and
