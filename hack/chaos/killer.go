@@ -194,8 +194,8 @@ func (d *driver) registryFault(mode string) func(context.Context, *rand.Rand) {
 		_, err = d.e.agent.img().PullImage(pctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
 		cancel()
 		d.e.proxy.set(regOK)
+		d.j.setImage(ref, err, imgPresent)
 		if err == nil {
-			d.j.update(func() { d.j.images[ref] = true })
 			if mode == regCorrupt {
 				d.t.problem("loss", "corrupt-blob-accepted", "pull of %s succeeded with a corrupt blob", ref)
 			}
@@ -205,9 +205,8 @@ func (d *driver) registryFault(mode string) func(context.Context, *rand.Rand) {
 			_, err := d.e.agent.img().PullImage(c, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
 			return err
 		})
-		if err == nil {
-			d.j.update(func() { d.j.images[ref] = true })
-		} else if ctx.Err() == nil {
+		d.j.setImage(ref, err, imgPresent)
+		if err != nil && ctx.Err() == nil {
 			d.t.problem("loss", "pull-after-fault", "pull of %s after the %s fault: %v", ref, mode, err)
 		}
 	}

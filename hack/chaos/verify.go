@@ -141,7 +141,8 @@ func (d *driver) verifyState(ctx context.Context) error {
 	d.j.mu.Lock()
 	defer d.j.mu.Unlock()
 	for id, p := range d.j.pods {
-		if p.removed == havePod[id] {
+		// Created and never a removal tried: listed. Removed with success: not listed.
+		if (p.removed && havePod[id]) || (!p.removeTried && !havePod[id]) {
 			d.t.problem("loss", "pod-state", "pod %s (%s): removed=%v but listed=%v", id, p.name, p.removed, havePod[id])
 		}
 		d.t.inc("check", "pod state")
@@ -149,7 +150,7 @@ func (d *driver) verifyState(ctx context.Context) error {
 	for id, c := range d.j.ctrs {
 		got := haveCtr[id]
 		d.t.inc("check", "container state")
-		if c.removed == (got != nil) {
+		if (c.removed && got != nil) || (!c.removeTried && got == nil) {
 			d.t.problem("loss", "container-state", "container %s (%s): removed=%v but listed=%v", id, c.kind, c.removed, got != nil)
 			continue
 		}
@@ -166,10 +167,13 @@ func (d *driver) verifyState(ctx context.Context) error {
 			}
 		}
 	}
-	for ref, present := range d.j.images {
+	for ref, state := range d.j.images {
+		if state == imgUnknown {
+			continue
+		}
 		d.t.inc("check", "image state")
-		if present != haveImg[ref] {
-			d.t.problem("loss", "image-state", "image %s: pulled=%v but listed=%v", ref, present, haveImg[ref])
+		if (state == imgPresent) != haveImg[ref] {
+			d.t.problem("loss", "image-state", "image %s: %s after the last successful call, but listed=%v", ref, state, haveImg[ref])
 		}
 	}
 	return nil

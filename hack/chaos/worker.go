@@ -28,6 +28,9 @@ const (
 type podRec struct {
 	id, name, logDir string
 	removed, keeper  bool
+	// removeTried: a removal was attempted, so the pod may be gone even if no attempt
+	// returned success (the agent died after removing it, before answering).
+	removeTried bool
 }
 
 type ctrRec struct {
@@ -35,6 +38,7 @@ type ctrRec struct {
 	wantCode                     int32
 	lines                        int
 	started, stopped, removed    bool
+	removeTried                  bool // as podRec's
 }
 
 // journal holds every success; the final check compares it with the agent's state.
@@ -42,7 +46,7 @@ type journal struct {
 	mu     sync.Mutex
 	pods   map[string]*podRec
 	ctrs   map[string]*ctrRec
-	images map[string]bool // ref -> present after the last successful pull/remove
+	images map[string]string // ref -> imgPresent, imgAbsent, or imgUnknown after a failed pull/remove
 	// shimKilled are sandboxes whose shim the killer ended: their containers' exit codes and
 	// logs are legitimately lost, so they are left out of those checks (and counted).
 	shimKilled map[string]bool
@@ -51,7 +55,7 @@ type journal struct {
 }
 
 func newJournal() *journal {
-	return &journal{pods: map[string]*podRec{}, ctrs: map[string]*ctrRec{}, images: map[string]bool{},
+	return &journal{pods: map[string]*podRec{}, ctrs: map[string]*ctrRec{}, images: map[string]string{},
 		shimKilled: map[string]bool{}, everPods: map[string]bool{}}
 }
 
@@ -66,6 +70,13 @@ func (j *journal) isShimKilled(pod string) bool {
 	defer j.mu.Unlock()
 	return j.shimKilled[pod]
 }
+
+// Image states in the journal.
+const (
+	imgPresent = "present"
+	imgAbsent  = "absent"
+	imgUnknown = "unknown" // the last pull or remove failed: it may have taken effect
+)
 
 // driver is shared by the workers, the killer and the faulter.
 type driver struct {
@@ -288,6 +299,7 @@ func (w *worker) execCheck(ctx context.Context, c *ctrRec) {
 }
 
 func (w *worker) stopRemove(ctx context.Context, c *ctrRec) {
+	w.d.j.update(func() { c.removeTried = true })
 	err := w.d.call(ctx, "StopContainer", time.Minute, true, func(cc context.Context) error {
 		_, err := w.d.e.agent.rt().StopContainer(cc, &runtimeapi.StopContainerRequest{ContainerId: c.id, Timeout: 2})
 		return err
@@ -306,6 +318,14 @@ func (w *worker) stopRemove(ctx context.Context, c *ctrRec) {
 }
 
 func (w *worker) removePod(ctx context.Context, p *podRec) {
+	w.d.j.update(func() {
+		p.removeTried = true
+		for _, c := range w.d.j.ctrs {
+			if c.pod == p.id {
+				c.removeTried = true
+			}
+		}
+	})
 	err := w.d.call(ctx, "StopPodSandbox", 2*time.Minute, true, func(cc context.Context) error {
 		_, err := w.d.e.agent.rt().StopPodSandbox(cc, &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.id})
 		return err
@@ -336,9 +356,7 @@ func (w *worker) imageOps(ctx context.Context) {
 		_, err := w.d.e.agent.img().PullImage(cc, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
 		return err
 	})
-	if err == nil {
-		w.d.j.update(func() { w.d.j.images[ref] = true })
-	}
+	w.d.j.setImage(ref, err, imgPresent)
 	if w.rng.IntN(2) == 0 {
 		return
 	}
@@ -346,9 +364,17 @@ func (w *worker) imageOps(ctx context.Context) {
 		_, err := w.d.e.agent.img().RemoveImage(cc, &runtimeapi.RemoveImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
 		return err
 	})
-	if err == nil {
-		w.d.j.update(func() { w.d.j.images[ref] = false })
-	}
+	w.d.j.setImage(ref, err, imgAbsent)
+}
+
+// setImage records the outcome of a pull (want imgPresent) or remove (imgAbsent).
+func (j *journal) setImage(ref string, err error, want string) {
+	j.update(func() {
+		if err != nil {
+			want = imgUnknown
+		}
+		j.images[ref] = want
+	})
 }
 
 func pullRequest(ref string) *runtimeapi.PullImageRequest {
