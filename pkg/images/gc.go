@@ -34,6 +34,8 @@ func (s *Service) kickGC() {
 // GC removes snapshots and blobs that no image, lease or running pull references
 // (mark and sweep: no reference counts to get wrong after a crash).
 func (s *Service) GC(ctx context.Context) error {
+	s.gcMu.Lock()
+	defer s.gcMu.Unlock()
 	dirs, err := s.sweep()
 	for _, d := range dirs {
 		if rmErr := os.RemoveAll(d); rmErr != nil {

@@ -87,6 +87,9 @@ type Service struct {
 	mu       sync.Mutex
 	inflight map[string]int
 
+	// gcMu makes collections one at a time, so that GC returns only once the snapshots it
+	// or a background collection swept are removed from disk.
+	gcMu    sync.Mutex
 	gcKick  chan struct{}
 	closing chan struct{}
 	gcDone  chan struct{}
