@@ -33,6 +33,7 @@ func (s *Service) Recover(ctx context.Context) error {
 		if err := s.names.Reserve(c.Metadata().Name, c.ID()); err != nil {
 			s.log.Warn("recover: container name conflict", "container", c.ID(), "err", err)
 		}
+		s.clearStarting(c)
 	}
 	for _, sb := range s.store.Sandboxes.List() {
 		s.recoverSandbox(ctx, sb)
@@ -120,6 +121,19 @@ func (s *Service) recoverSandbox(ctx context.Context, sb *store.Sandbox) {
 		}
 		dcancel()
 	}
+}
+
+// clearStarting drops a Starting flag left by a StartContainer the agent died in: no request
+// survives a restart, and the flag would refuse Start and Remove of the container forever
+// when recovery records it exited (its shim gone) rather than created or running.
+func (s *Service) clearStarting(c *store.Container) {
+	if !c.Status().Starting {
+		return
+	}
+	s.logUpdate(c, c.Update(func(cs *store.ContainerStatus) error {
+		cs.Starting = false
+		return nil
+	}))
 }
 
 // recoverContainer brings a record in line with what the shim reports.

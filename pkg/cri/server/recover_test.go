@@ -227,3 +227,39 @@ func TestOrphansReleasedWhileServing(t *testing.T) {
 		t.Errorf("ledger %+v, want empty", rs)
 	}
 }
+
+// TestRecoverClearsStaleStarting: the agent died during StartContainer (the record says
+// Starting) and the pod's shim is gone after the restart. The container is exited, and it
+// and its pod can be removed: no request survives a restart to clear the flag.
+func TestRecoverClearsStaleStarting(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := context.Background()
+	pod := podConfig("p")
+	podID := e.runPod(t, pod)
+	id := e.createContainer(t, podID, pod, containerConfig("app"))
+	c, err := e.svc.store.Containers.Get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Update(func(st *store.ContainerStatus) error { st.Starting = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	e.svc.Close()
+	e.shims.mu.Lock()
+	e.shims.connErr = errInjected
+	e.shims.mu.Unlock()
+
+	svc := e.newService(t)
+	e.shims.mu.Lock()
+	e.shims.connErr = nil
+	e.shims.mu.Unlock()
+	if _, err := svc.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: id}); err != nil {
+		t.Fatalf("remove container after restart: %v", err)
+	}
+	if _, err := svc.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: podID}); err != nil {
+		t.Fatalf("stop pod: %v", err)
+	}
+	if _, err := svc.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: podID}); err != nil {
+		t.Fatalf("remove pod: %v", err)
+	}
+}
