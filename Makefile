@@ -9,7 +9,7 @@ TAGS      := seccomp
 LDFLAGS   := -X main.version=$(VERSION) -X github.com/berth-runtime/berth/pkg/cri/server.Version=$(VERSION)
 GOTEST    := $(GO) test -tags $(TAGS) -count=1
 
-.PHONY: all deps build run test unit e2e kubelet-e2e leaks critest critest-bench bench clean
+.PHONY: all deps build run test unit e2e kubelet-e2e leaks critest critest-bench bench chaos chaos-short clean
 
 all: build
 
@@ -64,6 +64,14 @@ bench-compare: build
 
 containerd:
 	hack/containerd.sh
+
+# chaos: kill the agent, shims and CNI plugins (>= 200 agent kills) and inject faults under a
+# churn of pods, then check that nothing was lost and nothing is left. chaos-short: ~12 kills, for CI.
+chaos: build
+	$(E2E_ENV) $(GO) run ./hack/chaos
+
+chaos-short: build
+	$(E2E_ENV) $(GO) run ./hack/chaos --short
 
 clean:
 	rm -rf $(BIN)

@@ -1,5 +1,5 @@
 // Command berth is the node agent: it serves the CRI over gRPC on a unix socket
-// so that the kubelet and crictl can run pods. Subcommands: config, images import.
+// so that the kubelet and crictl can run pods. Subcommands: config, doctor, images import.
 package main
 
 import (
@@ -49,11 +49,13 @@ func run(args []string, stdout io.Writer) error {
 		return nil
 	case "images":
 		return imagesCommand(cfg, fs.Args()[1:], stdout)
+	case "doctor":
+		return doctorCommand(cfg, fs.Args()[1:], stdout)
 	case "version":
 		fmt.Fprintf(stdout, "berth %s\n", version)
 		return nil
 	default:
-		return fmt.Errorf("unknown command %q (commands: config, images import FILE, version)", cmd)
+		return fmt.Errorf("unknown command %q (commands: config, doctor [--fix], images import FILE, version)", cmd)
 	}
 }
 

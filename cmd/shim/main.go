@@ -87,6 +87,12 @@ func run(args []string) error {
 }
 
 func serve(f flags, log *slog.Logger) error {
+	// The agent makes the directory before spawning us and removes it when it gives up on
+	// this start (a timeout, a rollback): a shim starting late must not recreate it and
+	// serve a sandbox nobody owns.
+	if _, err := os.Stat(f.dir); err != nil {
+		return fmt.Errorf("shim directory: %w (the agent gave up on this start)", err)
+	}
 	if err := runtime.SetSubreaper(); err != nil {
 		return err
 	}

@@ -85,3 +85,12 @@ func (r *Registrar) Holder(name string) (string, bool) {
 	id, ok := r.names[name]
 	return id, ok
 }
+
+// HoldsID reports whether id holds a name: a request creating or removing it is in flight,
+// or its record exists.
+func (r *Registrar) HoldsID(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.ids[id]
+	return ok
+}

@@ -8,6 +8,10 @@ import (
 	"github.com/berth-runtime/berth/pkg/cri/store"
 )
 
+// orphanReconcileInterval is how often objects a rollback failed to release (a CNI DEL that
+// failed while the plugin did) are tried again while the agent runs, not only at startup.
+const orphanReconcileInterval = 10 * time.Second
+
 // recoverShimTimeout bounds each call to a shim during recovery, so that one wedged shim
 // delays startup by seconds, not forever.
 const recoverShimTimeout = 10 * time.Second
@@ -29,6 +33,7 @@ func (s *Service) Recover(ctx context.Context) error {
 		if err := s.names.Reserve(c.Metadata().Name, c.ID()); err != nil {
 			s.log.Warn("recover: container name conflict", "container", c.ID(), "err", err)
 		}
+		s.clearStarting(c)
 	}
 	for _, sb := range s.store.Sandboxes.List() {
 		s.recoverSandbox(ctx, sb)
@@ -40,7 +45,28 @@ func (s *Service) Recover(ctx context.Context) error {
 	s.gcNetwork(ctx)
 	s.events.seed()
 	s.ready.Store(true)
+	s.exits.Add(1)
+	go s.reconcileLoop()
 	return nil
+}
+
+// reconcileLoop retries the release of orphaned objects until Close.
+func (s *Service) reconcileLoop() {
+	defer s.exits.Done()
+	t := time.NewTicker(orphanReconcileInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+			if err := s.reconcileResources(ctx); err != nil {
+				s.log.Warn("reconcile orphaned objects", "err", err)
+			}
+			cancel()
+		}
+	}
 }
 
 func (s *Service) recoverSandbox(ctx context.Context, sb *store.Sandbox) {
@@ -95,6 +121,19 @@ func (s *Service) recoverSandbox(ctx context.Context, sb *store.Sandbox) {
 		}
 		dcancel()
 	}
+}
+
+// clearStarting drops a Starting flag left by a StartContainer the agent died in: no request
+// survives a restart, and the flag would refuse Start and Remove of the container forever
+// when recovery records it exited (its shim gone) rather than created or running.
+func (s *Service) clearStarting(c *store.Container) {
+	if !c.Status().Starting {
+		return
+	}
+	s.logUpdate(c, c.Update(func(cs *store.ContainerStatus) error {
+		cs.Starting = false
+		return nil
+	}))
 }
 
 // recoverContainer brings a record in line with what the shim reports.
@@ -152,11 +191,12 @@ func (s *Service) recoverOrphanContainers() {
 // reconcileResources releases every recorded object whose owner has no record: leftovers
 // of a create that crashed before recording its object, or a remove that crashed after
 // deleting its record.
+//
+// It also runs while serving (reconcileLoop): an owner that holds a name is being created or
+// removed right now, and its own request releases what it must. The live set is read before
+// the ledger, so an owner recorded in between is skipped by its name, and one removed in
+// between has its objects released again, which release tolerates.
 func (s *Service) reconcileResources(ctx context.Context) error {
-	rs, err := s.store.Resources()
-	if err != nil {
-		return err
-	}
 	live := map[string]bool{}
 	for _, sb := range s.store.Sandboxes.List() {
 		live[sb.ID()] = true
@@ -164,8 +204,12 @@ func (s *Service) reconcileResources(ctx context.Context) error {
 	for _, c := range s.store.Containers.List() {
 		live[c.ID()] = true
 	}
+	rs, err := s.store.Resources()
+	if err != nil {
+		return err
+	}
 	for _, r := range rs {
-		if live[r.Owner] {
+		if live[r.Owner] || s.names.HoldsID(r.Owner) {
 			continue
 		}
 		if err := s.release(ctx, r); err != nil {

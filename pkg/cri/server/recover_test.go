@@ -2,10 +2,13 @@ package server
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -168,5 +171,95 @@ func addOrphan(t *testing.T, e *testEnv, r store.Resource) {
 	defer db.Close()
 	if err := db.AddResource(r); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestOrphansReleasedWhileServing: a RunPodSandbox whose rollback could not release its
+// network attachment (DEL failing as the plugin is) leaves a ledger entry without an owner;
+// the agent releases it while serving once DEL works, without waiting for a restart, and
+// leaves alone the objects of an owner whose request is still in flight (it holds a name).
+func TestOrphansReleasedWhileServing(t *testing.T) {
+	e := newTestEnv(t)
+	e.net.mu.Lock()
+	e.net.setupErr = errors.New("plugin refuses ADD")
+	e.net.teardownErr = errors.New("plugin refuses DEL")
+	e.net.mu.Unlock()
+	_, err := e.svc.RunPodSandbox(context.Background(), &runtimeapi.RunPodSandboxRequest{Config: podConfig("orphan")})
+	if err == nil {
+		t.Fatal("RunPodSandbox succeeded, want the network's error")
+	}
+	rs, _ := e.svc.store.Resources()
+	if !slices.ContainsFunc(rs, func(r store.Resource) bool { return r.Kind == kindCNI }) {
+		t.Fatalf("ledger %+v: want the attachment whose release failed", rs)
+	}
+	inflight := store.Resource{Kind: store.KindDir, Path: filepath.Join(t.TempDir(), "inflight"), Owner: "inflight-id"}
+	if err := e.svc.store.AddResource(inflight); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.names.Reserve("inflight-name", inflight.Owner); err != nil {
+		t.Fatal(err)
+	}
+	e.net.mu.Lock()
+	e.net.teardownErr = nil
+	e.net.mu.Unlock()
+
+	// The serving agent's reconcile loop, not a restart, must release it.
+	deadline := time.Now().Add(orphanReconcileInterval + 5*time.Second)
+	for {
+		rs, _ = e.svc.store.Resources()
+		if len(rs) == 1 && rs[0] == inflight {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ledger %+v, want only the in-flight owner's %+v", rs, inflight)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := e.net.attached(); n != 0 {
+		t.Errorf("%d attachments left", n)
+	}
+	// Once the in-flight request is done (it released its name), the next pass is its.
+	e.svc.names.ReleaseByID(inflight.Owner)
+	if err := e.svc.reconcileResources(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if rs, _ = e.svc.store.Resources(); len(rs) != 0 {
+		t.Errorf("ledger %+v, want empty", rs)
+	}
+}
+
+// TestRecoverClearsStaleStarting: the agent died during StartContainer (the record says
+// Starting) and the pod's shim is gone after the restart. The container is exited, and it
+// and its pod can be removed: no request survives a restart to clear the flag.
+func TestRecoverClearsStaleStarting(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := context.Background()
+	pod := podConfig("p")
+	podID := e.runPod(t, pod)
+	id := e.createContainer(t, podID, pod, containerConfig("app"))
+	c, err := e.svc.store.Containers.Get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Update(func(st *store.ContainerStatus) error { st.Starting = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	e.svc.Close()
+	e.shims.mu.Lock()
+	e.shims.connErr = errInjected
+	e.shims.mu.Unlock()
+
+	svc := e.newService(t)
+	e.shims.mu.Lock()
+	e.shims.connErr = nil
+	e.shims.mu.Unlock()
+	if _, err := svc.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: id}); err != nil {
+		t.Fatalf("remove container after restart: %v", err)
+	}
+	if _, err := svc.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: podID}); err != nil {
+		t.Fatalf("stop pod: %v", err)
+	}
+	if _, err := svc.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: podID}); err != nil {
+		t.Fatalf("remove pod: %v", err)
 	}
 }

@@ -53,6 +53,9 @@ type Options struct {
 	ResolvConf string
 	// ProcSys is where namespaced sysctls are written; "" is /proc/sys.
 	ProcSys string
+	// Offline builds a Service for `berth doctor`: no streaming, NRI or metrics servers.
+	Offline bool
+
 	// Features are what the default runtime handler advertises in Status. Leave them false
 	// until the spec generator and shim implement them.
 	Features HandlerFeatures
@@ -192,6 +195,9 @@ func New(opts Options) (*Service, error) {
 		s.store, s.ownsStore = store.New(db), true
 	}
 	s.podCIDR.Store("")
+	if opts.Offline {
+		return s, nil
+	}
 	if err := s.initTelemetry(); err != nil {
 		s.Close()
 		return nil, err

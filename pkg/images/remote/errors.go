@@ -3,6 +3,7 @@ package remote
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 
@@ -47,6 +48,12 @@ func classOf(err error) error {
 		case terr.StatusCode == http.StatusTooManyRequests || terr.StatusCode >= 500:
 			return errdefs.ErrUnavailable
 		}
+		return nil
+	}
+	// A local file operation that failed mid-pull (a full disk) is not the registry's fault;
+	// checked first because syscall.Errno satisfies net.Error.
+	var perr *fs.PathError
+	if errors.As(err, &perr) {
 		return nil
 	}
 	var nerr net.Error

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/berth-runtime/berth/pkg/network/netns"
 )
 
@@ -112,6 +114,72 @@ func TestTeardownAfterNetnsGone(t *testing.T) {
 	e.teardown(p)
 	if got := e.allocations(); len(got) != 0 {
 		t.Fatalf("reservations after Teardown without netns: %v", got)
+	}
+}
+
+// TestTeardownAfterInterfaceGone: a DEL killed after the bridge plugin deleted the pod's
+// interface but before it removed the masquerade rules leaves the netns without the IP the
+// plugin reads them from; the next DEL must still remove the pod's nat chain and rule.
+func TestTeardownAfterInterfaceGone(t *testing.T) {
+	e := newEnv(t, "berthtest7", "10.250.17.0/24")
+	p := e.newPod("a")
+	e.setup(p)
+	err := netns.Do(p.netn, func() error {
+		l, err := netlink.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		return netlink.LinkDel(l)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.teardown(p)
+	for _, line := range strings.Split(iptablesSave(t), "\n") {
+		if strings.Contains(line, p.req.ID) {
+			t.Errorf("rule left after DEL: %s", line)
+		}
+	}
+}
+
+// TestTeardownAfterFailedAddAndNetnsGone: ADD fails in a plugin after bridge set up its
+// masquerade rules, the DEL after it fails too (so bridge's DEL never runs), then the netns
+// goes (the rollback unpins it) and nothing cached the ADD: the DEL of a later retry must
+// still remove the pod's nat chain, found by its name rather than by the pod's IP.
+func TestTeardownAfterFailedAddAndNetnsGone(t *testing.T) {
+	bin, conf := t.TempDir(), t.TempDir()
+	ctl := filepath.Join(t.TempDir(), "fail-del")
+	writeFile(t, ctl, "", 0o644)
+	writeFile(t, filepath.Join(bin, "berth-fake"), `#!/bin/sh
+cat >/dev/null
+case "$CNI_COMMAND" in
+VERSION) echo '{"cniVersion":"1.1.0","supportedVersions":["1.0.0","1.1.0"]}' ;;
+ADD) echo '{"cniVersion":"1.1.0","code":999,"msg":"fake plugin refuses ADD"}'; exit 1 ;;
+DEL) if [ -f `+ctl+` ]; then echo '{"cniVersion":"1.1.0","code":999,"msg":"fake plugin refuses DEL"}'; exit 1; fi ;;
+esac
+`, 0o755)
+	e := newEnv(t, "berthtest8", "10.250.18.0/24", withConfDir(conf), withBinDirs(bin, pluginDir))
+	writeFile(t, filepath.Join(conf, "10-test.conflist"), fmt.Sprintf(`{"cniVersion":"1.1.0","name":%q,"plugins":[
+ {"type":"bridge","bridge":"berthtest8","isGateway":true,"ipMasq":true,"ipam":{"type":"host-local","ranges":[[{"subnet":"10.250.18.0/24"}]],"dataDir":%q}},
+ {"type":"berth-fake"}]}`, e.netName, e.dataDir), 0o644)
+	p := e.newPod("a")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := e.m.Setup(ctx, p.req); err == nil {
+		t.Fatal("Setup succeeded, want the fake plugin's ADD error")
+	}
+	e.recordChains()
+	if err := os.Remove(ctl); err != nil {
+		t.Fatal(err)
+	}
+	if err := netns.Unpin(p.netn); err != nil {
+		t.Fatal(err)
+	}
+	e.teardown(p)
+	for _, line := range strings.Split(iptablesSave(t), "\n") {
+		if strings.Contains(line, p.req.ID) {
+			t.Errorf("rule left after DEL: %s", line)
+		}
 	}
 }
 

@@ -6,42 +6,21 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"os"
 	"os/exec"
+	"slices"
 	"strings"
 
 	"github.com/containernetworking/cni/libcni"
 )
 
-// netnsGone reports whether DEL will run without the pod's netns.
-func netnsGone(path string) bool {
-	if path == "" {
-		return true
-	}
-	_, err := os.Stat(path)
-	return err != nil
-}
-
-// cachedIPs are the IPs the ADD of an attachment returned, from libcni's cache.
-func (m *Manager) cachedIPs(list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) []net.IP {
-	raw, err := m.cni.GetNetworkListCachedResult(list, rt)
-	if err != nil || raw == nil {
-		return nil
-	}
-	res, err := toResult(raw, rt.IfName)
-	if err != nil {
-		return nil
-	}
-	return res.IPs
-}
-
-// releaseMasq removes the ipMasq rules of bridge/ptp for a pod whose netns is gone. Those
-// plugins learn the pod's IPs from its interface at DEL, so without the netns they skip the
-// masquerade teardown and leave a per-pod nat chain behind for good. The chain name and
-// comment follow the plugins' scheme (pkg/utils FormatChainName, FormatComment); only the
-// iptables backend, the plugins' default, is handled.
-func (m *Manager) releaseMasq(ctx context.Context, list *libcni.NetworkConfigList, id string, ips []net.IP) error {
+// releaseMasq removes the ipMasq rules of bridge/ptp that a DEL left: those plugins learn the
+// pod's IPs from its interface at DEL, so without the netns, or without the interface (a DEL
+// killed halfway, or an ADD whose DEL failed before bridge's turn and whose netns is gone
+// since), they skip the masquerade teardown and leave a per-pod nat chain for good. The
+// chain is found by name and the jumps to it by target, so the pod's IP (which no cache may
+// hold) is not needed. The chain name and comment follow the plugins' scheme (pkg/utils
+// FormatChainName); only the iptables backend, the plugins' default, is handled.
+func (m *Manager) releaseMasq(ctx context.Context, list *libcni.NetworkConfigList, id string) error {
 	var masq bool
 	for _, p := range list.Plugins {
 		var c struct {
@@ -55,28 +34,81 @@ func (m *Manager) releaseMasq(ctx context.Context, list *libcni.NetworkConfigLis
 		return nil
 	}
 	chain := fmt.Sprintf("CNI-%x", sha512.Sum512([]byte(list.Name+id)))[:28]
-	comment := fmt.Sprintf("name: %q id: %q", list.Name, id)
 	var errs []error
-	for _, ip := range ips {
-		tool := "iptables"
-		if ip.To4() == nil {
-			tool = "ip6tables"
-		}
+	for _, tool := range []string{"iptables", "ip6tables"} {
 		if exec.CommandContext(ctx, tool, "-w", "-t", "nat", "-S", chain).Run() != nil {
-			continue // no such chain: nothing leaked (or already removed for another IP)
+			continue // no such chain (or no such tool): nothing leaked
 		}
-		// The jump may already be gone; the chain is what must not stay.
-		_ = exec.CommandContext(ctx, tool, "-w", "-t", "nat", "-D", "POSTROUTING", "-s", ip.String(), "-j", chain, "-m", "comment", "--comment", comment).Run()
+		if err := deleteJumps(ctx, tool, chain); err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		for _, op := range []string{"-F", "-X"} {
 			if out, err := exec.CommandContext(ctx, tool, "-w", "-t", "nat", op, chain).CombinedOutput(); err != nil {
 				errs = append(errs, fmt.Errorf("%s %s %s: %w: %s", tool, op, chain, err, strings.TrimSpace(string(out))))
 				break
 			}
 		}
+		m.log.Info("released masquerade rules the plugin's DEL left", "sandbox", id, "chain", chain)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("release masquerade rules of sandbox %s: %w", id, err)
 	}
-	m.log.Info("released masquerade rules of a pod whose netns was gone", "sandbox", id, "chain", chain)
 	return nil
+}
+
+// deleteJumps deletes the POSTROUTING rules that jump to chain, by their own spec.
+func deleteJumps(ctx context.Context, tool, chain string) error {
+	out, err := exec.CommandContext(ctx, tool, "-w", "-t", "nat", "-S", "POSTROUTING").Output()
+	if err != nil {
+		return fmt.Errorf("%s -S POSTROUTING: %w", tool, err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || f[0] != "-A" || !slices.Contains(f, chain) {
+			continue
+		}
+		// iptables -S quotes the comment; split it back into one argument.
+		args, err := splitRule(line[len("-A "):])
+		if err != nil {
+			return err
+		}
+		del := append([]string{"-w", "-t", "nat", "-D"}, args...)
+		if b, err := exec.CommandContext(ctx, tool, del...).CombinedOutput(); err != nil {
+			return fmt.Errorf("%s -D %s: %w: %s", tool, line, err, strings.TrimSpace(string(b)))
+		}
+	}
+	return nil
+}
+
+// splitRule splits an iptables -S rule into arguments, honouring double quotes and \".
+func splitRule(s string) ([]string, error) {
+	var args []string
+	var cur strings.Builder
+	inQuote, have := false, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\\' && inQuote && i+1 < len(s):
+			i++
+			cur.WriteByte(s[i])
+		case c == '"':
+			inQuote, have = !inQuote, true
+		case c == ' ' && !inQuote:
+			if have || cur.Len() > 0 {
+				args = append(args, cur.String())
+				cur.Reset()
+				have = false
+			}
+		default:
+			cur.WriteByte(c)
+		}
+	}
+	if inQuote {
+		return nil, fmt.Errorf("unbalanced quotes in iptables rule %q", s)
+	}
+	if have || cur.Len() > 0 {
+		args = append(args, cur.String())
+	}
+	return args, nil
 }

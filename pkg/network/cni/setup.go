@@ -114,15 +114,9 @@ func podAddress(r *current.Result, ipc *current.IPConfig, ifName string) bool {
 // delList runs DEL for one attachment; rt.NetNS may name a namespace that is gone, which the
 // standard plugins accept (they still release the IP).
 func (m *Manager) delList(ctx context.Context, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) error {
-	var orphaned []net.IP
-	if netnsGone(rt.NetNS) {
-		orphaned = m.cachedIPs(list, rt) // DEL drops the cache entry
-	}
 	if err := m.cni.DelNetworkList(ctx, list, rt); err != nil {
 		return fmt.Errorf("cni del sandbox %s from network %q: %w", rt.ContainerID, list.Name, err)
 	}
-	if len(orphaned) > 0 {
-		return m.releaseMasq(ctx, list, rt.ContainerID, orphaned)
-	}
-	return nil
+	// Whatever the plugin's DEL could not see (netns or interface gone) is released by name.
+	return m.releaseMasq(ctx, list, rt.ContainerID)
 }

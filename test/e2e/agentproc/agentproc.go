@@ -25,6 +25,9 @@ type Options struct {
 	Bin, ShimBin string
 	// RootPrefix and StatePrefix name the temporary directories under /var/lib and /run.
 	RootPrefix, StatePrefix string
+	// RootParent holds the root directory instead of /var/lib (hack/chaos: a small
+	// filesystem of its own that it can fill).
+	RootParent string
 	// Config returns the agent's TOML config, given its directories.
 	Config func(root, state string) (string, error)
 	// Bridge is a pod bridge of the agent's own, deleted at cleanup (the
@@ -47,7 +50,11 @@ type Agent struct {
 
 // New creates the agent's directories and config and launches it.
 func New(o Options) (*Agent, error) {
-	root, err := os.MkdirTemp("/var/lib", o.RootPrefix)
+	parent := o.RootParent
+	if parent == "" {
+		parent = "/var/lib"
+	}
+	root, err := os.MkdirTemp(parent, o.RootPrefix)
 	if err != nil {
 		return nil, err
 	}
