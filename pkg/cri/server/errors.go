@@ -2,11 +2,14 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"syscall"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -26,8 +29,22 @@ func toStatus(err error) error {
 	if err == nil {
 		return nil
 	}
-	st, _ := status.FromError(errgrpc.ToGRPC(err))
+	st, _ := status.FromError(errgrpc.ToGRPC(classifyErrno(err)))
 	return status.Error(st.Code(), st.Message())
+}
+
+// classifyErrno classes the kernel errors that mean the same whichever step met them: a full
+// filesystem or an exhausted quota is ResourceExhausted whether a spec, a log directory or an
+// overlay's upper layer was being written, so the kubelet sees the node's state, not Unknown.
+// Errors already classified keep their class.
+func classifyErrno(err error) error {
+	if status.Code(errgrpc.ToGRPC(err)) != codes.Unknown {
+		return err
+	}
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%w: %w", err, errdefs.ErrResourceExhausted)
+	}
+	return err
 }
 
 // readiness reports whether startup recovery has finished; until it has, every

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/containerd/errdefs"
@@ -68,6 +70,20 @@ func TestErrorCodes(t *testing.T) {
 			}
 		})
 	}
+	t.Run("full disk", func(t *testing.T) {
+		for _, errno := range []error{syscall.ENOSPC, syscall.EDQUOT} {
+			err := fmt.Errorf("create container %q: write spec: %w", "c1", &os.PathError{Op: "write", Path: "/x", Err: errno})
+			_, got := unaryCall(t, discardLog(), func(context.Context, any) (any, error) { return nil, err })
+			if status.Code(got) != codes.ResourceExhausted {
+				t.Errorf("%v: code = %s, want ResourceExhausted", errno, status.Code(got))
+			}
+		}
+		classified := fmt.Errorf("pull: %w: %w", syscall.ENOSPC, errdefs.ErrUnavailable)
+		_, got := unaryCall(t, discardLog(), func(context.Context, any) (any, error) { return nil, classified })
+		if status.Code(got) != codes.Unavailable {
+			t.Errorf("an already classified error changed class: %s", status.Code(got))
+		}
+	})
 	t.Run("status kept", func(t *testing.T) {
 		_, got := unaryCall(t, discardLog(), func(context.Context, any) (any, error) { return nil, status.Error(codes.Aborted, "x") })
 		if status.Code(got) != codes.Aborted {
