@@ -1,5 +1,5 @@
-# berth: a Kubernetes CRI runtime. `sudo make run` builds and runs the agent;
-# `sudo make test` sets up and runs every test. Both install what they need.
+# berth: a Kubernetes CRI runtime. `make run` (as root) builds and runs the agent;
+# `make test` (as root) sets up and runs every test. Both install what they need.
 
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -24,8 +24,10 @@ build:
 run: deps build
 	$(BIN)/berth
 
-# test: unit tests, then the e2e tests against a real agent, then a leak check.
-test: deps build unit e2e kubelet-e2e critest leaks
+# test: unit tests, the e2e tests against a real agent, the kubelet scenarios, critest, a short
+# chaos run and a short pass of every fuzz target, the cgroup v2 / AppArmor checks in the VM,
+# then a leak check. The long runs are `make chaos` and `make fuzz`.
+test: deps build unit e2e kubelet-e2e critest chaos-short fuzz-short vm-smoke leaks
 
 unit:
 	$(GO) vet -tags $(TAGS) ./...
