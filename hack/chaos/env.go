@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -222,7 +223,7 @@ func (e *env) cleanAgent() {
 	if out, err := exec.Command(e.berth, append(append([]string{}, a.Args...), "doctor", "--shared-node", "--fix")...).CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "chaos: teardown doctor --fix: %v\n%s\n", err, out)
 	}
-	for _, pid := range processesMentioning(a.State) {
+	for _, pid := range processesOf(a.State) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 	if e.keepLog != "" {
@@ -277,6 +278,25 @@ func (e *env) removeRules() {
 			_ = run("iptables", "-t", table, "-X", c)
 		}
 	}
+}
+
+// processesOf lists the agent's leftover processes: those whose command line names its
+// state directory (shims) and those working in it (pod inits, whose command line names
+// nothing but whose working directory is their shim's).
+func processesOf(state string) []int {
+	out := processesMentioning(state)
+	ents, _ := os.ReadDir("/proc")
+	for _, en := range ents {
+		var pid int
+		if _, err := fmt.Sscan(en.Name(), &pid); err != nil || slices.Contains(out, pid) {
+			continue
+		}
+		cwd, err := os.Readlink(filepath.Join("/proc", en.Name(), "cwd"))
+		if err == nil && strings.HasPrefix(cwd, state+"/") && !isZombie(pid) {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 // processesMentioning lists pids whose command line contains s.

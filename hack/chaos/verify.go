@@ -236,7 +236,7 @@ func (d *driver) removeEverything(ctx context.Context) error {
 
 // leakChecks are counted with the agent stopped: the doctor's verdict, then the driver's own
 // look at what the doctor cannot attribute on a shared node.
-var leakChecks = []string{"doctor", "mount", "netns", "veth", "ip", "iptables", "cgroup", "shim", "snapshot", "bbolt-record", "lease", "pod-record", "container-record"}
+var leakChecks = []string{"doctor", "mount", "netns", "veth", "ip", "iptables", "cgroup", "process", "snapshot", "bbolt-record", "lease", "pod-record", "container-record"}
 
 func (d *driver) checkLeaks() {
 	a := d.e.agent.a
@@ -283,8 +283,8 @@ func (d *driver) checkLeaks() {
 		}
 	}
 	d.j.mu.Unlock()
-	for _, pid := range processesMentioning(a.State) {
-		d.t.problem("leak", "shim", "pid %d", pid)
+	for _, pid := range processesOf(a.State) {
+		d.t.problem("leak", "process", "pid %d", pid)
 	}
 	if ents, _ := os.ReadDir(filepath.Join(a.Root, "images", "snapshots")); len(ents) > 0 {
 		d.t.problem("leak", "snapshot", "%d snapshot dirs", len(ents))

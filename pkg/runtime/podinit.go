@@ -74,6 +74,12 @@ func (m *Manager) StartPodInit(opts PodInitOptions) (int, error) {
 	if opts.UserNS != "" {
 		start = m.startInUserNS
 	}
+	if opts.CgroupPath != "" {
+		// Made before the fork: the init joins it by itself and creates nothing.
+		if err := ensureCgroup(opts.CgroupPath); err != nil {
+			return 0, err
+		}
+	}
 	pi, err := start(opts)
 	if err != nil {
 		return 0, fmt.Errorf("start pod init: %w", err)
@@ -102,13 +108,22 @@ func (m *Manager) podInitCommand() (*exec.Cmd, func(), error) {
 	return cmd, func() { devnull.Close() }, nil
 }
 
-// startPodInit forks the init straight into a new pid namespace.
+// podInitCgroupEnv names the cgroup the pod init moves itself into before anything else.
+const podInitCgroupEnv = "BERTH_POD_INIT_CGROUP"
+
+// startPodInit forks the init straight into a new pid namespace. The init joins its
+// cgroup itself (PodInitMain), so that a shim killed between the fork and its own
+// joinCgroup cannot leave a pod init outside the pod cgroup, where removing the pod
+// would never find it; the shim's join after the fork is then a no-op.
 func (m *Manager) startPodInit(opts PodInitOptions) (*podInit, error) {
 	cmd, closeFiles, err := m.podInitCommand()
 	if err != nil {
 		return nil, err
 	}
 	defer closeFiles()
+	if opts.CgroupPath != "" {
+		cmd.Env = append(os.Environ(), podInitCgroupEnv+"="+opts.CgroupPath)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Setsid: true}
 	release := m.reaper.hold()
 	err = startInNamespaces(cmd, podNamespaces(opts))
@@ -277,6 +292,37 @@ func joinCgroup(path string, pid int) error {
 	return nil
 }
 
+// joinOwnCgroup moves the calling process into path in every hierarchy. It creates
+// nothing: a cgroup the agent already removed (its pod rolled back) ends the init
+// instead of being made again with nobody to remove it.
+func joinOwnCgroup(path string) error {
+	mounts, err := cgroups.GetCgroupMounts(true)
+	if err != nil {
+		return fmt.Errorf("list cgroup mounts: %w", err)
+	}
+	for _, mnt := range mounts {
+		dir := filepath.Join(mnt.Mountpoint, filepath.Clean("/"+path))
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte("0"), 0); err != nil {
+			return fmt.Errorf("join cgroup %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// ensureCgroup creates path in every hierarchy joinCgroup moves the init into.
+func ensureCgroup(path string) error {
+	mounts, err := cgroups.GetCgroupMounts(true)
+	if err != nil {
+		return fmt.Errorf("list cgroup mounts: %w", err)
+	}
+	for _, mnt := range mounts {
+		if _, err := ensureCgroupDir(mnt, path); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // ensureCgroupDir creates path level by level; a new cpuset level starts
 // with no cpus or mems (joining it fails with ENOSPC), so it inherits its
 // parent's.
@@ -332,6 +378,12 @@ func (m *Manager) StopPodInit() {
 // PodInitMain is the whole life of the pod init: as PID 1 of the pod's PID
 // namespace it reaps orphaned zombies and exits on SIGTERM or SIGINT.
 func PodInitMain() int {
+	if path := os.Getenv(podInitCgroupEnv); path != "" {
+		if err := joinOwnCgroup(path); err != nil {
+			fmt.Fprintln(os.Stderr, "berth-pod-init:", err)
+			return 1
+		}
+	}
 	sigc := make(chan os.Signal, 8)
 	signal.Notify(sigc, unix.SIGCHLD, unix.SIGTERM, unix.SIGINT)
 	for sig := range sigc {

@@ -465,6 +465,44 @@ func TestPodInit(t *testing.T) {
 	}
 }
 
+// The pod init joins its cgroup by itself, so a shim killed right after the fork leaves
+// no init outside the pod cgroup; a cgroup already gone ends the init.
+func TestPodInitJoinsItsOwnCgroup(t *testing.T) {
+	e := newTestManager(t)
+	cg := runtimetest.CgroupPath(t, "podinit-self-"+strconv.Itoa(os.Getpid()))
+	dirs := runtimetest.CgroupDirs(t, cg)
+	if err := ensureCgroup(cg); err != nil {
+		t.Fatal(err)
+	}
+	// startPodInit alone: no joinCgroup from the shim's side.
+	pi, err := e.m.startPodInit(PodInitOptions{CgroupPath: cg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pi.signal(syscall.SIGKILL); <-pi.done })
+	pid := strconv.Itoa(pi.pid)
+	runtimetest.WaitFor(t, "pod init in its cgroup", func() bool {
+		procs, _ := os.ReadFile(filepath.Join(dirs[0], "cgroup.procs"))
+		return slices.Contains(strings.Fields(string(procs)), pid)
+	})
+
+	missing, err := e.m.startPodInit(PodInitOptions{CgroupPath: cg + "-gone"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-missing.done:
+	case <-time.After(5 * time.Second):
+		missing.signal(syscall.SIGKILL)
+		t.Fatal("a pod init whose cgroup is gone kept running")
+	}
+	for _, dir := range runtimetest.CgroupDirs(t, cg+"-gone") {
+		if runtimetest.Exists(dir) {
+			t.Errorf("the pod init created %s", dir)
+		}
+	}
+}
+
 // When the init of a container that shares a PID namespace exits, what it forked is
 // killed before the exit is reported: the kernel kills nothing there.
 func TestExitKillsLeftovers(t *testing.T) {
