@@ -22,10 +22,9 @@ if [ "${1:-}" != --guest ]; then
 	exit
 fi
 
-fail() {
-	echo "apparmor-smoke: FAIL: $*"
-	exit 1
-}
+SMOKE=apparmor-smoke
+# shellcheck source=hack/vm/guest-lib.sh
+. /share/bin/guest-lib.sh
 
 echo "kernel: $(uname -r); cmdline: $(cat /proc/cmdline)"
 enabled=$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null || echo absent)
@@ -33,19 +32,7 @@ echo "apparmor module enabled: $enabled; lsm: $(cat /sys/kernel/security/lsm 2>/
 [ "$enabled" = Y ] || fail "apparmor is not enabled in the guest kernel"
 echo "apparmor_parser: $(command -v apparmor_parser || echo missing) $(apparmor_parser --version 2>/dev/null | head -n 1)"
 
-sock=/run/berth/berth.sock
-berth --root /var/lib/berth --state /run/berth --listen "$sock" --shim-binary /share/bin/berth-shim \
-	--log-level debug >/share/results/berth.log 2>&1 &
-agent=$!
-trap 'kill $agent 2>/dev/null; wait $agent 2>/dev/null' EXIT
-printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 120\n' "$sock" "$sock" >/etc/crictl.yaml
-i=0
-until crictl version >/dev/null 2>&1; do
-	i=$((i + 1))
-	kill -0 $agent 2>/dev/null || fail "berth exited: $(tail -n 20 /share/results/berth.log)"
-	[ $i -lt 240 ] || fail "berth did not answer on $sock within 120s"
-	sleep 0.5
-done
+start_berth berth.log
 echo "berth log:"
 grep -i apparmor /share/results/berth.log | sed 's/^/  /'
 echo "loaded: $(grep berth-default /sys/kernel/security/apparmor/profiles || echo 'berth-default NOT loaded')"
@@ -53,18 +40,8 @@ grep -q '^berth-default (enforce)' /sys/kernel/security/apparmor/profiles || fai
 echo "status conditions: $(crictl info -o go-template --template '{{range .status.conditions}}{{.type}}={{.status}} {{end}}' 2>&1)"
 
 # A restart finds the profile loaded at its version and leaves it alone.
-kill $agent
-wait $agent 2>/dev/null || true
-berth --root /var/lib/berth --state /run/berth --listen "$sock" --shim-binary /share/bin/berth-shim \
-	--log-level debug >/share/results/berth-restart.log 2>&1 &
-agent=$!
-i=0
-until crictl version >/dev/null 2>&1; do
-	i=$((i + 1))
-	kill -0 $agent 2>/dev/null || fail "berth exited after a restart: $(tail -n 20 /share/results/berth-restart.log)"
-	[ $i -lt 240 ] || fail "berth did not answer on $sock within 120s after a restart"
-	sleep 0.5
-done
+stop_berth
+start_berth berth-restart.log "after a restart"
 echo "berth log after a restart:"
 grep -i 'apparmor default' /share/results/berth-restart.log | sed 's/^/  /'
 grep -q 'apparmor default profile is loaded' /share/results/berth-restart.log || fail "the restarted agent did not find the profile loaded"
@@ -127,20 +104,10 @@ grep -q 'mount: allowed' $u || fail "the Unconfined container could not mount"
 # the profile unloaded, RuntimeDefault is refused with the fix, and Status says so.
 crictl stopp "$pod" >/dev/null 2>&1 || true
 crictl rmp "$pod" >/dev/null 2>&1 || true
-kill $agent
-wait $agent 2>/dev/null || true
+stop_berth
 printf berth-default >/sys/kernel/security/apparmor/.remove
 mount --bind /dev/null /usr/sbin/apparmor_parser
-berth --root /var/lib/berth --state /run/berth --listen "$sock" --shim-binary /share/bin/berth-shim \
-	--log-level debug >/share/results/berth-noparser.log 2>&1 &
-agent=$!
-i=0
-until crictl version >/dev/null 2>&1; do
-	i=$((i + 1))
-	kill -0 $agent 2>/dev/null || fail "berth exited without apparmor_parser: $(tail -n 20 /share/results/berth-noparser.log)"
-	[ $i -lt 240 ] || fail "berth did not answer on $sock within 120s without apparmor_parser"
-	sleep 0.5
-done
+start_berth berth-noparser.log "without apparmor_parser"
 umount /usr/sbin/apparmor_parser
 echo "berth log without apparmor_parser:"
 grep -i 'apparmor_parser' /share/results/berth-noparser.log | sed 's/^/  /'

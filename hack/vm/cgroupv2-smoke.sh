@@ -10,27 +10,14 @@
 # The container is AppArmor-unconfined: the guest enables AppArmor without berth's profile loaded.
 set -eu
 
-fail() {
-	echo "cgroupv2-smoke: FAIL: $*"
-	exit 1
-}
+SMOKE=cgroupv2-smoke
+# shellcheck source=hack/vm/guest-lib.sh
+. /share/bin/guest-lib.sh
 
 [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ] || fail "/sys/fs/cgroup is not cgroup2fs"
 echo "root subtree_control: $(cat /sys/fs/cgroup/cgroup.subtree_control)"
 
-sock=/run/berth/berth.sock
-berth --root /var/lib/berth --state /run/berth --listen "$sock" --shim-binary /share/bin/berth-shim \
-	--log-level debug >/share/results/berth.log 2>&1 &
-agent=$!
-trap 'kill $agent 2>/dev/null; wait $agent 2>/dev/null' EXIT
-printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 120\n' "$sock" "$sock" >/etc/crictl.yaml
-i=0
-until crictl version >/dev/null 2>&1; do
-	i=$((i + 1))
-	kill -0 $agent 2>/dev/null || fail "berth exited: $(tail -n 20 /share/results/berth.log)"
-	[ $i -lt 240 ] || fail "berth did not answer within 120s"
-	sleep 0.5
-done
+start_berth berth.log
 berth --root /var/lib/berth --state /run/berth --listen "$sock" images import /share/bin/busybox.tar >/dev/null ||
 	fail "import the busybox test image"
 

@@ -64,7 +64,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-cp bin/berth bin/berth-shim "$share/bin/"
+cp bin/berth bin/berth-shim hack/vm/guest-lib.sh "$share/bin/"
 if command -v crictl >/dev/null; then cp "$(command -v crictl)" "$share/bin/"; fi
 for f in $VM_BINS; do cp "$f" "$share/bin/"; done
 for f in $VM_TESTS; do cp "$f" "$share/tests/"; done

@@ -5,10 +5,9 @@
 # happens without asserting it (the cgroup v2 / systemd support in berth is not written yet).
 set -eu
 
-fail() {
-	echo "smoke: FAIL: $*"
-	exit 1
-}
+SMOKE=smoke
+# shellcheck source=hack/vm/guest-lib.sh
+. /share/bin/guest-lib.sh
 
 pid1=$(cat /proc/1/comm)
 echo "PID 1: $pid1"
@@ -22,22 +21,7 @@ echo "kernel: $(uname -r); $(systemctl --version | head -n 1)"
 echo "berth --version: $(berth --version)"
 
 command -v crictl >/dev/null || fail "no crictl in /share/bin: run.sh copies the host's (hack/deps.sh installs it)"
-sock=/run/berth/berth.sock
-berth --root /var/lib/berth --state /run/berth --listen "$sock" --shim-binary /share/bin/berth-shim \
-	--log-level debug >/share/results/berth.log 2>&1 &
-agent=$!
-# The agent is stopped however the script ends; pods are left to the VM's poweroff.
-trap 'kill $agent 2>/dev/null; wait $agent 2>/dev/null' EXIT
-# crictl's default 2s timeout is too short for a VM that runs code 4-10x slower than the host.
-printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 120\n' "$sock" "$sock" >/etc/crictl.yaml
-
-i=0
-until crictl version >/dev/null 2>&1; do
-	i=$((i + 1))
-	kill -0 $agent 2>/dev/null || fail "berth exited: $(tail -n 20 /share/results/berth.log)"
-	[ $i -lt 120 ] || fail "berth did not answer on $sock within 60s"
-	sleep 0.5
-done
+start_berth berth.log
 echo "berth answers on $sock after ~$((i / 2))s:"
 crictl version
 crictl info >/share/results/crictl-info.json 2>&1 || echo "crictl info failed: $(cat /share/results/crictl-info.json)"
