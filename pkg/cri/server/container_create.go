@@ -230,7 +230,10 @@ func (s *Service) mountRootfs(ctx context.Context, md store.ContainerMetadata, s
 	}
 	data := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(lowers, ":"), upper, work)
 	return s.acquire(cl, store.Resource{Kind: store.KindMount, Path: md.Rootfs, Owner: md.ID}, func() error {
-		return s.mounter.Mount("overlay", md.Rootfs, "overlay", 0, data)
+		if err := s.mounter.Mount("overlay", md.Rootfs, "overlay", 0, data); err != nil {
+			return err
+		}
+		return ensureWritable(md.Rootfs)
 	})
 }
 
