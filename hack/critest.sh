@@ -93,17 +93,8 @@ install_ginkgo() {
 TMP="" ROOT_DIR="" STATE_DIR="" REG_PID="" BERTH_PID="" SOCK="" BRIDGE="" OWN_PARENT=false SAMPLER_PID=""
 SUBNET=10.89.0.0/16
 
-stop_pid() { # pid name: SIGTERM, then SIGKILL after 20s
-	local pid=$1 name=$2 i
-	[[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < 200; i++)); do
-		kill -0 "$pid" 2>/dev/null || return 0
-		sleep 0.1
-	done
-	log "$name ($pid) ignored SIGTERM, killing it"
-	kill -KILL "$pid" 2>/dev/null || true
-}
+# shellcheck source=hack/lib.sh
+source "$REPO/hack/lib.sh"
 
 # sample_ids records the ids of berth's pods and containers while they exist (their state
 # directories are named by id), so that the leak check can find their cgroups and rules
@@ -150,24 +141,12 @@ check_leaks() {
 # force_clean removes whatever a failed or leaking run left, so the node is clean for the
 # next step either way.
 force_clean() {
-	# Shims outlive the agent by design; ours are the ones naming our state dir.
-	local p
 	[[ -n $STATE_DIR ]] || return 0 # nothing started yet
-	for p in $(grep -lF "$STATE_DIR" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3); do
-		[[ $p == "$$" || $p == "$BASHPID" ]] && continue
-		grep -qF "$STATE_DIR" "/proc/$p/cmdline" 2>/dev/null || continue # the grep above, gone
-		log "killing leftover $(tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null) ($p)"
-		kill -KILL "$p" 2>/dev/null
-	done
-	local dir
-	for dir in "$STATE_DIR" "$ROOT_DIR"; do
-		[[ -n $dir && -d $dir ]] || continue
-		# Whatever berth left mounted (shm, rootfs, pinned netns) must go before the directory.
-		grep -F " $dir/" /proc/self/mountinfo | awk '{ print $5 }' | sort -r | while read -r m; do
-			umount -l "$m" 2>>"$OUT/teardown.log" || log "cannot unmount $m"
-		done
-		rm -rf "$dir" || log "cannot remove $dir"
-	done
+	# Shims outlive the agent by design; ours are the ones naming our state dir.
+	kill_naming "$STATE_DIR"
+	# Whatever berth left mounted (shm, rootfs, pinned netns) must go before the directory.
+	remove_dir "$STATE_DIR"
+	remove_dir "$ROOT_DIR"
 	if [[ -s $OUT/ids ]]; then
 		clean_cgroups
 		clean_iptables
