@@ -8,6 +8,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	cg "github.com/opencontainers/cgroups"
+	cgfs "github.com/opencontainers/cgroups/fs"
+	"github.com/opencontainers/cgroups/fs2"
 )
 
 // Stats is a point-in-time sample of a cgroup, hierarchical (a pod's figures include its
@@ -183,4 +185,29 @@ func notFound(err error) error {
 		return fmt.Errorf("%w: %w", errdefs.ErrNotFound, err)
 	}
 	return err
+}
+
+// OOMKills reads the OOM-kill counter of a container's memory cgroup, given the cgroup paths
+// libcontainer reports for it (controller name -> absolute path; "" is the unified hierarchy).
+// The kernel raises the counter before it sends the OOM killer's SIGKILL (mm/oom_kill.c: "task
+// reaper must see this"), so a reader who saw the victim die reads a counter that includes it:
+// no waiting for the asynchronous OOM notification is needed.
+func OOMKills(paths map[string]string) (uint64, error) {
+	// On a hybrid node the unified hierarchy is there too, but memory is a v1 controller.
+	if p, ok := paths["memory"]; ok {
+		n, err := cgfs.OOMKillCount(p)
+		if err != nil {
+			return 0, fmt.Errorf("cgroup oom kills %q: %w", p, notFound(err))
+		}
+		return n, nil
+	}
+	p, ok := paths[""]
+	if !ok {
+		return 0, fmt.Errorf("cgroup oom kills: no memory cgroup: %w", errdefs.ErrNotFound)
+	}
+	n, err := fs2.OOMKillCount(p)
+	if err != nil {
+		return 0, fmt.Errorf("cgroup oom kills %q: %w", p, notFound(err))
+	}
+	return n, nil
 }

@@ -122,7 +122,11 @@ func (m *Manager) create(opts CreateOptions) (*container, error) {
 	}
 	c.stdin = io.stdin
 	c.io = io
-	m.watchOOM(c)
+	if lst, err := lc.State(); err == nil {
+		c.cgroupPaths = lst.CgroupPaths
+	} else {
+		m.log.Warn("read container cgroup paths; OOM kills will not be reported", "id", opts.ID, "err", err)
+	}
 	go m.copyIO(c, io)
 	go m.monitor(c)
 	return c, nil

@@ -10,6 +10,8 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/runc/libcontainer"
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-runtime/berth/pkg/cgroups"
 )
 
 // ioDrainTimeout bounds how long the exit waits for the output pipes to
@@ -45,19 +47,19 @@ func (m *Manager) Start(id string) error {
 	return nil
 }
 
-// watchOOM remembers whether the kernel OOM killer fired in the container's
-// memory cgroup; the exit is reported as OOMKilled only together with a SIGKILL.
-func (m *Manager) watchOOM(c *container) {
-	ch, err := c.lc.NotifyOOM()
-	if err != nil {
-		m.log.Warn("watch container OOM events", "id", c.id, "err", err)
-		return
+// oomKilled tells whether the kernel OOM killer fired in the container's memory cgroup. It is
+// read when the init has died of SIGKILL: the kernel counts the kill before it sends the
+// signal, so the count is complete by then (no asynchronous notification to wait for).
+func (m *Manager) oomKilled(c *container) bool {
+	if c.cgroupPaths == nil {
+		return false
 	}
-	go func() {
-		for range ch {
-			c.oom.Store(true)
-		}
-	}()
+	n, err := cgroups.OOMKills(c.cgroupPaths)
+	if err != nil {
+		m.log.Warn("read container OOM kills", "id", c.id, "err", err)
+		return false
+	}
+	return n > 0
 }
 
 // monitor is the container's one exit path: it waits for the init, kills
@@ -84,16 +86,13 @@ func (m *Manager) monitor(c *container) {
 	if err := c.log.Close(); err != nil {
 		m.log.Warn("close container log", "id", c.id, "err", err)
 	}
-	// An OOM event can trail the SIGKILL it caused by a little.
 	code, signaled := exitCode(ps)
-	if signaled == syscall.SIGKILL && !c.oom.Load() {
-		time.Sleep(50 * time.Millisecond)
-	}
+	oom := signaled == syscall.SIGKILL && m.oomKilled(c)
 	m.update(c, func(st *Status) {
 		st.Status = StatusStopped
 		st.ExitCode = code
 		st.FinishedAt = finished
-		st.OOMKilled = signaled == syscall.SIGKILL && c.oom.Load()
+		st.OOMKilled = oom
 		st.Reason = exitReason(code, st.OOMKilled)
 		if ps == nil {
 			st.Message = fmt.Sprintf("wait for init: %v", err)

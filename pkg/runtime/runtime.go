@@ -59,7 +59,8 @@ type container struct {
 	io             *processIO
 	ioDone         chan struct{} // closed when stdout/stderr copying ended
 	exited         chan struct{} // closed once the exit is recorded
-	oom            atomic.Bool
+	// cgroupPaths are the container's cgroups (controller -> path), for its OOM-kill count.
+	cgroupPaths map[string]string
 
 	mu sync.Mutex
 	st Status
