@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,7 +30,10 @@ func SetSubreaper() error {
 // container inits (owned, waited by monitor) and libcontainer's own
 // intermediate children (spawned while a hold is taken).
 type reaper struct {
-	log   *slog.Logger
+	log *slog.Logger
+	// candidates lists the pids that may be this process's children: its
+	// children files where the kernel has them, else every pid on the node.
+	candidates func() []string
 	spawn sync.RWMutex // read-held while libcontainer spawns and waits
 
 	mu    sync.Mutex
@@ -37,7 +41,13 @@ type reaper struct {
 }
 
 func newReaper(log *slog.Logger) *reaper {
-	return &reaper{log: log, owned: map[int]bool{}}
+	r := &reaper{log: log, owned: map[int]bool{}, candidates: allPIDs}
+	// Decided once: the children files (CONFIG_PROC_CHILDREN) make a reap cost the
+	// number of children instead of the number of processes on the node, on every SIGCHLD.
+	if _, err := os.Stat(fmt.Sprintf("/proc/self/task/%d/children", unix.Gettid())); err == nil {
+		r.candidates = ownChildren
+	}
+	return r
 }
 
 // hold keeps the reaper away until the returned release is called.
@@ -79,7 +89,7 @@ func (r *reaper) run(ctx context.Context) {
 func (r *reaper) reapOrphans() {
 	r.spawn.Lock()
 	defer r.spawn.Unlock()
-	for _, pid := range zombieChildren(os.Getpid()) {
+	for _, pid := range zombieChildren(os.Getpid(), r.candidates()) {
 		r.mu.Lock()
 		owned := r.owned[pid]
 		r.mu.Unlock()
@@ -93,20 +103,16 @@ func (r *reaper) reapOrphans() {
 	}
 }
 
-// zombieChildren lists the zombie children of parent by scanning /proc:
+// zombieChildren lists the zombie children of parent among the candidate pids:
 // waitid(WNOWAIT) would only ever show the first one, which may be owned.
-func zombieChildren(parent int) []int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
+func zombieChildren(parent int, candidates []string) []int {
 	var out []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
+	for _, name := range candidates {
+		pid, err := strconv.Atoi(name)
 		if err != nil {
 			continue
 		}
-		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		data, err := os.ReadFile("/proc/" + name + "/stat")
 		if err != nil {
 			continue
 		}
@@ -124,4 +130,36 @@ func zombieChildren(parent int) []int {
 		}
 	}
 	return out
+}
+
+// allPIDs lists every process on the node.
+func allPIDs() []string {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// ownChildren lists the children of every thread of this process (an orphan is
+// reparented to one of them). A child that changes while a file is read may be
+// missed; the next SIGCHLD or the reaper's tick finds it.
+func ownChildren() []string {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, t := range tasks {
+		data, err := os.ReadFile("/proc/self/task/" + t.Name() + "/children")
+		if err != nil {
+			continue
+		}
+		names = append(names, strings.Fields(string(data))...)
+	}
+	return names
 }
