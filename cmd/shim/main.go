@@ -17,7 +17,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
-	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
 	_ "github.com/opencontainers/runc/libcontainer/nsenter" // joins namespaces before Go starts, for "init"
@@ -136,8 +135,9 @@ func serve(f flags, log *slog.Logger) error {
 			cleanup(f.dir)
 			return err
 		case <-srv.ShutdownRequested():
-			// Give the Shutdown reply a moment to leave before closing.
-			time.Sleep(50 * time.Millisecond)
+			// No wait for the Shutdown reply to leave: its caller takes a connection that
+			// closes under it as the answer (the work was done before the reply) and waits
+			// for this process to be gone.
 			cancel()
 			<-errc
 			cleanup(f.dir)

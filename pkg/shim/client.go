@@ -14,6 +14,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/ttrpc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-runtime/berth/pkg/shim/api"
 )
@@ -171,12 +172,35 @@ func (c *Client) Shutdown(ctx context.Context) error {
 	return waitGone(ctx, c.pid)
 }
 
-// waitGone polls until pid no longer runs (a zombie counts as gone: its
-// reaper is not us).
+// waitGone waits until pid no longer runs (a zombie counts as gone: its reaper is not us). A
+// pidfd becomes readable when the process exits, so the wait ends with it; where pidfd_open
+// is missing (Linux < 5.3) it polls.
 func waitGone(ctx context.Context, pid int) error {
 	if pid <= 0 {
 		return nil
 	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return nil
+		}
+		return pollGone(ctx, pid)
+	}
+	defer unix.Close(fd)
+	for processRunning(pid) {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("wait for shim %d to exit: %w", pid, err)
+		}
+		// Bounded slices, so that ctx is honoured without a second goroutine.
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		if _, err := unix.Poll(fds, 100); err != nil && !errors.Is(err, unix.EINTR) {
+			return pollGone(ctx, pid)
+		}
+	}
+	return nil
+}
+
+func pollGone(ctx context.Context, pid int) error {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for processRunning(pid) {

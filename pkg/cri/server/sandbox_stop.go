@@ -43,14 +43,8 @@ func (s *Service) stopSandbox(ctx context.Context, sb *store.Sandbox) error {
 	if err := s.nriStopPodSandbox(ctx, sb); err != nil {
 		return err
 	}
-	// The shim's exit records are no longer needed: every exit is in the store now. Shutting
-	// it down kills the pod init, and with it the pod's pid namespace.
-	if err := s.release(ctx, store.Resource{Kind: store.KindShim, Path: md.ShimDir, Owner: md.ID}); err != nil {
-		return fmt.Errorf("stop shim: %w", err)
-	}
-	// DEL before the netns is unpinned (at remove), so the plugins find the pod's interface.
-	if err := s.teardownNetwork(ctx, md); err != nil {
-		return fmt.Errorf("tear down network: %w", err)
+	if err := s.stopShimAndNetwork(ctx, md); err != nil {
+		return err
 	}
 	if md.ShmPath != "" && md.ShmPath != "/dev/shm" {
 		if err := s.release(ctx, store.Resource{Kind: store.KindMount, Path: md.ShmPath, Owner: md.ID}); err != nil {
@@ -66,6 +60,29 @@ func (s *Service) stopSandbox(ctx context.Context, sb *store.Sandbox) error {
 		return nil // removed concurrently
 	}
 	return err
+}
+
+// stopShimAndNetwork shuts the shim down and tears the pod network down side by side: they
+// are independent (the plugins work on the pinned netns, not on the pod's processes), and
+// each costs process starts and exits, so a pod's stop takes the longer of the two.
+func (s *Service) stopShimAndNetwork(ctx context.Context, md store.SandboxMetadata) error {
+	var shimErr, netErr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		// The shim's exit records are no longer needed: every exit is in the store now.
+		// Shutting it down kills the pod init, and with it the pod's pid namespace.
+		if err := s.release(ctx, store.Resource{Kind: store.KindShim, Path: md.ShimDir, Owner: md.ID}); err != nil {
+			shimErr = fmt.Errorf("stop shim: %w", err)
+		}
+	}()
+	// DEL before the netns is unpinned (at remove), so the plugins find the pod's interface.
+	if err := s.teardownNetwork(ctx, md); err != nil {
+		netErr = fmt.Errorf("tear down network: %w", err)
+	}
+	wg.Wait()
+	return errors.Join(shimErr, netErr)
 }
 
 // stopContainers stops containers in parallel, so a pod's stop takes one grace period, not
