@@ -19,6 +19,8 @@ deps:
 build:
 	$(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/berth ./cmd/agent
 	$(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/berth-shim ./cmd/shim
+	@# The pod init is a small static C program: no Go runtime per pod (cmd/pod-init).
+	$(CC) -static -Os -s -Wall -Wextra -Werror -o $(BIN)/berth-pod-init cmd/pod-init/pod_init.c
 
 # run: the agent in the foreground with the default config (/etc/berth/config.toml if present).
 run: deps build

@@ -15,7 +15,7 @@ fi
 
 # libseccomp-dev: libcontainer's seccomp (cgo). busybox: the dynamically linked
 # one that test images are built from. iptables/iproute2: networking tests.
-apt_packages=(gcc make git pkg-config libseccomp-dev busybox iptables iproute2 util-linux ca-certificates)
+apt_packages=(gcc libc6-dev make git pkg-config libseccomp-dev busybox iptables iproute2 util-linux ca-certificates)
 missing=()
 for p in "${apt_packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

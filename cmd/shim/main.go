@@ -97,10 +97,13 @@ func serve(f flags, log *slog.Logger) error {
 	}
 	// The agent may die at any time; a closed pipe or hangup must not kill us.
 	signal.Ignore(unix.SIGPIPE, unix.SIGHUP)
+	podInit := staticPodInit()
+	log.Debug("pod init", "binary", podInit)
 	mgr, err := runtime.New(runtime.Options{
-		Root:     f.runtimeRoot,
-		StateDir: filepath.Join(f.dir, "containers"),
-		Logger:   log,
+		Root:          f.runtimeRoot,
+		StateDir:      filepath.Join(f.dir, "containers"),
+		PodInitBinary: podInit,
+		Logger:        log,
 	})
 	if err != nil {
 		return err
@@ -158,6 +161,23 @@ func serve(f flags, log *slog.Logger) error {
 			return nil
 		}
 	}
+}
+
+// podInitName is the static pod init (cmd/pod-init), installed next to this binary.
+const podInitName = "berth-pod-init"
+
+// staticPodInit finds the static pod init next to this binary: "" (the shim's own pod-init
+// mode) when it is not installed.
+func staticPodInit() string {
+	self, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	p := filepath.Join(filepath.Dir(self), podInitName)
+	if unix.Access(p, unix.X_OK) != nil {
+		return ""
+	}
+	return p
 }
 
 func cleanup(dir string) {

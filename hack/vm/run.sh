@@ -5,7 +5,7 @@
 #
 # The command (arguments joined by spaces) runs under /bin/sh as root in the guest, in /share, with
 # /share/bin first in PATH. The 9p share holds:
-#	/share/bin      bin/berth, bin/berth-shim, the host's crictl if any, and $VM_BINS
+#	/share/bin      bin/berth, bin/berth-shim, bin/berth-pod-init, the host's crictl if any, and $VM_BINS
 #	/share/tests    $VM_TESTS: test binaries compiled on the host (go test -c), as the guest has no Go
 #	/share/results  what the guest writes: output.log, exit-code, journal.log, system-state, ...
 # With no command, runs hack/vm/smoke.sh (which also gets busybox.tar, a test image, in /share).
@@ -28,7 +28,7 @@ VM_TESTS=${VM_TESTS:-}
 log() { echo "vm-test: $*" >&2; }
 
 cmd=${VM_TEST:-$*}
-for b in bin/berth bin/berth-shim; do
+for b in bin/berth bin/berth-shim bin/berth-pod-init; do
 	[ -x "$b" ] || { log "$b is missing: run make build"; exit 1; }
 done
 
@@ -64,7 +64,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-cp bin/berth bin/berth-shim hack/vm/guest-lib.sh "$share/bin/"
+cp bin/berth bin/berth-shim bin/berth-pod-init hack/vm/guest-lib.sh "$share/bin/"
 if command -v crictl >/dev/null; then cp "$(command -v crictl)" "$share/bin/"; fi
 for f in $VM_BINS; do cp "$f" "$share/bin/"; done
 for f in $VM_TESTS; do cp "$f" "$share/tests/"; done

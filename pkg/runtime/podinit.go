@@ -97,32 +97,42 @@ func (m *Manager) StartPodInit(opts PodInitOptions) (int, error) {
 	return pi.pid, nil
 }
 
-func (m *Manager) podInitCommand() (*exec.Cmd, func(), error) {
+// podInitCommand runs the static pod init when there is one (small: no Go runtime per pod),
+// else this binary in its pod-init mode.
+func (m *Manager) podInitCommand(static bool) (*exec.Cmd, func(), error) {
 	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	if err != nil {
 		return nil, nil, err
 	}
 	cmd := exec.Command(m.opts.InitBinary, PodInitArg)
+	if static && m.opts.PodInitBinary != "" {
+		cmd = exec.Command(m.opts.PodInitBinary)
+	}
 	cmd.Args[0] = "berth-pod-init"
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, devnull, devnull
 	return cmd, func() { devnull.Close() }, nil
 }
 
-// podInitCgroupEnv names the cgroup the pod init moves itself into before anything else.
-const podInitCgroupEnv = "BERTH_POD_INIT_CGROUP"
+// podInitCgroupEnv names the cgroup directories (one per hierarchy, newline-separated) the pod
+// init moves itself into before anything else; cmd/pod-init reads the same variable.
+const podInitCgroupEnv = "BERTH_POD_INIT_CGROUP_DIRS"
 
 // startPodInit forks the init straight into a new pid namespace. The init joins its
 // cgroup itself (PodInitMain), so that a shim killed between the fork and its own
 // joinCgroup cannot leave a pod init outside the pod cgroup, where removing the pod
 // would never find it; the shim's join after the fork is then a no-op.
 func (m *Manager) startPodInit(opts PodInitOptions) (*podInit, error) {
-	cmd, closeFiles, err := m.podInitCommand()
+	cmd, closeFiles, err := m.podInitCommand(true)
 	if err != nil {
 		return nil, err
 	}
 	defer closeFiles()
 	if opts.CgroupPath != "" {
-		cmd.Env = append(os.Environ(), podInitCgroupEnv+"="+opts.CgroupPath)
+		dirs, err := cgroupDirs(opts.CgroupPath)
+		if err != nil {
+			return nil, err
+		}
+		cmd.Env = []string{podInitCgroupEnv + "=" + strings.Join(dirs, "\n")}
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Setsid: true}
 	release := m.reaper.hold()
@@ -162,7 +172,7 @@ const podInitReportTimeout = 10 * time.Second
 // subreaper), which owns and reaps it from then on. net, ipc and uts are
 // joined by the forking thread, as without a user namespace.
 func (m *Manager) startInUserNS(opts PodInitOptions) (*podInit, error) {
-	cmd, closeFiles, err := m.podInitCommand()
+	cmd, closeFiles, err := m.podInitCommand(false)
 	if err != nil {
 		return nil, err
 	}
@@ -292,16 +302,27 @@ func joinCgroup(path string, pid int) error {
 	return nil
 }
 
-// joinOwnCgroup moves the calling process into path in every hierarchy. It creates
-// nothing: a cgroup the agent already removed (its pod rolled back) ends the init
-// instead of being made again with nobody to remove it.
-func joinOwnCgroup(path string) error {
+// cgroupDirs lists path's directory in every mounted hierarchy (the one v2 hierarchy on v2).
+func cgroupDirs(path string) ([]string, error) {
 	mounts, err := cgroups.GetCgroupMounts(true)
 	if err != nil {
-		return fmt.Errorf("list cgroup mounts: %w", err)
+		return nil, fmt.Errorf("list cgroup mounts: %w", err)
 	}
+	dirs := make([]string, 0, len(mounts))
 	for _, mnt := range mounts {
-		dir := filepath.Join(mnt.Mountpoint, filepath.Clean("/"+path))
+		dirs = append(dirs, filepath.Join(mnt.Mountpoint, filepath.Clean("/"+path)))
+	}
+	return dirs, nil
+}
+
+// joinOwnCgroup moves the calling process into each of dirs (newline-separated). It creates
+// nothing: a cgroup the agent already removed (its pod rolled back) ends the init instead of
+// being made again with nobody to remove it.
+func joinOwnCgroup(dirs string) error {
+	for _, dir := range strings.Split(dirs, "\n") {
+		if dir == "" {
+			continue
+		}
 		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte("0"), 0); err != nil {
 			return fmt.Errorf("join cgroup %s: %w", dir, err)
 		}

@@ -24,6 +24,10 @@ type Options struct {
 	StateDir string
 	// InitBinary is re-executed as "pod-init"; default /proc/self/exe.
 	InitBinary string
+	// PodInitBinary is the small static pod init (cmd/pod-init, berth-pod-init) started for
+	// pods without a user namespace; "" = InitBinary as "pod-init". A user-namespaced pod
+	// init always runs InitBinary: its C constructor joins the user namespace (podns).
+	PodInitBinary string
 	Logger     *slog.Logger
 }
 

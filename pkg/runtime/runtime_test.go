@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
 	"slices"
@@ -51,15 +52,19 @@ type testEnv struct {
 	root string
 }
 
-func newTestManager(t *testing.T) *testEnv {
+func newTestManager(t *testing.T, opts ...func(*Options)) *testEnv {
 	t.Helper()
 	runtimetest.Require(t)
 	dir := t.TempDir()
-	m, err := New(Options{
+	o := Options{
 		Root:     filepath.Join(dir, "runc"),
 		StateDir: filepath.Join(dir, "state"),
 		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	m, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,8 +413,32 @@ func TestOOMKilled(t *testing.T) {
 	}
 }
 
+// podInits are the two pod inits: the shim binary's pod-init mode and the static
+// cmd/pod-init, compiled here as the Makefile does.
+func podInits(t *testing.T) map[string]func(*Options) {
+	t.Helper()
+	cc, err := exec.LookPath("gcc")
+	if err != nil {
+		t.Skip("no gcc to build cmd/pod-init")
+	}
+	bin := filepath.Join(t.TempDir(), "berth-pod-init")
+	out, err := exec.Command(cc, "-static", "-Os", "-Wall", "-Wextra", "-Werror", "-o", bin, "../../cmd/pod-init/pod_init.c").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build cmd/pod-init: %v\n%s", err, out)
+	}
+	return map[string]func(*Options){
+		"go":     func(*Options) {},
+		"static": func(o *Options) { o.PodInitBinary = bin },
+	}
+}
+
 func TestPodInit(t *testing.T) {
-	e := newTestManager(t)
+	for name, opt := range podInits(t) {
+		t.Run(name, func(t *testing.T) { testPodInit(t, newTestManager(t, opt)) })
+	}
+}
+
+func testPodInit(t *testing.T, e *testEnv) {
 	cg := runtimetest.CgroupPath(t, "podinit-"+strconv.Itoa(os.Getpid()))
 	pid, err := e.m.StartPodInit(PodInitOptions{CgroupPath: cg})
 	if err != nil {
@@ -433,6 +462,13 @@ func TestPodInit(t *testing.T) {
 	if _, err := e.m.StartPodInit(PodInitOptions{}); !errdefs.IsAlreadyExists(err) {
 		t.Errorf("second pod init: %v", err)
 	}
+	// An orphan in the pod's pid namespace is reparented to the init, which must reap it.
+	if out, err := exec.Command("nsenter", "-t", strconv.Itoa(pid), "-p", "--", "sh", "-c", "sleep 0.05 & exit 0").CombinedOutput(); err != nil {
+		t.Fatalf("orphan in the pod: %v\n%s", err, out)
+	}
+	runtimetest.WaitFor(t, "the pod init reaped its orphan", func() bool {
+		return len(zombieChildren(pid, allPIDs())) == 0 && len(childrenOf(pid)) == 0
+	})
 	// A container joining the pod's pid namespace sees the pod init as PID 1.
 	id := "podmember-" + strconv.Itoa(os.Getpid())
 	spec := runtimetest.Spec([]string{"cat", "/proc/1/cmdline"}, runtimetest.CgroupPath(t, id))
@@ -468,7 +504,12 @@ func TestPodInit(t *testing.T) {
 // The pod init joins its cgroup by itself, so a shim killed right after the fork leaves
 // no init outside the pod cgroup; a cgroup already gone ends the init.
 func TestPodInitJoinsItsOwnCgroup(t *testing.T) {
-	e := newTestManager(t)
+	for name, opt := range podInits(t) {
+		t.Run(name, func(t *testing.T) { testPodInitJoinsItsOwnCgroup(t, newTestManager(t, opt)) })
+	}
+}
+
+func testPodInitJoinsItsOwnCgroup(t *testing.T, e *testEnv) {
 	cg := runtimetest.CgroupPath(t, "podinit-self-"+strconv.Itoa(os.Getpid()))
 	dirs := runtimetest.CgroupDirs(t, cg)
 	if err := ensureCgroup(cg); err != nil {
@@ -663,4 +704,21 @@ func TestPodInitJoinsNamespaces(t *testing.T) {
 	if host == want {
 		t.Fatal("test namespace is the host's")
 	}
+}
+
+// childrenOf lists the pids whose parent is pid.
+func childrenOf(pid int) []int {
+	var out []int
+	for _, name := range allPIDs() {
+		data, err := os.ReadFile("/proc/" + name + "/stat")
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			n, _ := strconv.Atoi(name)
+			out = append(out, n)
+		}
+	}
+	return out
 }
