@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/opencontainers/runc/libcontainer"
 	_ "github.com/opencontainers/runc/libcontainer/nsenter" // joins namespaces before Go starts, for "init"
@@ -48,6 +49,7 @@ func main() {
 type flags struct {
 	id, dir, runtimeRoot string
 	daemonize, debug     bool
+	readyFD              int
 }
 
 func parseFlags(args []string) (flags, error) {
@@ -58,6 +60,7 @@ func parseFlags(args []string) (flags, error) {
 	fs.StringVar(&f.runtimeRoot, "runtime-root", "", "libcontainer state root")
 	fs.BoolVar(&f.daemonize, "daemonize", false, "re-execute detached in a new session and exit")
 	fs.BoolVar(&f.debug, "debug", false, "debug logging")
+	fs.IntVar(&f.readyFD, strings.TrimPrefix(shim.ReadyFDFlag, "--"), -1, "descriptor to write the ready line on once serving")
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
@@ -75,7 +78,7 @@ func run(args []string) error {
 	if f.daemonize {
 		return shim.Daemonize(slices.DeleteFunc(slices.Clone(args), func(a string) bool {
 			return a == shim.DaemonizeFlag || a == "-daemonize"
-		}))
+		}), f.readyFD)
 	}
 	level := slog.LevelInfo
 	if f.debug {
@@ -116,6 +119,10 @@ func serve(f flags, log *slog.Logger) error {
 	if err != nil {
 		l.Close()
 		return err
+	}
+	// Both sockets listen: connections wait in their backlogs until Serve takes them.
+	if err := shim.SignalReady(f.readyFD); err != nil {
+		log.Warn("tell the agent the shim serves", "err", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

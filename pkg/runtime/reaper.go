@@ -34,7 +34,7 @@ type reaper struct {
 	// candidates lists the pids that may be this process's children: its
 	// children files where the kernel has them, else every pid on the node.
 	candidates func() []string
-	spawn sync.RWMutex // read-held while libcontainer spawns and waits
+	spawn      sync.RWMutex // read-held while libcontainer spawns and waits
 
 	mu    sync.Mutex
 	owned map[int]bool

@@ -28,7 +28,7 @@ type Options struct {
 	// pods without a user namespace; "" = InitBinary as "pod-init". A user-namespaced pod
 	// init always runs InitBinary: its C constructor joins the user namespace (podns).
 	PodInitBinary string
-	Logger     *slog.Logger
+	Logger        *slog.Logger
 }
 
 // Manager owns the containers of one pod. All methods are safe for

@@ -346,3 +346,16 @@ func TestShimExitsOnSIGTERMOnlyWhenIdle(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A shim that dies before serving fails Start at once: the ready pipe ends without its line
+// (no waiting out the start timeout for a socket that will never come).
+func TestStartShimDiesBeforeServing(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "shim")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := Start(ctx, StartOptions{Binary: "/bin/true", SandboxID: "dies", Dir: dir, RuntimeRoot: t.TempDir()})
+	// Not the deadline: the end of the pipe told.
+	if err == nil || !strings.Contains(err.Error(), "exited before serving") {
+		t.Fatalf("Start = %v, want the shim to have exited before serving", err)
+	}
+}
