@@ -25,6 +25,12 @@ func (c *cleanups) push(name string, fn func(context.Context) error) {
 	c.steps = append(c.steps, cleanupStep{name: name, fn: fn})
 }
 
+// adopt moves other's steps onto c, as the newest: a branch that ran beside c's own steps.
+func (c *cleanups) adopt(other *cleanups) {
+	c.steps = append(c.steps, other.steps...)
+	other.steps = nil
+}
+
 // run undoes every step, newest first. A failed step is logged and the rest still run: the
 // resource ledger keeps what could not be released, and startup reconciles it.
 func (c *cleanups) run(ctx context.Context) {

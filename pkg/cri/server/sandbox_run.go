@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -101,25 +102,51 @@ func (s *Service) runSandbox(ctx context.Context, id, name string, req *runtimea
 	if !hostNetwork(cfg) {
 		md.Hostname = cfg.GetHostname()
 	}
-	steps := []struct {
-		name string
-		fn   func() error
-	}{
+	// The pod network and the pod's processes need only the namespaces: CNI ADD (plugin
+	// processes and their locks) runs beside the cgroup, shim and pod init, so a pod starts
+	// in the longer of the two instead of their sum. The network branch works on its own
+	// copies and cleanup stack, merged once both are done, rollback or not.
+	first := []runStep{
 		{"write pod files", func() error { return s.setupPodDir(&md, cfg, cl) }},
 		{"mount shm", func() error { return s.setupShm(&md, cfg, cl) }},
 		{"create namespaces", func() error { return s.setupNamespaces(&md, cfg, cl) }},
-		{"set up network", func() error { return s.setupNetwork(ctx, &md, &st, cl) }},
-		{"apply sysctls", func() error { return s.applySysctls(md, sysctls) }},
+	}
+	if err := runSteps(first); err != nil {
+		return md, st, err
+	}
+	netMD, netSt, netCl := md, st, &cleanups{log: cl.log}
+	network := []runStep{
+		{"set up network", func() error { return s.setupNetwork(ctx, &netMD, &netSt, netCl) }},
+		// After ADD: a sysctl may name an interface the plugins made (net.ipv4.conf.eth0.*).
+		{"apply sysctls", func() error { return s.applySysctls(netMD, sysctls) }},
+	}
+	pod := []runStep{
 		{"create pod cgroup", func() error { return s.setupCgroup(&md, cfg, cl) }},
 		{"start shim", func() error { return s.setupShim(ctx, md, cl) }},
 		{"start pod init", func() error { return s.setupPodInit(ctx, md, &st, cl) }},
 	}
+	netErr := make(chan error, 1)
+	go func() { netErr <- runSteps(network) }()
+	podErr := runSteps(pod)
+	err := errors.Join(podErr, <-netErr)
+	cl.adopt(netCl)
+	st.PodIP = netSt.PodIP
+	return md, st, err
+}
+
+// runStep is one step of building a pod; each pushes its undo onto a cleanup stack.
+type runStep struct {
+	name string
+	fn   func() error
+}
+
+func runSteps(steps []runStep) error {
 	for _, step := range steps {
 		if err := step.fn(); err != nil {
-			return md, st, fmt.Errorf("%s: %w", step.name, err)
+			return fmt.Errorf("%s: %w", step.name, err)
 		}
 	}
-	return md, st, nil
+	return nil
 }
 
 func (s *Service) setupPodDir(md *store.SandboxMetadata, cfg *runtimeapi.PodSandboxConfig, cl *cleanups) error {
