@@ -38,6 +38,24 @@ func (s *Service) acquire(cl *cleanups, r store.Resource, create func() error) e
 // release frees one recorded object and forgets it. Every branch tolerates an object that is
 // already gone, so release can run from rollback, remove and startup reconciliation alike.
 func (s *Service) release(ctx context.Context, r store.Resource) error {
+	if err := s.releaseObject(ctx, r); err != nil {
+		return err
+	}
+	return s.store.RemoveResource(r)
+}
+
+// releaseHeld releases r if the ledger still holds it: a second stop of a pod (RemovePodSandbox
+// stops it again) then costs a read, not a release and a write per object.
+func (s *Service) releaseHeld(ctx context.Context, r store.Resource) error {
+	held, err := s.holds(r)
+	if err != nil || !held {
+		return err
+	}
+	return s.release(ctx, r)
+}
+
+// releaseObject frees the kernel object or file r names; its record stays.
+func (s *Service) releaseObject(ctx context.Context, r store.Resource) error {
 	var err error
 	switch r.Kind {
 	case store.KindMount:
@@ -62,24 +80,32 @@ func (s *Service) release(ctx context.Context, r store.Resource) error {
 	if err != nil {
 		return fmt.Errorf("release %s %s of %s: %w", r.Kind, r.Path, r.Owner, err)
 	}
-	return s.store.RemoveResource(r)
+	return nil
 }
 
 // releaseAll frees every object owner still holds, in release order, and reports the first
-// failure after trying them all.
+// failure after trying them all. The records of what was freed go in one transaction at the
+// end: a crash before it leaves records of objects already gone, which the next release
+// (startup reconcile) finds gone and forgets.
 func (s *Service) releaseAll(ctx context.Context, owner string) error {
 	rs, err := s.store.ResourcesOf(owner)
 	if err != nil {
 		return err
 	}
 	var first error
+	released := make([]store.Resource, 0, len(rs))
 	for _, r := range rs {
-		if err := s.release(ctx, r); err != nil {
+		if err := s.releaseObject(ctx, r); err != nil {
 			s.log.Warn("release failed", "owner", owner, "kind", r.Kind, "path", r.Path, "err", err)
 			if first == nil {
 				first = err
 			}
+			continue
 		}
+		released = append(released, r)
+	}
+	if err := s.store.RemoveResources(released); err != nil && first == nil {
+		first = err
 	}
 	return first
 }

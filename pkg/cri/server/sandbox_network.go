@@ -94,12 +94,7 @@ func podHostname(md store.SandboxMetadata) string {
 // teardownNetwork detaches the pod if it is still attached. It fails while DEL fails, so
 // StopPodSandbox fails and the kubelet retries; once DEL succeeded it is a no-op.
 func (s *Service) teardownNetwork(ctx context.Context, md store.SandboxMetadata) error {
-	r := networkResource(md)
-	held, err := s.holds(r)
-	if err != nil || !held {
-		return err
-	}
-	return s.release(ctx, r)
+	return s.releaseHeld(ctx, networkResource(md))
 }
 
 // holds reports whether r is still in the ledger.

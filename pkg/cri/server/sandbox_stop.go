@@ -47,7 +47,7 @@ func (s *Service) stopSandbox(ctx context.Context, sb *store.Sandbox) error {
 		return err
 	}
 	if md.ShmPath != "" && md.ShmPath != "/dev/shm" {
-		if err := s.release(ctx, store.Resource{Kind: store.KindMount, Path: md.ShmPath, Owner: md.ID}); err != nil {
+		if err := s.releaseHeld(ctx, store.Resource{Kind: store.KindMount, Path: md.ShmPath, Owner: md.ID}); err != nil {
 			return fmt.Errorf("unmount shm: %w", err)
 		}
 	}
@@ -73,7 +73,7 @@ func (s *Service) stopShimAndNetwork(ctx context.Context, md store.SandboxMetada
 		defer wg.Done()
 		// The shim's exit records are no longer needed: every exit is in the store now.
 		// Shutting it down kills the pod init, and with it the pod's pid namespace.
-		if err := s.release(ctx, store.Resource{Kind: store.KindShim, Path: md.ShimDir, Owner: md.ID}); err != nil {
+		if err := s.releaseHeld(ctx, store.Resource{Kind: store.KindShim, Path: md.ShimDir, Owner: md.ID}); err != nil {
 			shimErr = fmt.Errorf("stop shim: %w", err)
 		}
 	}()

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // Kind names a kind of kernel or filesystem object owned by a sandbox or container.
@@ -49,6 +51,27 @@ func (d *DB) AddResource(r Resource) error {
 func (d *DB) RemoveResource(r Resource) error {
 	if err := d.delete(bucketResources, r.key()); err != nil {
 		return fmt.Errorf("forget %s %s: %w", r.Kind, r.Path, err)
+	}
+	return nil
+}
+
+// RemoveResources forgets every r in rs, released already, in one transaction (one sync
+// instead of one per object). Missing records are not an error.
+func (d *DB) RemoveResources(rs []Resource) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	err := d.bolt.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketResources)
+		for _, r := range rs {
+			if err := b.Delete([]byte(r.key())); err != nil {
+				return fmt.Errorf("forget %s %s: %w", r.Kind, r.Path, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("forget %d resources: %w", len(rs), err)
 	}
 	return nil
 }

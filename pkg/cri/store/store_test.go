@@ -270,6 +270,13 @@ func TestResourcesReleaseOrder(t *testing.T) {
 	if got, _ := s.ResourcesOf("a"); len(got) != 4 {
 		t.Fatalf("after remove: %d resources", len(got))
 	}
+	// Several at once, one of them already forgotten.
+	if err := s.RemoveResources([]Resource{add[0], add[1], add[2]}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.ResourcesOf("a"); len(got) != 2 {
+		t.Fatalf("after removing three: %d resources, want 2", len(got))
+	}
 }
 
 func TestSharedResourceOwners(t *testing.T) {
