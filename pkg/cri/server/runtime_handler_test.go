@@ -277,3 +277,26 @@ func TestCreateContainerHandlerSeccomp(t *testing.T) {
 		t.Fatalf("CreateContainer in a pod whose handler is gone = %v, want FailedPrecondition naming it", err)
 	}
 }
+
+// A handler that cannot work fails the agent's startup, but not `berth doctor` (Offline),
+// which serves no pods and must still reach the ledger.
+func TestNewBrokenHandler(t *testing.T) {
+	e := newTestEnv(t)
+	e.svc.Close()
+	e.cfg.Runtime.Handlers = []config.RuntimeHandler{{Name: "gone", Runtime: "/nonexistent/oci"}}
+	for _, offline := range []bool{false, true} {
+		svc, err := New(Options{
+			Config: e.cfg, Images: struct{ ImageStore }{}, ContainerImages: e.images, Shims: e.shims, Namespaces: e.ns,
+			Cgroups: e.cg, Mounter: e.mounts, GenerateSpec: e.generate, Network: e.net, Offline: offline,
+		})
+		if svc != nil {
+			svc.Close()
+		}
+		if offline && err != nil {
+			t.Errorf("offline New with a broken handler = %v, want a service", err)
+		}
+		if !offline && (err == nil || !strings.Contains(err.Error(), `runtime handler "gone"`)) {
+			t.Errorf("New with a broken handler = %v, want an error naming it", err)
+		}
+	}
+}

@@ -149,7 +149,11 @@ func New(opts Options) (*Service, error) {
 		s.features.RecursiveReadOnlyMounts = probeRecursiveReadOnly(opts.Config.State, log)
 	}
 	hs, err := newRuntimeHandlers(opts.Config.Runtime, s.features, log)
-	if err != nil {
+	switch {
+	case err != nil && opts.Offline:
+		// `berth doctor` serves no pods: a broken handler must not keep it from the ledger.
+		log.Warn("runtime handlers unusable", "err", err)
+	case err != nil:
 		return nil, fmt.Errorf("new cri service: %w", err)
 	}
 	s.handlers = hs
