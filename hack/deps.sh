@@ -15,7 +15,8 @@ fi
 
 # libseccomp-dev: libcontainer's seccomp (cgo). busybox: the dynamically linked
 # one that test images are built from. iptables/iproute2: networking tests.
-apt_packages=(gcc libc6-dev make git pkg-config libseccomp-dev busybox iptables iproute2 util-linux ca-certificates)
+# crun: an external OCI runtime for the runtime handler tests (`[[runtime.handlers]]`).
+apt_packages=(gcc libc6-dev make git pkg-config libseccomp-dev busybox iptables iproute2 util-linux ca-certificates crun)
 missing=()
 for p in "${apt_packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -42,6 +42,7 @@ type Config struct {
 	Streaming StreamingConfig `toml:"streaming"`
 	Metrics   MetricsConfig   `toml:"metrics"`
 	NRI       NRIConfig       `toml:"nri"`
+	Runtime   RuntimeConfig   `toml:"runtime"`
 }
 
 // NRIConfig configures the Node Resource Interface (github.com/containerd/nri): plugins that
@@ -225,6 +226,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: images.pull_progress_timeout must be positive, got %s", c.Images.PullProgressTimeout.Duration)
 	}
 	if err := c.NRI.validate(); err != nil {
+		return err
+	}
+	if err := c.Runtime.validate(); err != nil {
 		return err
 	}
 	return c.Metrics.validate()

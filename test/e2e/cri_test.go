@@ -94,7 +94,13 @@ type pod struct {
 
 func runPod(t *testing.T, a *agent, cfg *runtimeapi.PodSandboxConfig) pod {
 	t.Helper()
-	resp, err := a.rt.RunPodSandbox(ctxT(t), &runtimeapi.RunPodSandboxRequest{Config: cfg})
+	return runPodOn(t, a, cfg, "")
+}
+
+// runPodOn runs the pod with a runtime handler ("" is the default).
+func runPodOn(t *testing.T, a *agent, cfg *runtimeapi.PodSandboxConfig, handler string) pod {
+	t.Helper()
+	resp, err := a.rt.RunPodSandbox(ctxT(t), &runtimeapi.RunPodSandboxRequest{Config: cfg, RuntimeHandler: handler})
 	if err != nil {
 		t.Fatalf("run pod %s: %v", cfg.Metadata.Name, err)
 	}

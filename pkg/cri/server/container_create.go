@@ -241,10 +241,17 @@ func (s *Service) mountRootfs(ctx context.Context, md store.ContainerMetadata, s
 func (s *Service) buildSpec(ctx context.Context, md *store.ContainerMetadata, sbMD store.SandboxMetadata, sbSt store.SandboxStatus, img ImageInfo, imageVols map[string]string, plan createPlan, cl *cleanups) (*specs.Spec, error) {
 	cfg := md.Config.ContainerConfig
 	info := sandboxInfo(sbMD, sbSt)
+	handler, err := s.handlers.lookup(sbMD.RuntimeHandler)
+	if err != nil {
+		// The pod outlived its handler's configuration (the agent restarted without it):
+		// its containers must not fall back to other defaults.
+		return nil, fmt.Errorf("pod's %v: %w", err, errdefs.ErrFailedPrecondition)
+	}
 	opts := spec.Options{
 		RootfsPath: md.Rootfs, CgroupsPath: md.Cgroup, ImageName: md.ImageName,
 		CgroupV2: s.cgroups.V2(), CgroupNS: s.cgroups.V2(), NoHugetlb: !s.cgroups.Hugetlb(),
 		ImageVolumes: imageVols, TargetPIDNSPath: plan.targetPIDNS,
+		RuntimeDefaultSeccomp: handler.seccompDefault,
 	}
 	s.hostSec.apply(&opts)
 	sp, err := s.genSpec(md.ID, cfg, info, img.Config, opts)

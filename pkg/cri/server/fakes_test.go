@@ -424,6 +424,8 @@ type testEnv struct {
 	net     *fakeNetwork
 	specErr error
 	procSys string
+	// features stand in for the node's probes (skipped with fakes).
+	features HandlerFeatures
 }
 
 const testImage = "docker.io/library/busybox:latest"
@@ -463,6 +465,7 @@ func (e *testEnv) newService(t *testing.T) *Service {
 		Config: e.cfg, Images: struct{ ImageStore }{}, ContainerImages: e.images, Shims: e.shims, Namespaces: e.ns,
 		Cgroups: e.cg, Mounter: e.mounts, GenerateSpec: e.generate, Network: e.net,
 		ResolvConf: filepath.Join(filepath.Dir(e.cfg.Root), "resolv.conf"), ProcSys: e.procSys,
+		Features: e.features,
 	})
 	if err != nil {
 		t.Fatal(err)

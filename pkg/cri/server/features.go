@@ -4,11 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"slices"
 
-	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // probeRecursiveReadOnly reports whether read-only bind mounts can cover their submounts:
@@ -39,34 +36,4 @@ func recursiveReadOnlyClone(dir string) error {
 		return fmt.Errorf("make a clone of %s recursively read-only: %w", dir, err)
 	}
 	return nil
-}
-
-// runtimeHandlers names the handlers berth serves. It has one runtime, libcontainer inside the
-// pod's shim; the kubelet asks for it as "" (no RuntimeClass) or "runc" (RuntimeClasses written
-// for containerd's default handler). Any other name is refused: running it with runc anyway
-// would give the pod an isolation its RuntimeClass did not ask for.
-func runtimeHandlers() []string { return []string{"", "runc"} }
-
-// checkRuntimeHandler refuses a handler berth does not serve, before anything is created.
-func checkRuntimeHandler(name string) error {
-	if slices.Contains(runtimeHandlers(), name) {
-		return nil
-	}
-	return fmt.Errorf("runtime handler %q is not configured (berth serves %q): %w", name, runtimeHandlers(), errdefs.ErrNotFound)
-}
-
-// handlerStatus lists every handler with the features the node supports; all share one runtime,
-// so they share the features.
-func (s *Service) handlerStatus() []*runtimeapi.RuntimeHandler {
-	var out []*runtimeapi.RuntimeHandler
-	for _, name := range runtimeHandlers() {
-		out = append(out, &runtimeapi.RuntimeHandler{
-			Name: name,
-			Features: &runtimeapi.RuntimeHandlerFeatures{
-				RecursiveReadOnlyMounts: s.features.RecursiveReadOnlyMounts,
-				UserNamespaces:          s.features.UserNamespaces,
-			},
-		})
-	}
-	return out
 }

@@ -25,14 +25,19 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandb
 		return nil, fmt.Errorf("run pod sandbox: %w", err)
 	}
 	name := sandboxName(cfg.GetMetadata())
-	if err := checkRuntimeHandler(req.GetRuntimeHandler()); err != nil {
+	handler, err := s.handlers.lookup(req.GetRuntimeHandler())
+	if err != nil {
 		return nil, fmt.Errorf("run pod sandbox %q: %w", name, err)
 	}
 	sysctls, err := validateSysctls(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("run pod sandbox %q: %w", name, err)
 	}
-	if _, err := podUserNS(cfg); err != nil {
+	userns, err := podUserNS(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("run pod sandbox %q: %w", name, err)
+	}
+	if err := handler.checkPod(userns.Enabled()); err != nil {
 		return nil, fmt.Errorf("run pod sandbox %q: %w", name, err)
 	}
 	id := newID()

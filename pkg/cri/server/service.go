@@ -56,8 +56,8 @@ type Options struct {
 	// Offline builds a Service for `berth doctor`: no streaming, NRI or metrics servers.
 	Offline bool
 
-	// Features are what the default runtime handler advertises in Status. Leave them false
-	// until the spec generator and shim implement them.
+	// Features are what the node supports, probed in New when left false (with real mounts
+	// and namespaces). Each runtime handler's settings narrow them (runtime_handlers.go).
 	Features HandlerFeatures
 }
 
@@ -95,7 +95,9 @@ type Service struct {
 	sandboxLocks sandboxLocks
 	resolvConf   string
 	procSys      string
-	features     HandlerFeatures
+	// features are the node's (probed once); handlers apply each handler's settings to them.
+	features HandlerFeatures
+	handlers runtimeHandlers
 
 	// clients maps sandbox id -> ShimClient; the lock guards only the map.
 	clientsMu sync.Mutex
@@ -146,6 +148,15 @@ func New(opts Options) (*Service, error) {
 	if opts.Mounter == nil && !s.features.RecursiveReadOnlyMounts {
 		s.features.RecursiveReadOnlyMounts = probeRecursiveReadOnly(opts.Config.State, log)
 	}
+	hs, err := newRuntimeHandlers(opts.Config.Runtime, s.features, log)
+	switch {
+	case err != nil && opts.Offline:
+		// `berth doctor` serves no pods: a broken handler must not keep it from the ledger.
+		log.Warn("runtime handlers unusable", "err", err)
+	case err != nil:
+		return nil, fmt.Errorf("new cri service: %w", err)
+	}
+	s.handlers = hs
 	s.hostSec = probeHostSecurity(log, opts.Config.State)
 	if s.cimages == nil {
 		src, ok := opts.Images.(imageSource)

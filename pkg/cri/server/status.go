@@ -20,7 +20,7 @@ func (s *Service) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*r
 	}
 	resp := &runtimeapi.StatusResponse{
 		Status:          &runtimeapi.RuntimeStatus{Conditions: conditions},
-		RuntimeHandlers: s.handlerStatus(),
+		RuntimeHandlers: s.handlers.status(),
 		// Merge and Strict are both honoured (spec.ResolveUser), and ContainerStatus reports
 		// the groups the process got.
 		Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true},

@@ -73,7 +73,7 @@ func generate(cfg *runtimeapi.ContainerConfig, sb SandboxInfo, img ImageConfig, 
 	if err != nil {
 		return nil, err
 	}
-	seccomp, err := Seccomp(sc, caps, opts.SeccompProfiles)
+	seccomp, err := SeccompWithDefault(sc, caps, opts.SeccompProfiles, opts.RuntimeDefaultSeccomp)
 	if err != nil {
 		return nil, err
 	}

@@ -56,12 +56,22 @@ func (FileProfiles) LoadSeccompProfile(path string) ([]byte, error) {
 // bounding capabilities (CAP_SYS_ADMIN opens mount and friends), so caps must be final.
 // Privileged containers are never filtered.
 func Seccomp(sc *runtimeapi.LinuxContainerSecurityContext, caps *specs.LinuxCapabilities, loader ProfileLoader) (*specs.LinuxSeccomp, error) {
+	return SeccompWithDefault(sc, caps, loader, nil)
+}
+
+// SeccompWithDefault is Seccomp where RuntimeDefault means runtimeDefault (a runtime
+// handler's own profile: Unconfined, or Localhost naming a file) instead of moby's profile;
+// nil keeps moby's. Requests for Unconfined or Localhost are not changed.
+func SeccompWithDefault(sc *runtimeapi.LinuxContainerSecurityContext, caps *specs.LinuxCapabilities, loader ProfileLoader, runtimeDefault *runtimeapi.SecurityProfile) (*specs.LinuxSeccomp, error) {
 	if sc.GetPrivileged() {
 		return nil, nil
 	}
 	profile, err := seccompProfile(sc)
 	if err != nil {
 		return nil, err
+	}
+	if profile.GetProfileType() == runtimeapi.SecurityProfile_RuntimeDefault && runtimeDefault != nil {
+		profile = runtimeDefault
 	}
 	if caps == nil {
 		caps = &specs.LinuxCapabilities{}

@@ -144,3 +144,37 @@ func TestFileProfiles(t *testing.T) {
 		t.Fatal("a directory was read as a profile")
 	}
 }
+
+// A runtime handler's default profile replaces RuntimeDefault only: a container asking for
+// Unconfined or a Localhost profile gets what it asked for.
+func TestSeccompHandlerDefault(t *testing.T) {
+	profiles := fakeProfiles{"/etc/berth/chmod.json": blockChmod}
+	unconfined := &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Unconfined}
+	chmod := &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "/etc/berth/chmod.json"}
+	tests := []struct {
+		name   string
+		sc     *runtimeapi.LinuxContainerSecurityContext
+		def    *runtimeapi.SecurityProfile
+		filter bool // a filter at all
+		chmod  bool // the handler's chmod profile
+	}{
+		{name: "no handler default keeps moby's", sc: seccompSC(&runtimeapi.SecurityProfile{}, ""), filter: true},
+		{name: "handler unconfined", sc: seccompSC(&runtimeapi.SecurityProfile{}, ""), def: unconfined},
+		{name: "handler unconfined, deprecated path", sc: seccompSC(nil, "runtime/default"), def: unconfined},
+		{name: "handler profile file", sc: seccompSC(&runtimeapi.SecurityProfile{}, ""), def: chmod, filter: true, chmod: true},
+		{name: "explicit unconfined stays", sc: seccompSC(unconfined, ""), def: chmod},
+		{name: "nothing asked stays unconfined", sc: nil, def: chmod},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := SeccompWithDefault(tt.sc, nil, profiles, tt.def)
+			wantErr(t, err, nil)
+			if (got != nil) != tt.filter {
+				t.Fatalf("filter = %s, want one: %v", dump(got), tt.filter)
+			}
+			if isChmod := got != nil && got.DefaultAction == specs.ActAllow; isChmod != tt.chmod {
+				t.Fatalf("filter = %s, want the handler's chmod profile: %v", dump(got), tt.chmod)
+			}
+		})
+	}
+}

@@ -86,6 +86,9 @@ type Options struct {
 	HostCapabilities []string
 	// SeccompProfiles reads Localhost seccomp profiles; nil reads the node's files.
 	SeccompProfiles ProfileLoader
+	// RuntimeDefaultSeccomp is what the profile RuntimeDefault means for the pod's runtime
+	// handler (Unconfined, or Localhost with a path); nil is moby's default profile.
+	RuntimeDefaultSeccomp *runtimeapi.SecurityProfile
 
 	// AppArmor and SELinuxEnabled describe the node's kernel (ProbeAppArmor() and the agent's
 	// loading of the default profile, SELinuxEnabled()); they decide which AppArmor and

@@ -1,0 +1,133 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// handlerConfig configures a builtin handler whose RuntimeDefault seccomp profile is
+// unconfined, and crun as an external runtime when the node has it (hack/deps.sh installs it).
+func handlerConfig(t *testing.T) (cfg, crun string) {
+	cfg = "[[runtime.handlers]]\nname = \"loose\"\nseccomp_profile = \"unconfined\"\n"
+	crun, err := exec.LookPath("crun")
+	if err != nil {
+		t.Logf("no crun on this node (hack/deps.sh installs it): the external handler is not checked")
+		return cfg, ""
+	}
+	return cfg + fmt.Sprintf("\n[[runtime.handlers]]\nname = \"crun\"\nruntime = %q\n", crun), crun
+}
+
+// The same pod (a log line, an exec, a stop with the container's exit code, stats) runs on
+// the default handler and on a configured one, each with its own seccomp default; an external
+// runtime is listed but refused with Unimplemented; an unknown handler is NotFound.
+func TestRuntimeHandlers(t *testing.T) {
+	cfg, crun := handlerConfig(t)
+	a := newAgent(t, agentOptions{config: cfg})
+
+	st, err := a.rt.Status(ctxT(t), &runtimeapi.StatusRequest{})
+	must(t, err, "status")
+	listed := map[string]*runtimeapi.RuntimeHandlerFeatures{}
+	for _, h := range st.RuntimeHandlers {
+		listed[h.Name] = h.Features
+	}
+	for _, name := range []string{"", "runc", "loose"} {
+		if _, ok := listed[name]; !ok {
+			t.Errorf("Status lacks handler %q: %v", name, st.RuntimeHandlers)
+		}
+	}
+	if listed["loose"].GetUserNamespaces() != listed[""].GetUserNamespaces() {
+		t.Errorf("handler loose features %v differ from the default's %v", listed["loose"], listed[""])
+	}
+
+	for _, tc := range []struct{ handler, seccomp string }{{"", "2"}, {"loose", "0"}} {
+		t.Run("handler="+tc.handler, func(t *testing.T) { handlerPodLifecycle(t, a, tc.handler, tc.seccomp) })
+	}
+
+	if crun != "" {
+		if f, ok := listed["crun"]; !ok || f.GetUserNamespaces() || f.GetRecursiveReadOnlyMounts() {
+			t.Errorf("handler crun listed %v with %v, want listed with no features", ok, f)
+		}
+		resp, err := a.rt.RunPodSandbox(ctxT(t), &runtimeapi.RunPodSandboxRequest{Config: podConfig(t, "crun"), RuntimeHandler: "crun"})
+		if err == nil {
+			runPodCleanup(t, a, resp.PodSandboxId)
+		}
+		if status.Code(err) != codes.Unimplemented || !strings.Contains(err.Error(), crun) {
+			t.Errorf("RunPodSandbox(handler crun) = %v, want Unimplemented naming the runtime", err)
+		}
+	}
+	resp, err := a.rt.RunPodSandbox(ctxT(t), &runtimeapi.RunPodSandboxRequest{Config: podConfig(t, "unknown"), RuntimeHandler: "kata"})
+	if err == nil {
+		runPodCleanup(t, a, resp.PodSandboxId)
+	}
+	if status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), `"kata"`) {
+		t.Errorf("RunPodSandbox(handler kata) = %v, want NotFound naming it", err)
+	}
+}
+
+func handlerPodLifecycle(t *testing.T, a *agent, handler, wantSeccomp string) {
+	p := runPodOn(t, a, podConfig(t, "handler"), handler)
+	cfg := ctrConfig("c", env.images.busybox,
+		withShell(`echo hello from the handler; trap 'exit 7' TERM; while :; do sleep 0.1; done`),
+		withSecurityContext(func(s *runtimeapi.LinuxContainerSecurityContext) {
+			s.Seccomp = profile(runtimeapi.SecurityProfile_RuntimeDefault, "")
+		}))
+	id := runContainer(t, a, p, cfg)
+	waitLog(t, logPath(p, cfg), "hello from the handler", 30*time.Second)
+
+	out, err := a.rt.ExecSync(ctxT(t), &runtimeapi.ExecSyncRequest{ContainerId: id, Cmd: []string{"cat", "/proc/self/status"}, Timeout: 30})
+	must(t, err, "exec")
+	if out.ExitCode != 0 {
+		t.Fatalf("exec exit code %d: %s", out.ExitCode, out.Stderr)
+	}
+	if got := statusFields(string(out.Stdout))["Seccomp"]; got != wantSeccomp {
+		t.Errorf("handler %q: a RuntimeDefault container has Seccomp %q, want %q", handler, got, wantSeccomp)
+	}
+
+	stats, err := a.rt.ContainerStats(ctxT(t), &runtimeapi.ContainerStatsRequest{ContainerId: id})
+	must(t, err, "stats")
+	if stats.GetStats().GetMemory().GetWorkingSetBytes().GetValue() == 0 {
+		t.Errorf("stats of a running container have no memory working set: %v", stats.GetStats())
+	}
+
+	_, err = a.rt.StopContainer(ctxT(t), &runtimeapi.StopContainerRequest{ContainerId: id, Timeout: 20})
+	must(t, err, "stop")
+	if st := waitExited(t, a, id, 30*time.Second); st.ExitCode != 7 {
+		t.Errorf("exit code %d (reason %s), want 7 from the TERM trap", st.ExitCode, st.Reason)
+	}
+}
+
+// A handler whose runtime binary is missing fails the agent's startup, naming the handler and
+// the path: a node that cannot serve a configured RuntimeClass must not come up Ready.
+func TestRuntimeHandlerMissingBinary(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "no-such-runtime")
+	cfgPath := filepath.Join(dir, "config.toml")
+	cfg := fmt.Sprintf("[nri]\nenable = false\n\n[[runtime.handlers]]\nname = \"gone\"\nruntime = %q\n", missing)
+	must(t, os.WriteFile(cfgPath, []byte(cfg), 0o644), "write config")
+	state, err := os.MkdirTemp("/run", "berth-e2e-")
+	must(t, err, "state dir")
+	t.Cleanup(func() { os.RemoveAll(state) })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, env.berthBin, "--config", cfgPath, "--root", filepath.Join(dir, "root"),
+		"--state", state, "--listen", filepath.Join(state, "berth.sock"), "--shim-binary", env.shimBin)
+	out, err := cmd.CombinedOutput()
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("agent with a missing runtime binary: err %v (ctx %v), want a failed startup:\n%s", err, ctx.Err(), out)
+	}
+	for _, want := range []string{`runtime handler "gone"`, missing} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("startup error lacks %q:\n%s", want, out)
+		}
+	}
+}
