@@ -206,8 +206,10 @@ func TestStreamingAttachTransports(t *testing.T) {
 func TestStreamingPortForwardTransports(t *testing.T) {
 	a := env.shared
 	p := runPod(t, a, podConfig(t, "pftr"))
-	runContainer(t, a, p, ctrConfig("web", env.images.busybox,
+	web := runContainer(t, a, p, ctrConfig("web", env.images.busybox,
 		withShell("mkdir -p /www && echo hello-through-port-forward > /www/index.html && exec httpd -f -p 80 -h /www")))
+	// client-go's forwarder gives up on its first refused connection: httpd must be up first.
+	waitListening(t, a, web)
 	dialers := []struct {
 		name string
 		dial func(u *url.URL) (httpstream.Dialer, error)
