@@ -260,13 +260,16 @@ func clientForward(t *testing.T, dialer httpstream.Dialer) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- pf.ForwardPorts() }()
-	t.Cleanup(func() { close(stop); <-done })
+	// finished is closed, not sent on: the cleanup waits on it even after a failure below
+	// has seen it.
+	var fwdErr error
+	finished := make(chan struct{})
+	go func() { fwdErr = pf.ForwardPorts(); close(finished) }()
+	t.Cleanup(func() { close(stop); <-finished })
 	select {
 	case <-ready:
-	case err := <-done:
-		t.Fatalf("port-forward ended before it was ready: %v (%s)", err, out.String())
+	case <-finished:
+		t.Fatalf("port-forward ended before it was ready: %v (%s)", fwdErr, out.String())
 	case <-time.After(30 * time.Second):
 		t.Fatal("port-forward not ready within 30s")
 	}
