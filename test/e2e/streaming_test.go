@@ -181,6 +181,28 @@ func TestStreamingExecV5StdinClose(t *testing.T) {
 	}
 }
 
+// TestStreamingAttachV5StdinClose: the client's stdin EOF reaches a container created with
+// stdin_once through an attach (its cat ends, and the container with it), over SPDY and v5.
+func TestStreamingAttachV5StdinClose(t *testing.T) {
+	a := env.shared
+	p := runPod(t, a, podConfig(t, "attachclose"))
+	for i, tr := range []transport{transports[0], transports[2]} {
+		t.Run(tr.name, func(t *testing.T) {
+			id := runContainer(t, a, p, ctrConfig(fmt.Sprintf("cat%d", i), env.images.busybox, withCommand("cat"), withStdin(true)))
+			ctx, cancel := context.WithTimeout(ctxT(t), 30*time.Second)
+			defer cancel()
+			resp, err := a.rt.Attach(ctx, &runtimeapi.AttachRequest{ContainerId: id, Stdin: true, Stdout: true, Stderr: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, _, err := stream(ctx, tr, resp.Url, "to cat and back\n", false)
+			if err != nil || out != "to cat and back\n" {
+				t.Fatalf("attach to cat over %s: %q, %v; want the input back and the session ended by stdin's end", tr.name, out, err)
+			}
+		})
+	}
+}
+
 func TestStreamingAttachTransports(t *testing.T) {
 	a := env.shared
 	p := runPod(t, a, podConfig(t, "attachtr"))
