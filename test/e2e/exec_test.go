@@ -468,8 +468,10 @@ func TestPortForward(t *testing.T) {
 	needCrictl(t)
 	a := env.shared
 	p := runPod(t, a, podConfig(t, "pfpod"))
-	runContainer(t, a, p, ctrConfig("web", env.images.busybox,
+	web := runContainer(t, a, p, ctrConfig("web", env.images.busybox,
 		withShell("mkdir -p /www && echo hello-through-port-forward > /www/index.html && exec httpd -f -p 80 -h /www")))
+	// crictl's forwarder (client-go's) gives up on its first refused connection: httpd must be up first.
+	waitListening(t, a, web)
 	_, local := portForward(t, a, p.id)
 	url := "http://127.0.0.1:" + local + "/"
 	client := &http.Client{Timeout: 5 * time.Second}
