@@ -331,35 +331,39 @@ func TestExecClientDisconnect(t *testing.T) {
 		{name: "stdin", args: []string{"exec", "-i", id, "sh", "-c", "sleep 1001; cat"}},
 		{name: "tty", tty: true, args: []string{"exec", "-i", "-t", id, "sh", "-c", "sleep 1001"}},
 	} {
-		t.Run(tt.name, func(t *testing.T) {
-			ctx := ctxT(t)
-			var cmd *exec.Cmd
-			if tt.tty {
-				line := fmt.Sprintf("crictl --runtime-endpoint unix://%s --timeout 60s %s", a.sock, strings.Join(quoteAll(tt.args), " "))
-				cmd = exec.CommandContext(ctx, "script", "-qec", line, "/dev/null")
-				cmd.Env = append(os.Environ(), "CRI_CONFIG_FILE=/dev/null")
-				cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-			} else {
-				cmd = crictlCmd(ctx, a, tt.args...)
-			}
-			stdin, err := cmd.StdinPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer stdin.Close()
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
-			waitProc(t, id, "sleep 1001", 15*time.Second)
-			// The client vanishes without a word: its TCP connection just closes.
-			if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
-			_ = cmd.Wait()
-			waitNoProc(t, id, "sleep 1001", 10*time.Second)
-			shimIdle(t, a, p.id)
-		})
+		// spdy is the library's; websocket is v5, served by streaming_v5.go.
+		for _, transport := range []string{"spdy", "websocket"} {
+			t.Run(transport+"/"+tt.name, func(t *testing.T) {
+				args := append([]string{tt.args[0], "--transport", transport}, tt.args[1:]...)
+				ctx := ctxT(t)
+				var cmd *exec.Cmd
+				if tt.tty {
+					line := fmt.Sprintf("crictl --runtime-endpoint unix://%s --timeout 60s %s", a.sock, strings.Join(quoteAll(args), " "))
+					cmd = exec.CommandContext(ctx, "script", "-qec", line, "/dev/null")
+					cmd.Env = append(os.Environ(), "CRI_CONFIG_FILE=/dev/null")
+					cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+				} else {
+					cmd = crictlCmd(ctx, a, args...)
+				}
+				stdin, err := cmd.StdinPipe()
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer stdin.Close()
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
+				waitProc(t, id, "sleep 1001", 15*time.Second)
+				// The client vanishes without a word: its TCP connection just closes.
+				if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil {
+					t.Fatal(err)
+				}
+				_ = cmd.Wait()
+				waitNoProc(t, id, "sleep 1001", 10*time.Second)
+				shimIdle(t, a, p.id)
+			})
+		}
 	}
 }
 
@@ -464,8 +468,10 @@ func TestPortForward(t *testing.T) {
 	needCrictl(t)
 	a := env.shared
 	p := runPod(t, a, podConfig(t, "pfpod"))
-	runContainer(t, a, p, ctrConfig("web", env.images.busybox,
+	web := runContainer(t, a, p, ctrConfig("web", env.images.busybox,
 		withShell("mkdir -p /www && echo hello-through-port-forward > /www/index.html && exec httpd -f -p 80 -h /www")))
+	// crictl's forwarder (client-go's) gives up on its first refused connection: httpd must be up first.
+	waitListening(t, a, web)
 	_, local := portForward(t, a, p.id)
 	url := "http://127.0.0.1:" + local + "/"
 	client := &http.Client{Timeout: 5 * time.Second}

@@ -31,5 +31,5 @@ func (s *Service) Attach(ctx context.Context, req *runtimeapi.AttachRequest) (*r
 	}
 	r := proto.CloneOf(req)
 	r.ContainerId = c.ID()
-	return streams.srv.GetAttach(r)
+	return streams.attachURL(r)
 }

@@ -27,7 +27,7 @@ func (s *Service) Exec(ctx context.Context, req *runtimeapi.ExecRequest) (*runti
 	}
 	r := proto.CloneOf(req)
 	r.ContainerId = c.ID()
-	return streams.srv.GetExec(r)
+	return streams.execURL(r)
 }
 
 // execTarget resolves a container that can run an exec: it must be running (CRI: exec in a

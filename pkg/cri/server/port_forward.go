@@ -29,7 +29,7 @@ func (s *Service) PortForward(ctx context.Context, req *runtimeapi.PortForwardRe
 	}
 	r := proto.CloneOf(req)
 	r.PodSandboxId = sb.ID()
-	return streams.srv.GetPortForward(r)
+	return streams.portForwardURL(r)
 }
 
 // forwardTarget resolves a sandbox whose network can be reached: it must be ready.

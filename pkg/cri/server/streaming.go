@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	streaming "k8s.io/cri-streaming/pkg/streaming"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-runtime/berth/pkg/config"
 )
@@ -22,40 +22,39 @@ import (
 var errClientGone = errors.New("streaming client disconnected")
 
 // streamServer is the HTTP server behind the URLs that Exec, Attach and PortForward return
-// (k8s.io/cri-streaming: SPDY and WebSocket). The kubelet, or crictl, connects to it.
+// (streaming_handler.go: SPDY, WebSocket v1-v5, SPDY tunnelled through a WebSocket). The
+// kubelet, or crictl, connects to it.
 type streamServer struct {
-	srv   streaming.Server
-	http  *http.Server
-	addr  string
-	done  chan struct{}
-	conns *connSet
+	handler *streamHandler
+	http    *http.Server
+	addr    string
+	done    chan struct{}
+	conns   *connSet
 }
 
-// newStreamServer listens on cfg.Address and serves rt. The listener is ours, not the
-// library's Start, so the URLs carry the real port from the first request on.
-func newStreamServer(cfg config.StreamingConfig, rt streaming.Runtime, log *slog.Logger) (*streamServer, error) {
+// newStreamServer listens on cfg.Address and serves rt. The URLs carry the listener's real
+// port (an address with port 0 picks one).
+func newStreamServer(cfg config.StreamingConfig, rt sessionRuntime, log *slog.Logger) (*streamServer, error) {
 	ln, err := net.Listen("tcp", cfg.Address)
 	if err != nil {
 		return nil, fmt.Errorf("streaming server: listen on %s: %w", cfg.Address, err)
 	}
 	addr := advertised(ln.Addr().(*net.TCPAddr))
-	sc := streaming.DefaultConfig
-	sc.Addr = addr
-	sc.BaseURL = &url.URL{Scheme: "http", Host: addr}
-	sc.StreamIdleTimeout = cfg.IdleTimeout.Duration
-	sc.StreamCreationTimeout = cfg.StreamCreationTimeout.Duration
-	srv, err := streaming.NewServer(sc, rt)
-	if err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("streaming server: %w", err)
+	h := &streamHandler{
+		rt:       rt,
+		tokens:   newTokenCache(),
+		base:     &url.URL{Scheme: "http", Host: addr, Path: "/"},
+		idle:     cfg.IdleTimeout.Duration,
+		creation: cfg.StreamCreationTimeout.Duration,
+		log:      log,
 	}
 	s := &streamServer{
-		srv:   srv,
-		addr:  addr,
-		done:  make(chan struct{}),
-		conns: &connSet{m: map[*watchedConn]struct{}{}},
+		handler: h,
+		addr:    addr,
+		done:    make(chan struct{}),
+		conns:   &connSet{m: map[*watchedConn]struct{}{}},
 		http: &http.Server{
-			Handler:           srv,
+			Handler:           h,
 			ReadHeaderTimeout: 30 * time.Second,
 			ConnContext:       watchConn,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
@@ -69,6 +68,39 @@ func newStreamServer(cfg config.StreamingConfig, rt streaming.Runtime, log *slog
 	}()
 	log.Info("streaming server listening", "address", addr)
 	return s, nil
+}
+
+// execURL issues the URL of an exec session.
+func (s *streamServer) execURL(req *runtimeapi.ExecRequest) (*runtimeapi.ExecResponse, error) {
+	if err := checkStreams(req.GetStdin(), req.GetStdout(), req.GetStderr(), req.GetTty()); err != nil {
+		return nil, err
+	}
+	u, err := s.handler.issue(kindExec, req)
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.ExecResponse{Url: u}, nil
+}
+
+// attachURL issues the URL of an attach session.
+func (s *streamServer) attachURL(req *runtimeapi.AttachRequest) (*runtimeapi.AttachResponse, error) {
+	if err := checkStreams(req.GetStdin(), req.GetStdout(), req.GetStderr(), req.GetTty()); err != nil {
+		return nil, err
+	}
+	u, err := s.handler.issue(kindAttach, req)
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.AttachResponse{Url: u}, nil
+}
+
+// portForwardURL issues the URL of a port-forward session.
+func (s *streamServer) portForwardURL(req *runtimeapi.PortForwardRequest) (*runtimeapi.PortForwardResponse, error) {
+	u, err := s.handler.issue(kindPortForward, req)
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.PortForwardResponse{Url: u}, nil
 }
 
 // advertised is the host:port put in URLs: an unspecified listen address (every interface)

@@ -20,7 +20,7 @@ const portDialTimeout = 10 * time.Second
 // initialSizeWait bounds the wait for a tty exec's first size from a client that sends none.
 const initialSizeWait = 500 * time.Millisecond
 
-// streamRuntime is the k8s.io/cri-streaming Runtime: it runs the sessions whose URLs Exec,
+// streamRuntime is the streaming server's sessionRuntime: it runs the sessions whose URLs Exec,
 // Attach and PortForward handed out. ctx is the client connection's (streaming.go), so a
 // client that leaves ends the session: the shim kills an exec'd process tree, an attach
 // only detaches.
