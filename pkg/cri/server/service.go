@@ -93,9 +93,11 @@ type Service struct {
 	netLocks   keyedLocks
 	// sandboxLocks orders CreateContainer against RemovePodSandbox (sandbox_lock.go).
 	sandboxLocks sandboxLocks
-	resolvConf   string
-	procSys      string
-	features     HandlerFeatures
+	// kept holds creates finished after their caller left, for the kubelet's retry (keep.go).
+	kept       *keptResults
+	resolvConf string
+	procSys    string
+	features   HandlerFeatures
 
 	// clients maps sandbox id -> ShimClient; the lock guards only the map.
 	clientsMu sync.Mutex
@@ -132,7 +134,7 @@ func New(opts Options) (*Service, error) {
 	}
 	s := &Service{
 		cfg: opts.Config, images: opts.Images, log: log,
-		cimages: opts.ContainerImages, store: opts.Store, names: registrar.New(),
+		cimages: opts.ContainerImages, store: opts.Store, names: registrar.New(), kept: newKeptResults(),
 		shims: opts.Shims, namespaces: opts.Namespaces, cgroups: opts.Cgroups,
 		genSpec: opts.GenerateSpec, mounter: opts.Mounter, network: opts.Network,
 		resolvConf: opts.ResolvConf, procSys: opts.ProcSys,
@@ -206,7 +208,7 @@ func New(opts Options) (*Service, error) {
 		s.Close()
 		return nil, fmt.Errorf("new cri service: %w", err)
 	}
-	if err := s.startNRI(); err != nil {
+	if err := s.newNRI(); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("new cri service: %w", err)
 	}
