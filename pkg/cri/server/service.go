@@ -118,6 +118,7 @@ type Service struct {
 	stats      *statsCollector
 	events     *eventBroker
 	prom       *promMetrics
+	metricsMu  sync.Mutex // guards metricsSrv: SetMetricsAddress may replace it
 	metricsSrv *metricsServer
 	telemetry  telemetryState
 	kills      killMarks
