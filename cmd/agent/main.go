@@ -1,5 +1,6 @@
 // Command berth is the node agent: it serves the CRI over gRPC on a unix socket
-// so that the kubelet and crictl can run pods. Subcommands: config, doctor, images import.
+// so that the kubelet and crictl can run pods. Subcommands: config [validate], doctor,
+// images import, version, completion.
 package main
 
 import (
@@ -33,37 +34,65 @@ func run(args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *showVersion {
-		fmt.Fprintf(stdout, "berth %s\n", version)
-		return nil
+	fs.Visit(func(f *flag.Flag) { opts.explicitConfig = opts.explicitConfig || f.Name == "config" })
+	// Commands that do not need the node's configuration to be valid.
+	switch {
+	case *showVersion, fs.Arg(0) == "version":
+		return printVersion(stdout)
+	case fs.Arg(0) == "completion":
+		return completionCommand(fs.Args()[1:], stdout)
+	case fs.Arg(0) == "config" && fs.Arg(1) == "validate":
+		return validateCommand(opts, fs.Args()[2:], stdout)
 	}
-	cfg, err := opts.load(fs)
+	cfg, err := opts.load()
 	if err != nil {
 		return err
 	}
 	switch cmd := fs.Arg(0); cmd {
 	case "":
-		return serveUntilSignal(cfg)
+		return serveUntilSignal(cfg, opts)
 	case "config":
+		if fs.NArg() > 1 {
+			return fmt.Errorf("unknown config command %q (config [validate [FILE]])", fs.Arg(1))
+		}
 		fmt.Fprint(stdout, cfg.String())
 		return nil
 	case "images":
 		return imagesCommand(cfg, fs.Args()[1:], stdout)
 	case "doctor":
 		return doctorCommand(cfg, fs.Args()[1:], stdout)
-	case "version":
-		fmt.Fprintf(stdout, "berth %s\n", version)
-		return nil
 	default:
-		return fmt.Errorf("unknown command %q (commands: config, doctor [--fix], images import FILE, version)", cmd)
+		return fmt.Errorf("unknown command %q (commands: config [validate [FILE]], doctor [--fix], images import FILE, version, completion bash|zsh|fish)", cmd)
 	}
+}
+
+// validateCommand handles `berth config validate [FILE]` (default: the --config file): it
+// loads and validates the file alone, flags aside, and fails naming the first bad setting.
+func validateCommand(opts *flagOptions, args []string, stdout io.Writer) error {
+	if len(args) > 1 {
+		return fmt.Errorf("usage: berth config validate [FILE]")
+	}
+	path := opts.configPath
+	if len(args) == 1 {
+		path = args[0]
+	}
+	cfg, err := config.Load(path, false)
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		return fmt.Errorf("%s: invalid: %w", path, err)
+	}
+	fmt.Fprintf(stdout, "%s: valid\n", path)
+	return nil
 }
 
 // flagOptions are the flags that override the config file.
 type flagOptions struct {
 	configPath                    string
+	explicitConfig                bool // --config was given: the file must exist
 	root, state, listen, logLevel string
-	shim                          string
+	logFormat, shim               string
 }
 
 func bindFlags(fs *flag.FlagSet) *flagOptions {
@@ -73,15 +102,15 @@ func bindFlags(fs *flag.FlagSet) *flagOptions {
 	fs.StringVar(&o.state, "state", "", "runtime state directory (default /run/berth)")
 	fs.StringVar(&o.listen, "listen", "", "CRI unix socket (default /run/berth/berth.sock)")
 	fs.StringVar(&o.logLevel, "log-level", "", "debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "", "text (logfmt) or json")
 	fs.StringVar(&o.shim, "shim-binary", "", "berth-shim path (default: beside berth, then $PATH)")
 	return o
 }
 
-// load reads the config file and applies the flags that were set on top.
-func (o *flagOptions) load(fs *flag.FlagSet) (config.Config, error) {
-	explicit := false
-	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
-	cfg, err := config.Load(o.configPath, !explicit)
+// load reads the config file and applies the flags that were set on top. SIGHUP calls it
+// again: the flags keep overriding a reloaded file.
+func (o *flagOptions) load() (config.Config, error) {
+	cfg, err := config.Load(o.configPath, !o.explicitConfig)
 	if err != nil {
 		return cfg, err
 	}
@@ -94,6 +123,7 @@ func (o *flagOptions) load(fs *flag.FlagSet) (config.Config, error) {
 	override(&cfg.State, o.state)
 	override(&cfg.Listen, o.listen)
 	override(&cfg.LogLevel, o.logLevel)
+	override(&cfg.LogFormat, o.logFormat)
 	override(&cfg.ShimBinary, o.shim)
 	if err := cfg.Validate(); err != nil {
 		return cfg, err
@@ -101,23 +131,28 @@ func (o *flagOptions) load(fs *flag.FlagSet) (config.Config, error) {
 	return cfg, nil
 }
 
-func newLogger(cfg config.Config) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+// newLogger logs at a level SIGHUP may change (level) in the configured format: text is
+// logfmt (key=value), json one object per line.
+func newLogger(cfg config.Config, w io.Writer, level *slog.LevelVar) *slog.Logger {
+	level.Set(parseLevel(cfg.LogLevel))
 	hopts := &slog.HandlerOptions{Level: level}
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, hopts))
+		return slog.New(slog.NewJSONHandler(w, hopts))
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, hopts))
+	return slog.New(slog.NewTextHandler(w, hopts))
 }
 
-// serveUntilSignal runs the agent until SIGINT or SIGTERM. Shutting down the
-// agent leaves every container running: the shims own them.
-func serveUntilSignal(cfg config.Config) error {
-	log := newLogger(cfg)
+// serveUntilSignal runs the agent until SIGINT or SIGTERM; SIGHUP reloads the configuration
+// (reload.go). Shutting down the agent leaves every container running: the shims own them.
+func serveUntilSignal(cfg config.Config, opts *flagOptions) error {
+	level := new(slog.LevelVar)
+	log := newLogger(cfg, os.Stderr, level)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	err := serve(ctx, cfg, log)
+	hup, stopHUP := notifyHUP()
+	defer stopHUP()
+	r := &reloader{load: opts.load, cur: cfg, level: level, log: log, hup: hup}
+	err := serve(ctx, cfg, log, r)
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}

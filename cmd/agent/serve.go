@@ -17,8 +17,9 @@ import (
 )
 
 // serve wires the managers from cfg, serves the CRI until ctx ends, then
-// stops the gRPC server. Containers are not touched on the way out.
-func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+// stops the gRPC server. Containers are not touched on the way out. With r set, SIGHUP
+// reloads the configuration into the managers while serving.
+func serve(ctx context.Context, cfg config.Config, log *slog.Logger, r *reloader) error {
 	for _, dir := range []string{cfg.Root, cfg.State, filepath.Dir(cfg.Listen)} {
 		if err := os.MkdirAll(dir, 0o711); err != nil {
 			return fmt.Errorf("create %s: %w", dir, err)
@@ -59,6 +60,12 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(lis) }()
+	if r != nil {
+		r.images, r.metrics = imgs, svc
+		wctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go r.watch(wctx, r.hup)
+	}
 	log.Info("berth serving the CRI", "socket", cfg.Listen, "version", version, "root", cfg.Root, "state", cfg.State)
 
 	select {

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -170,5 +171,21 @@ func TestValidateMetrics(t *testing.T) {
 				t.Fatalf("err = %v, want containing %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+func TestChanged(t *testing.T) {
+	a := Default()
+	b := Default()
+	if got := Changed(a, b); len(got) != 0 {
+		t.Fatalf("Changed(default, default) = %v", got)
+	}
+	b.LogLevel = "debug"
+	b.Images.Pinned = []string{"busybox"}
+	b.NRI.RequestTimeout = Duration{3 * time.Second}
+	got := Changed(a, b)
+	want := []string{"images.pinned", "log_level", "nri.plugin_request_timeout"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Changed = %v, want %v", got, want)
 	}
 }

@@ -113,7 +113,7 @@ type parsedConfig struct {
 }
 
 func (s *Service) toImage(rec imageRecord) (Image, error) {
-	img := Image{ID: rec.ID, Size: rec.Size, Pinned: s.pinned.pins(rec.ID, rec.Names)}
+	img := Image{ID: rec.ID, Size: rec.Size, Pinned: s.live.Load().pinned.pins(rec.ID, rec.Names)}
 	for _, n := range rec.Names {
 		if reference.IsDigested(n) {
 			img.RepoDigests = append(img.RepoDigests, n)

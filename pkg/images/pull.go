@@ -43,7 +43,8 @@ func (s *Service) Pull(ctx context.Context, ref string, auth *Auth) (Image, erro
 
 func (s *Service) pull(ctx context.Context, r reference.Reference, auth *Auth, cfg authn.AuthConfig) (Image, error) {
 	start := time.Now()
-	hosts, err := remote.Config{CertsDir: s.opts.CertsDir, Insecure: s.opts.InsecureRegistries}.Hosts(r.Domain)
+	live := s.live.Load()
+	hosts, err := remote.Config{CertsDir: live.certsDir, Insecure: live.insecure}.Hosts(r.Domain)
 	if err != nil {
 		return Image{}, fmt.Errorf("pull %s: registry hosts: %w", r, err)
 	}

@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -97,7 +98,8 @@ type Service struct {
 	closing chan struct{}
 	gcDone  chan struct{}
 	configs sync.Map // image id -> *parsedConfig; configs are immutable per id
-	pinned  pinSet
+	// live holds the settings Reload may change (reload.go).
+	live atomic.Pointer[liveSettings]
 }
 
 // New opens (creating if needed) the store under opts.Root and cleans what an interrupted
@@ -112,7 +114,7 @@ func New(opts Options) (*Service, error) {
 	if opts.MaxConcurrentDownloads <= 0 {
 		opts.MaxConcurrentDownloads = defaultDownloads
 	}
-	pinned, err := newPinSet(opts.Pinned)
+	live, err := newLiveSettings(Reloadable{CertsDir: opts.CertsDir, InsecureRegistries: opts.InsecureRegistries, Pinned: opts.Pinned})
 	if err != nil {
 		return nil, fmt.Errorf("images: %w", err)
 	}
@@ -128,8 +130,8 @@ func New(opts Options) (*Service, error) {
 		gcKick:   make(chan struct{}, 1),
 		closing:  make(chan struct{}),
 		gcDone:   make(chan struct{}),
-		pinned:   pinned,
 	}
+	s.live.Store(live)
 	s.flights.m = map[string]*flight{}
 	if err := os.MkdirAll(s.snapDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create snapshot dir: %w", err)

@@ -41,25 +41,52 @@ func (s *Service) CreateContainer(ctx context.Context, req *runtimeapi.CreateCon
 	if err != nil {
 		return nil, fmt.Errorf("create container %q in sandbox %s: %w", name, sb.ID(), err)
 	}
+	// The kubelet's retry of a create that finished after it gave up (keep.go).
+	if id, err := s.collectKept(ctx, name, req); err != nil || id != "" {
+		if err != nil {
+			return nil, fmt.Errorf("create container %q in sandbox %s: %w", name, sb.ID(), err)
+		}
+		return &runtimeapi.CreateContainerResponse{ContainerId: id}, nil
+	}
 	id := newID()
 	if err := s.names.Reserve(name, id); err != nil {
 		return nil, fmt.Errorf("create container %q in sandbox %s: %w", name, sb.ID(), err)
 	}
 	cl := &cleanups{log: s.log.With("container", id)}
 	cl.push("release name", func(context.Context) error { s.names.Release(name); return nil })
-	defer s.nri.BlockSync()()
+	op := s.kept.begin(name, id, req)
+	defer s.kept.end(op)
+	wctx, cancel := detach(ctx)
+	defer cancel()
+	defer s.nri.BlockSync()() // from the NRI event until the container is stored: see nri.go
 
-	md, st, err := s.createContainer(ctx, id, name, sb, sbSt, plan, req, cl)
+	md, st, err := s.createContainer(wctx, id, name, sb, sbSt, plan, req, cl)
+	finish := func(ctx context.Context) error { return s.storeContainer(ctx, md, st) }
+	if err == nil && ctx.Err() != nil {
+		s.kept.park(op, func(ctx context.Context) error {
+			defer s.nri.BlockSync()()
+			return finish(ctx)
+		}, cl.run)
+		return nil, fmt.Errorf("create container %q in sandbox %s: created as %s after the caller left, kept for its retry: %w", name, sb.ID(), id, ctx.Err())
+	}
 	if err == nil {
-		_, err = s.store.Containers.Add(id, md, st)
+		err = finish(wctx)
 	}
 	if err != nil {
 		cl.run(ctx)
 		return nil, fmt.Errorf("create container %q in sandbox %s: %w", name, sb.ID(), err)
 	}
-	s.events.container(id)
-	s.nriPostCreateContainer(ctx, id)
 	return &runtimeapi.CreateContainerResponse{ContainerId: id}, nil
+}
+
+// storeContainer records a created container, which makes it visible, and tells NRI plugins.
+func (s *Service) storeContainer(ctx context.Context, md store.ContainerMetadata, st store.ContainerStatus) error {
+	if _, err := s.store.Containers.Add(md.ID, md, st); err != nil {
+		return err
+	}
+	s.events.container(md.ID)
+	s.nriPostCreateContainer(ctx, md.ID)
+	return nil
 }
 
 // readySandbox reads the sandbox again under its lock: a removal may have finished while the

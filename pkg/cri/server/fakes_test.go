@@ -28,11 +28,30 @@ type fakeShims struct {
 	startErr error
 	podInit  error
 	connErr  error
+	// slowStart, when set, holds Start until released.
+	slowStart *slowStep
+}
+
+// slowStep is a step that takes as long as the test wants: it says when it was entered and
+// waits for release.
+type slowStep struct{ entered, release chan struct{} }
+
+func newSlowStep() *slowStep {
+	return &slowStep{entered: make(chan struct{}, 16), release: make(chan struct{})}
+}
+
+func (s *slowStep) wait() {
+	if s == nil {
+		return
+	}
+	s.entered <- struct{}{}
+	<-s.release
 }
 
 func newFakeShims() *fakeShims { return &fakeShims{shims: map[string]*fakeShim{}} }
 
 func (f *fakeShims) Start(ctx context.Context, sandboxID, dir string) (ShimClient, error) {
+	f.slowStart.wait()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.startErr != nil {
@@ -89,6 +108,7 @@ type fakeShim struct {
 	containers map[string]*fakeCtr
 	shutdown   bool
 	podInitErr error
+	slowCreate *slowStep // when set, holds Create until released
 	nextPid    int
 	// podInitCgroup is the cgroup the pod init was asked to join.
 	podInitCgroup string
@@ -109,6 +129,7 @@ func (f *fakeShim) ctr(id string) (*fakeCtr, error) {
 }
 
 func (f *fakeShim) Create(ctx context.Context, req ShimCreateRequest) (int, error) {
+	f.slowCreate.wait()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, err := os.Stat(filepath.Join(req.Bundle, "config.json")); err != nil {

@@ -113,9 +113,10 @@ func (p pullObserver) Pull(ctx context.Context, ref string, auth *images.Auth) (
 
 // metricsServer serves /metrics and /debug/pprof/ on the configured loopback address.
 type metricsServer struct {
-	srv  *http.Server
-	addr string
-	done chan struct{}
+	srv        *http.Server
+	addr       string // where it listens (the port chosen for port 0)
+	configured string // the address it was asked for
+	done       chan struct{}
 }
 
 func startMetricsServer(addr, addrFile string, reg *prometheus.Registry, log interface{ Warn(string, ...any) }) (*metricsServer, error) {

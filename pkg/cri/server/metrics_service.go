@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 
@@ -30,23 +31,51 @@ func (s *Service) initTelemetry() error {
 		defer s.telemetry.wg.Done()
 		stats.run(s.stop)
 	}()
-	if s.cfg.Metrics.Address == "" {
-		return nil
-	}
-	srv, err := startMetricsServer(s.cfg.Metrics.Address, filepath.Join(s.cfg.State, "metrics.addr"), s.prom.reg, s.log)
-	if err != nil {
+	if err := s.SetMetricsAddress(s.cfg.Metrics.Address); err != nil {
 		return fmt.Errorf("new cri service: %w", err)
 	}
+	return nil
+}
+
+// SetMetricsAddress serves /metrics and /debug/pprof/ on addr from now on ("" serves them
+// nowhere); the agent calls it again when its config is reloaded. The new listener is opened
+// before the old one closes, so that an address that cannot be had leaves the endpoint where
+// it was. addr must already be validated (loopback only: config.MetricsConfig).
+func (s *Service) SetMetricsAddress(addr string) error {
+	s.metricsMu.Lock()
+	defer s.metricsMu.Unlock()
+	if s.metricsSrv != nil && s.metricsSrv.configured == addr {
+		return nil
+	}
+	addrFile := filepath.Join(s.cfg.State, "metrics.addr")
+	var srv *metricsServer
+	if addr != "" {
+		var err error
+		if srv, err = startMetricsServer(addr, addrFile, s.prom.reg, s.log); err != nil {
+			return err
+		}
+		srv.configured = addr
+		s.log.Info("serving metrics and pprof", "address", srv.addr)
+	}
+	if s.metricsSrv != nil {
+		s.metricsSrv.close()
+		if srv == nil {
+			_ = os.Remove(addrFile)
+			s.log.Info("stopped serving metrics and pprof")
+		}
+	}
 	s.metricsSrv = srv
-	s.log.Info("serving metrics and pprof", "address", srv.addr)
 	return nil
 }
 
 // closeTelemetry runs after s.stop is closed.
 func (s *Service) closeTelemetry() {
+	s.metricsMu.Lock()
 	if s.metricsSrv != nil {
 		s.metricsSrv.close()
+		s.metricsSrv = nil
 	}
+	s.metricsMu.Unlock()
 	s.telemetry.wg.Wait()
 }
 

@@ -30,7 +30,12 @@ import (
 // nriNotifyTimeout bounds the notifications that run on a fresh context (exits, removals).
 const nriNotifyTimeout = 10 * time.Second
 
-func (s *Service) startNRI() error {
+// newNRI prepares NRI without accepting plugins yet: Recover starts it once the records are
+// loaded and brought in line with the shims, so that a plugin's Synchronize (a plugin that was
+// connected to the agent before it restarted reconnects, pre-installed ones are launched)
+// reflects the node as it is now, containers that exited while the agent was down included,
+// rather than an empty store.
+func (s *Service) newNRI() error {
 	c := s.cfg.NRI
 	if !c.Enable {
 		return nil
@@ -42,9 +47,6 @@ func (s *Service) startNRI() error {
 		Domain: nriDomain{s}, Logger: s.log,
 	})
 	if err != nil {
-		return err
-	}
-	if err := r.Start(); err != nil {
 		return err
 	}
 	s.nri = r

@@ -19,7 +19,8 @@ const recoverShimTimeout = 10 * time.Second
 // Recover rebuilds the service's state after a start: it reloads the records, reconnects
 // each ready pod's shim, refreshes its containers' states (a container that exited while
 // the agent was down reports its real exit code), restarts exit tracking, releases kernel
-// objects no record owns, and only then marks the service Ready.
+// objects no record owns, lets NRI plugins in (they synchronize with this state), and only
+// then marks the service Ready.
 func (s *Service) Recover(ctx context.Context) error {
 	if err := s.store.Load(); err != nil {
 		return fmt.Errorf("recover: %w", err)
@@ -44,13 +45,18 @@ func (s *Service) Recover(ctx context.Context) error {
 	}
 	s.gcNetwork(ctx)
 	s.events.seed()
+	// Plugins synchronize with the recovered state, not an empty store (nri.go newNRI).
+	if err := s.nri.Start(); err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
 	s.ready.Store(true)
 	s.exits.Add(1)
 	go s.reconcileLoop()
 	return nil
 }
 
-// reconcileLoop retries the release of orphaned objects until Close.
+// reconcileLoop retries the release of orphaned objects, and rolls back kept creates nobody
+// came back for (keep.go), until Close.
 func (s *Service) reconcileLoop() {
 	defer s.exits.Done()
 	t := time.NewTicker(orphanReconcileInterval)
@@ -61,6 +67,7 @@ func (s *Service) reconcileLoop() {
 			return
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+			s.reapKept(ctx, time.Now().Add(-keepWindow))
 			if err := s.reconcileResources(ctx); err != nil {
 				s.log.Warn("reconcile orphaned objects", "err", err)
 			}

@@ -40,27 +40,51 @@ func (s *Service) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandb
 	if err := handler.checkPod(userns.Enabled()); err != nil {
 		return nil, fmt.Errorf("run pod sandbox %q: %w", name, err)
 	}
+	// The kubelet's retry of a create that finished after it gave up (keep.go).
+	if id, err := s.collectKept(ctx, name, req); err != nil || id != "" {
+		if err != nil {
+			return nil, fmt.Errorf("run pod sandbox %q: %w", name, err)
+		}
+		return &runtimeapi.RunPodSandboxResponse{PodSandboxId: id}, nil
+	}
 	id := newID()
 	if err := s.names.Reserve(name, id); err != nil {
 		return nil, fmt.Errorf("run pod sandbox %q: %w", name, err)
 	}
 	cl := &cleanups{log: s.log.With("sandbox", id)}
 	cl.push("release name", func(context.Context) error { s.names.Release(name); return nil })
+	op := s.kept.begin(name, id, req)
+	defer s.kept.end(op)
+	wctx, cancel := detach(ctx)
+	defer cancel()
 
-	md, st, err := s.runSandbox(ctx, id, name, req, sysctls, cl)
-	defer s.nri.BlockSync()() // from the NRI event until the pod is stored: see nri.go
-	if err == nil {
-		err = s.nriRunPodSandbox(ctx, md, st, cl)
+	md, st, err := s.runSandbox(wctx, id, name, req, sysctls, cl)
+	finish := func(ctx context.Context) error { return s.storeSandbox(ctx, md, st, cl) }
+	if err == nil && ctx.Err() != nil {
+		s.kept.park(op, finish, cl.run)
+		return nil, fmt.Errorf("run pod sandbox %q: created as %s after the caller left, kept for its retry: %w", name, id, ctx.Err())
 	}
 	if err == nil {
-		_, err = s.store.Sandboxes.Add(id, md, st)
+		err = finish(wctx)
 	}
 	if err != nil {
 		cl.run(ctx)
 		return nil, fmt.Errorf("run pod sandbox %q: %w", name, err)
 	}
-	s.events.sandbox(id)
 	return &runtimeapi.RunPodSandboxResponse{PodSandboxId: id}, nil
+}
+
+// storeSandbox announces a built pod to NRI plugins and records it, which makes it visible.
+func (s *Service) storeSandbox(ctx context.Context, md store.SandboxMetadata, st store.SandboxStatus, cl *cleanups) error {
+	defer s.nri.BlockSync()() // from the NRI event until the pod is stored: see nri.go
+	if err := s.nriRunPodSandbox(ctx, md, st, cl); err != nil {
+		return err
+	}
+	if _, err := s.store.Sandboxes.Add(md.ID, md, st); err != nil {
+		return err
+	}
+	s.events.sandbox(md.ID)
+	return nil
 }
 
 func validatePodConfig(cfg *runtimeapi.PodSandboxConfig) error {

@@ -93,8 +93,10 @@ type Service struct {
 	netLocks   keyedLocks
 	// sandboxLocks orders CreateContainer against RemovePodSandbox (sandbox_lock.go).
 	sandboxLocks sandboxLocks
-	resolvConf   string
-	procSys      string
+	// kept holds creates finished after their caller left, for the kubelet's retry (keep.go).
+	kept       *keptResults
+	resolvConf string
+	procSys    string
 	// features are the node's (probed once); handlers apply each handler's settings to them.
 	features HandlerFeatures
 	handlers runtimeHandlers
@@ -118,6 +120,7 @@ type Service struct {
 	stats      *statsCollector
 	events     *eventBroker
 	prom       *promMetrics
+	metricsMu  sync.Mutex // guards metricsSrv: SetMetricsAddress may replace it
 	metricsSrv *metricsServer
 	telemetry  telemetryState
 	kills      killMarks
@@ -134,7 +137,7 @@ func New(opts Options) (*Service, error) {
 	}
 	s := &Service{
 		cfg: opts.Config, images: opts.Images, log: log,
-		cimages: opts.ContainerImages, store: opts.Store, names: registrar.New(),
+		cimages: opts.ContainerImages, store: opts.Store, names: registrar.New(), kept: newKeptResults(),
 		shims: opts.Shims, namespaces: opts.Namespaces, cgroups: opts.Cgroups,
 		genSpec: opts.GenerateSpec, mounter: opts.Mounter, network: opts.Network,
 		resolvConf: opts.ResolvConf, procSys: opts.ProcSys,
@@ -217,7 +220,7 @@ func New(opts Options) (*Service, error) {
 		s.Close()
 		return nil, fmt.Errorf("new cri service: %w", err)
 	}
-	if err := s.startNRI(); err != nil {
+	if err := s.newNRI(); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("new cri service: %w", err)
 	}
