@@ -47,8 +47,8 @@ func main() {
 }
 
 type flags struct {
-	id, dir, runtimeRoot string
-	daemonize, debug     bool
+	id, dir, runtimeRoot, cgroupDriver string
+	daemonize, debug                   bool
 }
 
 func parseFlags(args []string) (flags, error) {
@@ -57,6 +57,7 @@ func parseFlags(args []string) (flags, error) {
 	fs.StringVar(&f.id, "id", "", "sandbox id")
 	fs.StringVar(&f.dir, "dir", "", "shim directory (socket, pid, log, exit records)")
 	fs.StringVar(&f.runtimeRoot, "runtime-root", "", "libcontainer state root")
+	fs.StringVar(&f.cgroupDriver, "cgroup-driver", "cgroupfs", "the agent's cgroup driver: cgroupfs or systemd")
 	fs.BoolVar(&f.daemonize, "daemonize", false, "re-execute detached in a new session and exit")
 	fs.BoolVar(&f.debug, "debug", false, "debug logging")
 	if err := fs.Parse(args); err != nil {
@@ -64,6 +65,9 @@ func parseFlags(args []string) (flags, error) {
 	}
 	if f.id == "" || f.dir == "" || f.runtimeRoot == "" {
 		return f, errors.New("--id, --dir and --runtime-root are required")
+	}
+	if f.cgroupDriver != "cgroupfs" && f.cgroupDriver != "systemd" {
+		return f, fmt.Errorf("--cgroup-driver %q: want cgroupfs or systemd", f.cgroupDriver)
 	}
 	return f, nil
 }
@@ -98,10 +102,18 @@ func serve(f flags, log *slog.Logger) error {
 	}
 	// The agent may die at any time; a closed pipe or hangup must not kill us.
 	signal.Ignore(unix.SIGPIPE, unix.SIGHUP)
+	systemd := f.cgroupDriver == "systemd"
+	if systemd {
+		// Before the socket exists: once the agent sees it, we are out of its unit.
+		if err := runtime.JoinShimScope(f.id); err != nil {
+			return err
+		}
+	}
 	mgr, err := runtime.New(runtime.Options{
-		Root:     f.runtimeRoot,
-		StateDir: filepath.Join(f.dir, "containers"),
-		Logger:   log,
+		Root:          f.runtimeRoot,
+		StateDir:      filepath.Join(f.dir, "containers"),
+		Logger:        log,
+		SystemdCgroup: systemd,
 	})
 	if err != nil {
 		return err

@@ -24,6 +24,9 @@ type Options struct {
 	StateDir string
 	// InitBinary is re-executed as "pod-init"; default /proc/self/exe.
 	InitBinary string
+	// SystemdCgroup selects runc's systemd cgroup driver: cgroup paths are
+	// "<slice>:<prefix>:<name>" and name scopes systemd creates over D-Bus.
+	SystemdCgroup bool
 	Logger     *slog.Logger
 }
 

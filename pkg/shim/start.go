@@ -58,8 +58,11 @@ func spawn(opts StartOptions) error {
 		return fmt.Errorf("open shim log: %w", err)
 	}
 	defer logFile.Close()
-	cmd := exec.Command(opts.Binary, DaemonizeFlag,
-		"--id", opts.SandboxID, "--dir", opts.Dir, "--runtime-root", opts.RuntimeRoot)
+	args := []string{DaemonizeFlag, "--id", opts.SandboxID, "--dir", opts.Dir, "--runtime-root", opts.RuntimeRoot}
+	if opts.CgroupDriver != "" {
+		args = append(args, "--cgroup-driver", opts.CgroupDriver)
+	}
+	cmd := exec.Command(opts.Binary, args...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.Dir = opts.Dir

@@ -156,7 +156,7 @@ func (s *Service) createContainer(ctx context.Context, id, name string, sb *stor
 		ID: id, Name: name, SandboxID: sb.ID(), Config: store.ContainerConfig{ContainerConfig: cfg},
 		CreatedAt: time.Now(), ImageName: imageName, ImageID: img.ID, StopSignal: img.Config.StopSignal,
 		Bundle: s.bundleDir(id), LayerDir: s.layerDir(id),
-		Cgroup: s.cgroups.ContainerPath(sbMD.CgroupParent, id),
+		Cgroup: s.cgroups.ContainerCgroup(sbMD.CgroupParent, id).Path,
 	}
 	md.Rootfs = filepath.Join(md.Bundle, "rootfs")
 	if plan.logRel != "" {
@@ -242,7 +242,7 @@ func (s *Service) buildSpec(ctx context.Context, md *store.ContainerMetadata, sb
 	cfg := md.Config.ContainerConfig
 	info := sandboxInfo(sbMD, sbSt)
 	opts := spec.Options{
-		RootfsPath: md.Rootfs, CgroupsPath: md.Cgroup, ImageName: md.ImageName,
+		RootfsPath: md.Rootfs, CgroupsPath: s.cgroups.ContainerCgroup(sbMD.CgroupParent, md.ID).Runtime, ImageName: md.ImageName,
 		CgroupV2: s.cgroups.V2(), CgroupNS: s.cgroups.V2(), NoHugetlb: !s.cgroups.Hugetlb(),
 		ImageVolumes: imageVols, TargetPIDNSPath: plan.targetPIDNS,
 	}

@@ -310,7 +310,11 @@ func (f *fakeCgroups) EnsurePod(path string) error {
 	return f.ensureErr
 }
 
-func (f *fakeCgroups) PodInitPath(pod string) string { return pod + "/pod-init" }
+func (f *fakeCgroups) PodPath(parent, id string) string { return parent + "/" + id }
+
+func (f *fakeCgroups) PodInitCgroup(pod, _ string) CgroupRef {
+	return CgroupRef{Path: pod + "/pod-init", Runtime: pod + "/pod-init"}
+}
 
 func (f *fakeCgroups) EnsureLeaf(path string) error {
 	f.mu.Lock()
@@ -326,7 +330,11 @@ func (f *fakeCgroups) Remove(path string) error {
 	return nil
 }
 
-func (f *fakeCgroups) ContainerPath(pod, id string) string { return pod + "/" + id }
+func (f *fakeCgroups) ContainerCgroup(pod, id string) CgroupRef {
+	return CgroupRef{Path: pod + "/" + id, Runtime: pod + "/" + id}
+}
+
+func (f *fakeCgroups) ShimCgroup(string) string { return "" }
 
 func (f *fakeCgroups) ToResources(r *runtimeapi.LinuxContainerResources) (*specs.LinuxResources, error) {
 	shares := uint64(r.GetCpuShares())
