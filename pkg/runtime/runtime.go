@@ -27,7 +27,7 @@ type Options struct {
 	// SystemdCgroup selects runc's systemd cgroup driver: cgroup paths are
 	// "<slice>:<prefix>:<name>" and name scopes systemd creates over D-Bus.
 	SystemdCgroup bool
-	Logger     *slog.Logger
+	Logger        *slog.Logger
 }
 
 // Manager owns the containers of one pod. All methods are safe for
