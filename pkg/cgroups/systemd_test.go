@@ -2,6 +2,7 @@ package cgroups
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
@@ -73,5 +74,21 @@ func TestRemoveUnitRefusesNonUnits(t *testing.T) {
 		if err := s.RemoveUnit(t.Context(), p); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("RemoveUnit(%q) = %v, want InvalidArgument", p, err)
 		}
+	}
+}
+
+// TestConnectSystemdWithoutSystemd: where nothing answers on D-Bus, the systemd driver fails
+// at startup with an error that names the setting and is classified Unavailable.
+func TestConnectSystemdWithoutSystemd(t *testing.T) {
+	if systemdBooted() {
+		t.Skip("systemd is PID 1 here")
+	}
+	sd, err := ConnectSystemd(t.Context())
+	if err == nil {
+		sd.Close()
+		t.Fatal("ConnectSystemd succeeded without systemd")
+	}
+	if !errors.Is(err, errdefs.ErrUnavailable) || !strings.Contains(err.Error(), "cgroup_driver") {
+		t.Fatalf("ConnectSystemd = %v, want Unavailable naming cgroup_driver", err)
 	}
 }
