@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -23,7 +24,7 @@ func joinScope(runcPath string, pid int) error {
 		Spec:             &specs.Spec{Linux: &specs.Linux{CgroupsPath: runcPath}},
 	}, nil)
 	if err != nil {
-		return fmt.Errorf("scope %q: %w", runcPath, errdefs.ErrInvalidArgument)
+		return fmt.Errorf("scope %q: %w", runcPath, errors.Join(err, errdefs.ErrInvalidArgument))
 	}
 	return applyScope(c, pid)
 }

@@ -294,6 +294,8 @@ type fakeCgroups struct {
 	mu        sync.Mutex
 	paths     map[string]bool
 	ensureErr error
+	// scopes names container cgroups as the systemd driver does (units of their own).
+	scopes bool
 }
 
 func (f *fakeCgroups) NormalizeParent(parent string) (string, error) {
@@ -331,6 +333,9 @@ func (f *fakeCgroups) Remove(path string) error {
 }
 
 func (f *fakeCgroups) ContainerCgroup(pod, id string) CgroupRef {
+	if f.scopes {
+		return CgroupRef{Path: pod + "/berth-" + id + ".scope", Runtime: "pod.slice:berth:" + id}
+	}
 	return CgroupRef{Path: pod + "/" + id, Runtime: pod + "/" + id}
 }
 
