@@ -92,8 +92,8 @@ unconfined='"security_context": {"apparmor": {"profile_type": 1}}'
 # shellcheck disable=SC2016 # expanded by the container's shell
 ctrjson ticker 'i=0; while true; do echo tick $i; i=$((i+1)); sleep 1; done' \
 	", \"linux\": {\"resources\": {\"memory_limit_in_bytes\": 67108864, \"cpu_period\": 100000, \"cpu_quota\": 50000}, $unconfined}" >/tmp/ticker.json
-ctrjson exit7 'until [ -e /ctl/go7 ]; do sleep 0.2; done; exit 7' ", \"linux\": {$unconfined}" >/tmp/exit7.json
-ctrjson exit9 'until [ -e /ctl/go9 ]; do sleep 0.2; done; exit 9' ", \"linux\": {$unconfined}" >/tmp/exit9.json
+ctrjson exit7 'until [ -e /ctl/go7 ]; do sleep 1; done; exit 7' ", \"linux\": {$unconfined}" >/tmp/exit7.json
+ctrjson exit9 'until [ -e /ctl/go9 ]; do sleep 1; done; exit 9' ", \"linux\": {$unconfined}" >/tmp/exit9.json
 ctrjson other 'sleep 3600' ", \"linux\": {$unconfined}" >/tmp/other.json
 
 pod=$(crictl runp /tmp/pod.json 2>/tmp/err) || fail "runp: $(cat /tmp/err)"
@@ -166,7 +166,7 @@ gone() {
 	i=0
 	while kill -0 "$1" 2>/dev/null; do
 		i=$((i + 1))
-		[ $i -lt 100 ] || fail "pid $1 did not exit"
+		[ $i -lt 300 ] || fail "pid $1 did not exit within 60s"
 		sleep 0.2
 	done
 }
