@@ -47,9 +47,9 @@ func main() {
 }
 
 type flags struct {
-	id, dir, runtimeRoot string
-	daemonize, debug     bool
-	readyFD              int
+	id, dir, runtimeRoot, cgroupDriver string
+	daemonize, debug                   bool
+	readyFD                            int
 }
 
 func parseFlags(args []string) (flags, error) {
@@ -58,6 +58,7 @@ func parseFlags(args []string) (flags, error) {
 	fs.StringVar(&f.id, "id", "", "sandbox id")
 	fs.StringVar(&f.dir, "dir", "", "shim directory (socket, pid, log, exit records)")
 	fs.StringVar(&f.runtimeRoot, "runtime-root", "", "libcontainer state root")
+	fs.StringVar(&f.cgroupDriver, "cgroup-driver", "cgroupfs", "the agent's cgroup driver: cgroupfs or systemd")
 	fs.BoolVar(&f.daemonize, "daemonize", false, "re-execute detached in a new session and exit")
 	fs.BoolVar(&f.debug, "debug", false, "debug logging")
 	fs.IntVar(&f.readyFD, strings.TrimPrefix(shim.ReadyFDFlag, "--"), -1, "descriptor to write the ready line on once serving")
@@ -66,6 +67,9 @@ func parseFlags(args []string) (flags, error) {
 	}
 	if f.id == "" || f.dir == "" || f.runtimeRoot == "" {
 		return f, errors.New("--id, --dir and --runtime-root are required")
+	}
+	if f.cgroupDriver != "cgroupfs" && f.cgroupDriver != "systemd" {
+		return f, fmt.Errorf("--cgroup-driver %q: want cgroupfs or systemd", f.cgroupDriver)
 	}
 	return f, nil
 }
@@ -100,6 +104,13 @@ func serve(f flags, log *slog.Logger) error {
 	}
 	// The agent may die at any time; a closed pipe or hangup must not kill us.
 	signal.Ignore(unix.SIGPIPE, unix.SIGHUP)
+	systemd := f.cgroupDriver == "systemd"
+	if systemd {
+		// Before the socket exists: once the agent sees it, we are out of its unit.
+		if err := runtime.JoinShimScope(f.id); err != nil {
+			return err
+		}
+	}
 	podInit := staticPodInit()
 	log.Debug("pod init", "binary", podInit)
 	mgr, err := runtime.New(runtime.Options{
@@ -107,6 +118,7 @@ func serve(f flags, log *slog.Logger) error {
 		StateDir:      filepath.Join(f.dir, "containers"),
 		PodInitBinary: podInit,
 		Logger:        log,
+		SystemdCgroup: systemd,
 	})
 	if err != nil {
 		return err

@@ -28,6 +28,9 @@ type Options struct {
 	// pods without a user namespace; "" = InitBinary as "pod-init". A user-namespaced pod
 	// init always runs InitBinary: its C constructor joins the user namespace (podns).
 	PodInitBinary string
+	// SystemdCgroup selects runc's systemd cgroup driver: cgroup paths are
+	// "<slice>:<prefix>:<name>" and name scopes systemd creates over D-Bus.
+	SystemdCgroup bool
 	Logger        *slog.Logger
 }
 

@@ -79,9 +79,12 @@ func spawn(opts StartOptions) (*os.File, error) {
 		return nil, fmt.Errorf("ready pipe: %w", err)
 	}
 	defer w.Close() // the shim holds its copy: EOF without a line means it died
-	cmd := exec.Command(opts.Binary, DaemonizeFlag,
-		"--id", opts.SandboxID, "--dir", opts.Dir, "--runtime-root", opts.RuntimeRoot,
-		ReadyFDFlag, strconv.Itoa(readyFD))
+	args := []string{DaemonizeFlag, "--id", opts.SandboxID, "--dir", opts.Dir, "--runtime-root", opts.RuntimeRoot,
+		ReadyFDFlag, strconv.Itoa(readyFD)}
+	if opts.CgroupDriver != "" {
+		args = append(args, "--cgroup-driver", opts.CgroupDriver)
+	}
+	cmd := exec.Command(opts.Binary, args...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.Dir = opts.Dir
