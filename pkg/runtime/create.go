@@ -28,6 +28,10 @@ type CreateOptions struct {
 	// session's stdin ends (pipes only; a tty is left open).
 	StdinOnce bool
 	Tty       bool
+	// RestoreImages, when set, makes this a container restored from the CRIU images
+	// in that directory (restore.go): Start restores instead of exec'ing. RestoreWork
+	// receives CRIU's restore log.
+	RestoreImages, RestoreWork string
 }
 
 // Create sets up the container (namespaces, cgroup, mounts) with its init
@@ -91,6 +95,13 @@ func (m *Manager) create(opts CreateOptions) (*container, error) {
 		ioDone:    make(chan struct{}),
 		stdinOnce: opts.StdinOnce,
 		tty:       opts.Tty,
+	}
+	if opts.RestoreImages != "" {
+		rc, err := m.prepareRestore(opts, c, config, proc)
+		if err != nil {
+			logFile.Close()
+		}
+		return rc, err
 	}
 	lc, io, err := m.startInit(opts, config, proc)
 	if err != nil && isPrivilegeError(err) {

@@ -60,6 +60,8 @@ type container struct {
 	ioDone         chan struct{} // closed when stdout/stderr copying ended
 	exited         chan struct{} // closed once the exit is recorded
 	oom            atomic.Bool
+	// pending is the restore Start will run (restore.go); guarded by mu.
+	pending *restorePlan
 
 	mu sync.Mutex
 	st Status
@@ -247,6 +249,10 @@ func (m *Manager) Kill(id string, sig syscall.Signal, all bool) error {
 	if st.Status == StatusStopped || c.lc == nil {
 		return nil
 	}
+	if plan := c.takePending(); plan != nil {
+		m.abandon(c, fmt.Sprintf("killed (signal %d) before its restore", sig))
+		return nil
+	}
 	if all {
 		pids, err := c.lc.Processes()
 		if err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
@@ -283,6 +289,9 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 	case StatusRunning, StatusUnknown:
 		return fmt.Errorf("delete container %q: it is running: %w", id, errdefs.ErrFailedPrecondition)
 	case StatusCreated:
+		if plan := c.takePending(); plan != nil {
+			m.abandon(c, "deleted before its restore")
+		}
 		if c.lc != nil {
 			_ = c.lc.Signal(syscall.SIGKILL)
 		}
