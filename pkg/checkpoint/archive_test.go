@@ -6,7 +6,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -66,24 +65,29 @@ func TestWriteExtractRoundTrip(t *testing.T) {
 		t.Errorf("CRIU image = %q, %v", b, err)
 	}
 
-	newUpper := t.TempDir()
-	must(t, ApplyRootfsDiff(context.Background(), dest, newUpper))
-	if b, err := os.ReadFile(filepath.Join(newUpper, "data", "count")); err != nil || string(b) != "17\n" {
+	// The new rootfs stands in for the image: the diff must remove what the old layer
+	// deleted and hide what its opaque directory hid.
+	rootfs := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(rootfs, "data", "opaque"), 0o755))
+	must(t, os.WriteFile(filepath.Join(rootfs, "data", "gone"), []byte("image file"), 0o644))
+	must(t, os.WriteFile(filepath.Join(rootfs, "data", "opaque", "hidden"), []byte("image file"), 0o644))
+	must(t, ApplyRootfsDiff(context.Background(), dest, rootfs))
+	if b, err := os.ReadFile(filepath.Join(rootfs, "data", "count")); err != nil || string(b) != "17\n" {
 		t.Errorf("count = %q, %v", b, err)
 	}
-	if info, err := os.Stat(filepath.Join(newUpper, "data", "count")); err != nil || info.Mode().Perm() != 0o640 {
+	if info, err := os.Stat(filepath.Join(rootfs, "data", "count")); err != nil || info.Mode().Perm() != 0o640 {
 		t.Errorf("count mode = %v, %v", info.Mode(), err)
 	}
-	if target, err := os.Readlink(filepath.Join(newUpper, "data", "link")); err != nil || target != "count" {
+	if target, err := os.Readlink(filepath.Join(rootfs, "data", "link")); err != nil || target != "count" {
 		t.Errorf("link = %q, %v", target, err)
 	}
-	var st syscall.Stat_t
-	must(t, syscall.Lstat(filepath.Join(newUpper, "data", "gone"), &st))
-	if st.Mode&syscall.S_IFMT != syscall.S_IFCHR || st.Rdev != 0 {
-		t.Errorf("gone is not a whiteout: mode %o rdev %d", st.Mode, st.Rdev)
+	for _, p := range []string{"data/gone", "data/opaque/hidden"} {
+		if _, err := os.Lstat(filepath.Join(rootfs, p)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s still there: %v", p, err)
+		}
 	}
-	if v, err := getxattr(filepath.Join(newUpper, "data", "opaque"), opaqueXattr); err != nil || v != "y" {
-		t.Errorf("opaque xattr = %q, %v", v, err)
+	if info, err := os.Stat(filepath.Join(rootfs, "data", "opaque")); err != nil || !info.IsDir() {
+		t.Errorf("opaque dir missing: %v", err)
 	}
 }
 
@@ -92,6 +96,18 @@ func TestWriteFailuresLeaveNothing(t *testing.T) {
 		loc := filepath.Join(t.TempDir(), "nodir", "ckpt.tar")
 		err := Write(context.Background(), loc, testContents(t))
 		if !errdefs.IsInvalidArgument(err) {
+			t.Fatalf("err = %v; want invalid argument", err)
+		}
+	})
+	t.Run("CheckLocation", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := CheckLocation(filepath.Join(dir, "ckpt.tar")); err != nil {
+			t.Fatalf("writable location refused: %v", err)
+		}
+		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+			t.Fatalf("probe left files: %v", ents)
+		}
+		if err := CheckLocation(filepath.Join(dir, "nodir", "ckpt.tar")); !errdefs.IsInvalidArgument(err) {
 			t.Fatalf("err = %v; want invalid argument", err)
 		}
 	})

@@ -135,12 +135,14 @@ func getxattr(p, name string) (string, error) {
 }
 
 // ApplyRootfsDiff replays an extracted archive's rootfs-diff.tar and deleted.files onto
-// upper, a new container's empty writable layer. Every path is resolved inside upper
-// (os.Root), so an archive cannot write outside it.
-func ApplyRootfsDiff(ctx context.Context, dir, upper string) error {
-	root, err := os.OpenRoot(upper)
+// rootfs, a new container's mounted overlay (image layers below a fresh writable layer):
+// files are written and deletions removed through the mount, so overlayfs itself makes the
+// whiteouts and opaque directories. Every path is resolved inside rootfs (os.Root), so an
+// archive cannot write outside it.
+func ApplyRootfsDiff(ctx context.Context, dir, rootfs string) error {
+	root, err := os.OpenRoot(rootfs)
 	if err != nil {
-		return fmt.Errorf("open upper layer %s: %w", upper, err)
+		return fmt.Errorf("open rootfs %s: %w", rootfs, err)
 	}
 	defer root.Close()
 	f, err := os.Open(filepath.Join(dir, RootfsDiffFile))
@@ -189,13 +191,15 @@ func applyEntry(root *os.Root, hdr *tar.Header, r io.Reader) error {
 	mode := fs.FileMode(hdr.Mode).Perm() | fs.FileMode(hdr.Mode)&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)
 	switch hdr.Typeflag {
 	case tar.TypeDir:
-		if err := root.Mkdir(name, mode); err != nil && !errors.Is(err, fs.ErrExist) {
-			return err
-		}
+		// An opaque directory hid the image's entries: removing the image's directory and
+		// making it again has overlayfs hide them the same way.
 		if hdr.PAXRecords[paxOpaque] == "y" {
-			if err := setOpaque(root, name); err != nil {
+			if err := root.RemoveAll(name); err != nil {
 				return err
 			}
+		}
+		if err := root.Mkdir(name, mode); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
 		}
 	case tar.TypeReg:
 		if err := writeEntry(root, name, mode, r); err != nil {
@@ -231,17 +235,8 @@ func writeEntry(root *os.Root, name string, mode fs.FileMode, r io.Reader) error
 	return f.Close()
 }
 
-func setOpaque(root *os.Root, name string) error {
-	d, err := root.Open(name)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return unix.Fsetxattr(int(d.Fd()), opaqueXattr, []byte("y"), 0)
-}
-
-// applyDeleted turns each path of deleted.files into an overlay whiteout (a 0:0 character
-// device), which hides the image's file below.
+// applyDeleted removes each path of deleted.files, which overlayfs records as a whiteout
+// hiding the image's file.
 func applyDeleted(root *os.Root, file string) error {
 	data, err := os.ReadFile(file)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -267,17 +262,5 @@ func whiteout(root *os.Root, p string) error {
 	if name == "." {
 		return fmt.Errorf("empty path: %w", errdefs.ErrInvalidArgument)
 	}
-	dir := path.Dir(name)
-	if err := root.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	d, err := root.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := root.RemoveAll(name); err != nil {
-		return err
-	}
-	return unix.Mknodat(int(d.Fd()), path.Base(name), unix.S_IFCHR, 0)
+	return root.RemoveAll(name)
 }

@@ -142,3 +142,17 @@ func addFile(tw *tar.Writer, path, name string, info fs.FileInfo) error {
 	}
 	return err
 }
+
+// CheckLocation fails, as Write would, when location is not an absolute path in a
+// writable directory; callers check before the costly CRIU dump.
+func CheckLocation(location string) error {
+	if !filepath.IsAbs(location) {
+		return fmt.Errorf("checkpoint location %q: not an absolute path: %w", location, errdefs.ErrInvalidArgument)
+	}
+	f, err := os.CreateTemp(filepath.Dir(location), "."+filepath.Base(location)+".probe-*")
+	if err != nil {
+		return fmt.Errorf("checkpoint location %q is not writable: %w: %w", location, err, errdefs.ErrInvalidArgument)
+	}
+	f.Close()
+	return os.Remove(f.Name())
+}
