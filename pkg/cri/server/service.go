@@ -56,6 +56,9 @@ type Options struct {
 	// Offline builds a Service for `berth doctor`: no streaming, NRI or metrics servers.
 	Offline bool
 
+	// Checkpoint says whether CRIU works here; nil runs `criu check` (checkpoint_probe.go).
+	Checkpoint *CheckpointSupport
+
 	// Features are what the default runtime handler advertises in Status. Leave them false
 	// until the spec generator and shim implement them.
 	Features HandlerFeatures
@@ -96,6 +99,7 @@ type Service struct {
 	resolvConf   string
 	procSys      string
 	features     HandlerFeatures
+	checkpoint   CheckpointSupport
 
 	// clients maps sandbox id -> ShimClient; the lock guards only the map.
 	clientsMu sync.Mutex
@@ -147,6 +151,11 @@ func New(opts Options) (*Service, error) {
 		s.features.RecursiveReadOnlyMounts = probeRecursiveReadOnly(opts.Config.State, log)
 	}
 	s.hostSec = probeHostSecurity(log, opts.Config.State)
+	if opts.Checkpoint != nil {
+		s.checkpoint = *opts.Checkpoint
+	} else if !opts.Offline {
+		s.checkpoint = probeCheckpoint(log)
+	}
 	if s.cimages == nil {
 		src, ok := opts.Images.(imageSource)
 		if !ok {
@@ -255,3 +264,7 @@ func (s *Service) bundleDir(id string) string {
 	return filepath.Join(s.cfg.State, "containers", id)
 }
 func (s *Service) layerDir(id string) string { return filepath.Join(s.cfg.Root, "containers", id) }
+
+// checkpointScratch holds CRIU's images while a checkpoint archive is being written; its
+// entries are temporary (removed when the request ends; Recover wipes leftovers).
+func (s *Service) checkpointScratch() string { return filepath.Join(s.cfg.State, "checkpoints") }
