@@ -14,8 +14,10 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # libseccomp-dev: libcontainer's seccomp (cgo). busybox: the dynamically linked
-# one that test images are built from. iptables/iproute2: networking tests.
-apt_packages=(gcc make git pkg-config libseccomp-dev busybox iptables iproute2 util-linux ca-certificates)
+# one that test images are built from. iptables/iproute2: networking tests. criu:
+# CheckpointContainer and restores (libcontainer runs `criu swrk`); the agent decides at
+# startup with `criu check` whether this kernel allows them.
+apt_packages=(gcc make git pkg-config libseccomp-dev busybox iptables iproute2 util-linux ca-certificates criu)
 missing=()
 for p in "${apt_packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
