@@ -6,7 +6,8 @@
 # from the checkpointed memory (>= the count at the dump), not start again at 1.
 #
 # The guest image has no criu; this script installs the host's (Debian 12 as well) from
-# criu.tar, made on the host with its libraries, without overwriting the guest's files:
+# criu.tar, made on the host with its libraries, without overwriting the guest's files
+# (`make vm-checkpoint` does all of this):
 #
 #	go run ./hack/testimage layout --out /tmp/busybox.tar
 #	tar -chf /tmp/criu.tar -C / usr/sbin/criu $(ldd /usr/sbin/criu | awk '$3 ~ /^\// {print substr($3, 2)}')
