@@ -123,7 +123,7 @@ fuzz-run:
 
 # vm-image, vm-test: a Debian 12 VM under qemu (systemd PID 1, cgroup v2), the node this host cannot be.
 # `make vm-test VM_TEST='command'` runs a command inside (default hack/vm/smoke.sh); see hack/vm/run.sh.
-.PHONY: vm-image vm-test vm-smoke
+.PHONY: vm-image vm-test vm-smoke vm-checkpoint
 vm-image:
 	hack/vm/build.sh >/dev/null
 
@@ -149,3 +149,11 @@ vm-systemd-smoke: build vm-image
 		$(GO) run ./hack/testimage layout --out "$$tmp/busybox.tar" >/dev/null && \
 		VM_BINS="$$tmp/busybox.tar hack/vm/systemd-smoke.sh hack/install.sh hack/systemd/berth.service" \
 		VM_TIMEOUT=$${VM_TIMEOUT:-1800} hack/vm/run.sh sh /share/bin/systemd-smoke.sh
+
+# vm-checkpoint: checkpoint and restore with CRIU in the Debian 12 VM (kernel 6.1), which the
+# build hosts' kernels (>= 6.13) do not allow CRIU 3.17; the host's criu goes in with its libraries.
+vm-checkpoint: build vm-image
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+		$(GO) run ./hack/testimage layout --out "$$tmp/busybox.tar" >/dev/null && \
+		tar -chf "$$tmp/criu.tar" -C / usr/sbin/criu $$(ldd /usr/sbin/criu | awk '$$3 ~ /^\// {print substr($$3, 2)}') && \
+		VM_BINS="$$tmp/busybox.tar $$tmp/criu.tar hack/vm/checkpoint-smoke.sh" hack/vm/run.sh sh /share/bin/checkpoint-smoke.sh

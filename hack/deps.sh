@@ -14,9 +14,11 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # libseccomp-dev: libcontainer's seccomp (cgo). busybox: the dynamically linked
-# one that test images are built from. iptables/iproute2: networking tests.
+# one that test images are built from. iptables/iproute2: networking tests. criu:
+# CheckpointContainer and restores (libcontainer runs `criu swrk`); the agent decides at
+# startup with `criu check` whether this kernel allows them.
 # crun: an external OCI runtime for the runtime handler tests (`[[runtime.handlers]]`).
-apt_packages=(gcc libc6-dev make git pkg-config libseccomp-dev busybox iptables iproute2 util-linux ca-certificates crun)
+apt_packages=(gcc libc6-dev make git pkg-config libseccomp-dev busybox iptables iproute2 util-linux ca-certificates crun criu)
 missing=()
 for p in "${apt_packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

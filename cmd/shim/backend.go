@@ -16,7 +16,12 @@ type backend struct{ m *runtime.Manager }
 func (b backend) Create(r shim.CreateRequest) (int, error) {
 	return b.m.Create(runtime.CreateOptions{
 		ID: r.ID, Bundle: r.Bundle, LogPath: r.LogPath, Stdin: r.Stdin, StdinOnce: r.StdinOnce, Tty: r.Tty,
+		RestoreImages: r.RestoreImages, RestoreWork: r.RestoreWork,
 	})
+}
+
+func (b backend) Checkpoint(ctx context.Context, r shim.CheckpointRequest) error {
+	return b.m.Checkpoint(ctx, r.ID, runtime.CheckpointOptions{ImagesDir: r.ImagesDir, WorkDir: r.WorkDir, Stop: r.Stop})
 }
 
 func (b backend) Start(id string) error { return b.m.Start(id) }

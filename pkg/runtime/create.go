@@ -28,6 +28,10 @@ type CreateOptions struct {
 	// session's stdin ends (pipes only; a tty is left open).
 	StdinOnce bool
 	Tty       bool
+	// RestoreImages, when set, makes this a container restored from the CRIU images
+	// in that directory (restore.go): Start restores instead of exec'ing. RestoreWork
+	// receives CRIU's restore log.
+	RestoreImages, RestoreWork string
 }
 
 // Create sets up the container (namespaces, cgroup, mounts) with its init
@@ -93,6 +97,13 @@ func (m *Manager) create(opts CreateOptions) (*container, error) {
 		stdinOnce: opts.StdinOnce,
 		tty:       opts.Tty,
 	}
+	if opts.RestoreImages != "" {
+		rc, err := m.prepareRestore(opts, c, config, proc)
+		if err != nil {
+			logFile.Close()
+		}
+		return rc, err
+	}
 	lc, io, err := m.startInit(opts, config, proc)
 	if err != nil && isPrivilegeError(err) {
 		// Retry once without the settings this root may not raise.
@@ -123,11 +134,7 @@ func (m *Manager) create(opts CreateOptions) (*container, error) {
 	}
 	c.stdin = io.stdin
 	c.io = io
-	if lst, err := lc.State(); err == nil {
-		c.cgroupPaths = lst.CgroupPaths
-	} else {
-		m.log.Warn("read container cgroup paths; OOM kills will not be reported", "id", opts.ID, "err", err)
-	}
+	m.recordCgroupPaths(c)
 	go m.copyIO(c, io)
 	go m.monitor(c)
 	return c, nil
@@ -335,4 +342,14 @@ var rlimitTypes = map[string]int{
 	"RLIMIT_RTTIME":     unix.RLIMIT_RTTIME,
 	"RLIMIT_SIGPENDING": unix.RLIMIT_SIGPENDING,
 	"RLIMIT_STACK":      unix.RLIMIT_STACK,
+}
+
+// recordCgroupPaths keeps the container's cgroup paths for its OOM-kill count (exit.go).
+func (m *Manager) recordCgroupPaths(c *container) {
+	st, err := c.lc.State()
+	if err != nil {
+		m.log.Warn("read container cgroup paths; OOM kills will not be reported", "id", c.id, "err", err)
+		return
+	}
+	c.cgroupPaths = st.CgroupPaths
 }

@@ -33,6 +33,9 @@ func (m *Manager) Start(id string) error {
 	if st.Status != StatusCreated || c.lc == nil {
 		return fmt.Errorf("start container %q in state %s: %w", id, st.Status, errdefs.ErrFailedPrecondition)
 	}
+	if plan := c.takePending(); plan != nil {
+		return m.startRestore(c, plan)
+	}
 	started := time.Now()
 	if err := c.lc.Exec(); err != nil {
 		return fmt.Errorf("start container %q: %w", id, err)

@@ -68,6 +68,8 @@ type container struct {
 	exited         chan struct{} // closed once the exit is recorded
 	// cgroupPaths are the container's cgroups (controller -> path), for its OOM-kill count.
 	cgroupPaths map[string]string
+	// pending is the restore Start will run (restore.go); guarded by mu.
+	pending *restorePlan
 
 	mu sync.Mutex
 	st Status
@@ -255,6 +257,10 @@ func (m *Manager) Kill(id string, sig syscall.Signal, all bool) error {
 	if st.Status == StatusStopped || c.lc == nil {
 		return nil
 	}
+	if plan := c.takePending(); plan != nil {
+		m.abandon(c, fmt.Sprintf("killed (signal %d) before its restore", sig))
+		return nil
+	}
 	if all {
 		pids, err := c.lc.Processes()
 		if err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
@@ -291,6 +297,9 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 	case StatusRunning, StatusUnknown:
 		return fmt.Errorf("delete container %q: it is running: %w", id, errdefs.ErrFailedPrecondition)
 	case StatusCreated:
+		if plan := c.takePending(); plan != nil {
+			m.abandon(c, "deleted before its restore")
+		}
 		if c.lc != nil {
 			_ = c.lc.Signal(syscall.SIGKILL)
 		}

@@ -74,6 +74,7 @@ func (c *Client) Create(ctx context.Context, req CreateRequest) (int, error) {
 	resp, err := c.svc.Create(ctx, &api.CreateRequest{
 		Id: req.ID, Bundle: req.Bundle, LogPath: req.LogPath,
 		Stdin: req.Stdin, StdinOnce: req.StdinOnce, Tty: req.Tty,
+		RestoreImages: req.RestoreImages, RestoreWork: req.RestoreWork,
 	})
 	if err != nil {
 		return 0, fromStatus("create "+req.ID, err)
@@ -269,4 +270,12 @@ func fromUnixNano(n int64) time.Time {
 		return time.Time{}
 	}
 	return time.Unix(0, n)
+}
+
+// Checkpoint dumps a running container with CRIU into req.ImagesDir.
+func (c *Client) Checkpoint(ctx context.Context, req CheckpointRequest) error {
+	_, err := c.svc.Checkpoint(ctx, &api.CheckpointRequest{
+		Id: req.ID, ImagesDir: req.ImagesDir, WorkDir: req.WorkDir, Stop: req.Stop,
+	})
+	return fromStatus("checkpoint "+req.ID, err)
 }

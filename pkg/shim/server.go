@@ -46,6 +46,9 @@ type Backend interface {
 	Attach(ctx context.Context, id string, s Streams) error
 	Stats(id string) (Stats, error)
 	ExecCount() int
+	// Checkpoint dumps a running container with CRIU; ctx ending returns early (CRIU
+	// itself cannot be interrupted and finishes into the images directory).
+	Checkpoint(ctx context.Context, req CheckpointRequest) error
 }
 
 // Server serves one shim's socket.
@@ -135,6 +138,7 @@ func (v *service) Ping(context.Context, *api.Empty) (*api.PingResponse, error) {
 func (v *service) Create(_ context.Context, r *api.CreateRequest) (*api.CreateResponse, error) {
 	pid, err := v.s.backend.Create(CreateRequest{
 		ID: r.Id, Bundle: r.Bundle, LogPath: r.LogPath, Stdin: r.Stdin, StdinOnce: r.StdinOnce, Tty: r.Tty,
+		RestoreImages: r.RestoreImages, RestoreWork: r.RestoreWork,
 	})
 	if err != nil {
 		return nil, err
@@ -250,4 +254,10 @@ func (v *service) Debug(context.Context, *api.Empty) (*api.DebugResponse, error)
 		Fds:        int64(countFDs()),
 		Execs:      int64(v.s.backend.ExecCount()),
 	}, nil
+}
+
+func (v *service) Checkpoint(ctx context.Context, r *api.CheckpointRequest) (*api.Empty, error) {
+	return &api.Empty{}, v.s.backend.Checkpoint(ctx, CheckpointRequest{
+		ID: r.Id, ImagesDir: r.ImagesDir, WorkDir: r.WorkDir, Stop: r.Stop,
+	})
 }

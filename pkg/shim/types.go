@@ -44,6 +44,18 @@ type CreateRequest struct {
 	Bundle                string // dir holding config.json (OCI runtime spec) and rootfs/
 	LogPath               string // CRI log file ("" = discard)
 	Stdin, StdinOnce, Tty bool
+	// RestoreImages, when set, creates the container for a CRIU restore from the images
+	// in that directory: Start restores the checkpointed processes instead of exec'ing.
+	// RestoreWork receives CRIU's restore files.
+	RestoreImages, RestoreWork string
+}
+
+// CheckpointRequest asks for a CRIU dump of a running container.
+type CheckpointRequest struct {
+	ID        string
+	ImagesDir string // receives CRIU's images and dump.log
+	WorkDir   string // CRIU's other files
+	Stop      bool   // end the container after the dump (default: keep it running)
 }
 
 // PodInitRequest describes the pod's shared-PID-namespace init.

@@ -232,7 +232,11 @@ func (m *shimManager) Connect(ctx context.Context, dir string) (ShimClient, erro
 type shimClient struct{ c *shim.Client }
 
 func (s shimClient) Create(ctx context.Context, r ShimCreateRequest) (int, error) {
-	return s.c.Create(ctx, shim.CreateRequest{ID: r.ID, Bundle: r.Bundle, LogPath: r.LogPath, Stdin: r.Stdin, StdinOnce: r.StdinOnce, Tty: r.Tty})
+	return s.c.Create(ctx, shim.CreateRequest{ID: r.ID, Bundle: r.Bundle, LogPath: r.LogPath, Stdin: r.Stdin, StdinOnce: r.StdinOnce, Tty: r.Tty,
+		RestoreImages: r.RestoreImages, RestoreWork: r.RestoreWork})
+}
+func (s shimClient) Checkpoint(ctx context.Context, r ShimCheckpointRequest) error {
+	return s.c.Checkpoint(ctx, shim.CheckpointRequest{ID: r.ID, ImagesDir: r.ImagesDir, WorkDir: r.WorkDir})
 }
 func (s shimClient) Start(ctx context.Context, id string) error { return s.c.Start(ctx, id) }
 func (s shimClient) Kill(ctx context.Context, id string, sig syscall.Signal, all bool) error {

@@ -173,12 +173,9 @@ func (s *Service) createContainer(ctx context.Context, id, name string, sb *stor
 	cfg := req.GetConfig()
 	sbMD := sb.Metadata()
 	imageName := cfg.GetImage().GetImage()
-	img, err := s.cimages.Resolve(ctx, imageName)
+	rs, img, imageName, err := s.containerImage(ctx, id, cfg, imageName, cl)
 	if err != nil {
-		if errdefs.IsNotFound(err) {
-			return store.ContainerMetadata{}, store.ContainerStatus{}, fmt.Errorf("image %q not found: %w", imageName, errdefs.ErrNotFound)
-		}
-		return store.ContainerMetadata{}, store.ContainerStatus{}, fmt.Errorf("resolve image %q: %w", imageName, err)
+		return store.ContainerMetadata{}, store.ContainerStatus{}, err
 	}
 	md := store.ContainerMetadata{
 		ID: id, Name: name, SandboxID: sb.ID(), Config: store.ContainerConfig{ContainerConfig: cfg},
@@ -200,6 +197,12 @@ func (s *Service) createContainer(ctx context.Context, id, name string, sb *stor
 	}{
 		{"lease image", func() error { return s.leaseImage(ctx, md, cl) }},
 		{"mount rootfs", func() error { return s.mountRootfs(ctx, md, sbMD, cl) }},
+		{"apply checkpoint rootfs", func() error {
+			if rs == nil {
+				return nil
+			}
+			return s.applyRestoreRootfs(ctx, rs, md)
+		}},
 		{"mount image volumes", func() (err error) { imageVols, err = s.mountImageVolumes(ctx, md, sbMD, cl); return err }},
 		// The spec generator checks the rest of the request (mounts, security, devices):
 		// host paths are created only once it accepted it.
@@ -207,7 +210,7 @@ func (s *Service) createContainer(ctx context.Context, id, name string, sb *stor
 		{"create host paths", func() (err error) { md.LogPath, err = s.createHostPaths(cfg, plan, cl); return err }},
 		{"write spec", func() error { return writeSpecFile(md.Bundle, sp) }},
 		{"record cgroup", func() error { return s.recordContainerScope(md, cl) }},
-		{"create in shim", func() error { return s.shimCreate(ctx, md, cl) }},
+		{"create in shim", func() error { return s.shimCreate(ctx, md, rs, cl) }},
 	}
 	for _, step := range steps {
 		if err := step.fn(); err != nil {
@@ -226,6 +229,31 @@ func (s *Service) recordContainerScope(md store.ContainerMetadata, cl *cleanups)
 		return nil
 	}
 	return s.acquire(cl, store.Resource{Kind: store.KindCgroup, Path: md.Cgroup, Owner: md.ID}, func() error { return nil })
+}
+
+// containerImage resolves the request's image; for a checkpoint archive (container_restore.go)
+// it extracts the archive and resolves its base image, whose name the container then reports.
+func (s *Service) containerImage(ctx context.Context, id string, cfg *runtimeapi.ContainerConfig, imageName string, cl *cleanups) (*restoreSource, ImageInfo, string, error) {
+	isCkpt, err := isCheckpointImage(imageName)
+	if err != nil {
+		return nil, ImageInfo{}, "", err
+	}
+	if isCkpt {
+		rs, err := s.prepareRestore(ctx, id, cfg, imageName, cl)
+		if err != nil {
+			return nil, ImageInfo{}, "", err
+		}
+		img, name, err := s.baseImage(ctx, rs)
+		return rs, img, name, err
+	}
+	img, err := s.cimages.Resolve(ctx, imageName)
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return nil, ImageInfo{}, "", fmt.Errorf("image %q not found: %w", imageName, errdefs.ErrNotFound)
+		}
+		return nil, ImageInfo{}, "", fmt.Errorf("resolve image %q: %w", imageName, err)
+	}
+	return nil, img, imageName, nil
 }
 
 func (s *Service) leaseImage(ctx context.Context, md store.ContainerMetadata, cl *cleanups) error {
@@ -335,16 +363,20 @@ func sandboxInfo(md store.SandboxMetadata, st store.SandboxStatus) spec.SandboxI
 	return info
 }
 
-func (s *Service) shimCreate(ctx context.Context, md store.ContainerMetadata, cl *cleanups) error {
+func (s *Service) shimCreate(ctx context.Context, md store.ContainerMetadata, rs *restoreSource, cl *cleanups) error {
 	c, err := s.client(md.SandboxID)
 	if err != nil {
 		return err
 	}
 	cfg := md.Config.ContainerConfig
-	_, err = c.Create(ctx, ShimCreateRequest{
+	req := ShimCreateRequest{
 		ID: md.ID, Bundle: md.Bundle, LogPath: md.LogPath,
 		Stdin: cfg.GetStdin(), StdinOnce: cfg.GetStdinOnce(), Tty: cfg.GetTty(),
-	})
+	}
+	if rs != nil {
+		req.RestoreImages, req.RestoreWork = rs.imagesDir(), rs.workDir()
+	}
+	_, err = c.Create(ctx, req)
 	if err != nil {
 		return err
 	}

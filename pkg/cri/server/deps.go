@@ -46,6 +46,10 @@ type ShimClient interface {
 	ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration, maxOutput int) (ShimExecSyncResult, error)
 	Exec(ctx context.Context, id string, opts ShimExecOptions) (ShimExecResult, error)
 	Attach(ctx context.Context, id string, tty bool, s ShimStreams) error
+
+	// Checkpoint dumps a running container's processes with CRIU into req.ImagesDir; it
+	// keeps running. Tty containers are refused (errdefs.ErrFailedPrecondition).
+	Checkpoint(ctx context.Context, req ShimCheckpointRequest) error
 }
 
 // ShimCreateRequest creates a container from an OCI bundle.
@@ -54,6 +58,14 @@ type ShimCreateRequest struct {
 	Bundle                string
 	LogPath               string
 	Stdin, StdinOnce, Tty bool
+	// RestoreImages, when set, creates the container for a CRIU restore from that
+	// directory: Start restores the checkpointed processes. RestoreWork gets CRIU's logs.
+	RestoreImages, RestoreWork string
+}
+
+// ShimCheckpointRequest asks the shim for a CRIU dump of one container.
+type ShimCheckpointRequest struct {
+	ID, ImagesDir, WorkDir string
 }
 
 // ShimPodInitRequest starts the pod's pause-like init process.

@@ -81,6 +81,19 @@ func (f *fakeShims) get(dir string) *fakeShim {
 	return f.shims[dir]
 }
 
+// dumps counts the Checkpoint requests of every shim.
+func (f *fakeShims) dumps() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, sh := range f.shims {
+		sh.mu.Lock()
+		n += len(sh.checkpoints)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
 func (f *fakeShims) running() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -112,6 +125,11 @@ type fakeShim struct {
 	nextPid    int
 	// podInitCgroup is the cgroup the pod init was asked to join.
 	podInitCgroup string
+	// checkpoints are the Checkpoint requests; checkpointErr fails them.
+	checkpoints   []ShimCheckpointRequest
+	checkpointErr error
+	// creates are the Create requests.
+	creates []ShimCreateRequest
 }
 
 func (f *fakeShim) isShutdown() bool {
@@ -135,6 +153,7 @@ func (f *fakeShim) Create(ctx context.Context, req ShimCreateRequest) (int, erro
 	if _, err := os.Stat(filepath.Join(req.Bundle, "config.json")); err != nil {
 		return 0, fmt.Errorf("bundle: %w", err)
 	}
+	f.creates = append(f.creates, req)
 	f.nextPid++
 	pid := 1000 + f.nextPid
 	f.containers[req.ID] = &fakeCtr{st: ShimState{ID: req.ID, Status: shimCreated, Pid: pid, CreatedAt: time.Now()}, done: make(chan struct{})}
@@ -261,6 +280,27 @@ func (f *fakeShim) Shutdown(ctx context.Context) error {
 }
 
 func (f *fakeShim) Close() error { return nil }
+
+// Checkpoint writes one fake CRIU image and remembers the request; checkpointErr fails it.
+func (f *fakeShim) Checkpoint(ctx context.Context, req ShimCheckpointRequest) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := f.ctr(req.ID)
+	if err != nil {
+		return err
+	}
+	if c.st.Status != shimRunning {
+		return fmt.Errorf("checkpoint %s: not running: %w", req.ID, errdefs.ErrFailedPrecondition)
+	}
+	f.checkpoints = append(f.checkpoints, req)
+	if f.checkpointErr != nil {
+		return f.checkpointErr
+	}
+	if err := os.MkdirAll(req.ImagesDir, 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(req.ImagesDir, "pages-1.img"), []byte("memory of "+req.ID), 0o600)
+}
 
 // fakeNamespaces pins namespaces as plain files.
 type fakeNamespaces struct {
@@ -460,6 +500,8 @@ type testEnv struct {
 	procSys string
 	// features stand in for the node's probes (skipped with fakes).
 	features HandlerFeatures
+	// checkpoint is what the services are told of CRIU (available by default).
+	checkpoint CheckpointSupport
 }
 
 const testImage = "docker.io/library/busybox:latest"
@@ -484,8 +526,9 @@ func newTestEnv(t *testing.T) *testEnv {
 			images: map[string]ImageInfo{testImage: {ID: "sha256:" + fmt.Sprintf("%064d", 1), Config: spec.ImageConfig{StopSignal: "SIGQUIT"}}},
 			leases: map[string]string{}, lower: filepath.Join(dir, "lower"),
 		},
-		procSys: filepath.Join(dir, "proc-sys"),
-		net:     newFakeNetwork(),
+		procSys:    filepath.Join(dir, "proc-sys"),
+		net:        newFakeNetwork(),
+		checkpoint: CheckpointSupport{Available: true},
 	}
 	env.svc = env.newService(t)
 	return env
@@ -499,7 +542,8 @@ func (e *testEnv) newService(t *testing.T) *Service {
 		Config: e.cfg, Images: struct{ ImageStore }{}, ContainerImages: e.images, Shims: e.shims, Namespaces: e.ns,
 		Cgroups: e.cg, Mounter: e.mounts, GenerateSpec: e.generate, Network: e.net,
 		ResolvConf: filepath.Join(filepath.Dir(e.cfg.Root), "resolv.conf"), ProcSys: e.procSys,
-		Features: e.features,
+		Features:   e.features,
+		Checkpoint: &e.checkpoint,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/berth-runtime/berth/pkg/cri/store"
@@ -40,6 +41,11 @@ func (s *Service) Recover(ctx context.Context) error {
 		s.recoverSandbox(ctx, sb)
 	}
 	s.recoverOrphanContainers()
+	// A checkpoint cut short by an agent restart leaves CRIU images in scratch; nothing
+	// refers to them (the archive is written elsewhere, complete or not at all).
+	if err := os.RemoveAll(s.checkpointScratch()); err != nil {
+		s.log.Warn("recover: remove checkpoint scratch", "err", err)
+	}
 	if err := s.reconcileResources(ctx); err != nil {
 		return fmt.Errorf("recover: %w", err)
 	}

@@ -57,6 +57,9 @@ type Options struct {
 	// Offline builds a Service for `berth doctor`: no streaming, NRI or metrics servers.
 	Offline bool
 
+	// Checkpoint says whether CRIU works here; nil runs `criu check` (checkpoint_probe.go).
+	Checkpoint *CheckpointSupport
+
 	// Features are what the node supports, probed in New when left false (with real mounts
 	// and namespaces). Each runtime handler's settings narrow them (runtime_handlers.go).
 	Features HandlerFeatures
@@ -99,8 +102,9 @@ type Service struct {
 	resolvConf string
 	procSys    string
 	// features are the node's (probed once); handlers apply each handler's settings to them.
-	features HandlerFeatures
-	handlers runtimeHandlers
+	features   HandlerFeatures
+	handlers   runtimeHandlers
+	checkpoint CheckpointSupport
 
 	// clients maps sandbox id -> ShimClient; the lock guards only the map.
 	clientsMu sync.Mutex
@@ -162,6 +166,11 @@ func New(opts Options) (*Service, error) {
 	}
 	s.handlers = hs
 	s.hostSec = probeHostSecurity(log, opts.Config.State)
+	if opts.Checkpoint != nil {
+		s.checkpoint = *opts.Checkpoint
+	} else if !opts.Offline {
+		s.checkpoint = probeCheckpoint(log)
+	}
 	if s.cimages == nil {
 		src, ok := opts.Images.(imageSource)
 		if !ok {
@@ -273,3 +282,7 @@ func (s *Service) bundleDir(id string) string {
 	return filepath.Join(s.cfg.State, "containers", id)
 }
 func (s *Service) layerDir(id string) string { return filepath.Join(s.cfg.Root, "containers", id) }
+
+// checkpointScratch holds CRIU's images while a checkpoint archive is being written; its
+// entries are temporary (removed when the request ends; Recover wipes leftovers).
+func (s *Service) checkpointScratch() string { return filepath.Join(s.cfg.State, "checkpoints") }

@@ -157,13 +157,17 @@ func (x *IDRequest) GetId() string {
 }
 
 type CreateRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Bundle        string                 `protobuf:"bytes,2,opt,name=bundle,proto3" json:"bundle,omitempty"`
-	LogPath       string                 `protobuf:"bytes,3,opt,name=log_path,json=logPath,proto3" json:"log_path,omitempty"`
-	Stdin         bool                   `protobuf:"varint,4,opt,name=stdin,proto3" json:"stdin,omitempty"`
-	StdinOnce     bool                   `protobuf:"varint,5,opt,name=stdin_once,json=stdinOnce,proto3" json:"stdin_once,omitempty"`
-	Tty           bool                   `protobuf:"varint,6,opt,name=tty,proto3" json:"tty,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Bundle    string                 `protobuf:"bytes,2,opt,name=bundle,proto3" json:"bundle,omitempty"`
+	LogPath   string                 `protobuf:"bytes,3,opt,name=log_path,json=logPath,proto3" json:"log_path,omitempty"`
+	Stdin     bool                   `protobuf:"varint,4,opt,name=stdin,proto3" json:"stdin,omitempty"`
+	StdinOnce bool                   `protobuf:"varint,5,opt,name=stdin_once,json=stdinOnce,proto3" json:"stdin_once,omitempty"`
+	Tty       bool                   `protobuf:"varint,6,opt,name=tty,proto3" json:"tty,omitempty"`
+	// restore_images, when set, creates the container for a CRIU restore
+	// from that directory: Start restores its processes instead of exec'ing.
+	RestoreImages string `protobuf:"bytes,7,opt,name=restore_images,json=restoreImages,proto3" json:"restore_images,omitempty"`
+	RestoreWork   string `protobuf:"bytes,8,opt,name=restore_work,json=restoreWork,proto3" json:"restore_work,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -238,6 +242,20 @@ func (x *CreateRequest) GetTty() bool {
 		return x.Tty
 	}
 	return false
+}
+
+func (x *CreateRequest) GetRestoreImages() string {
+	if x != nil {
+		return x.RestoreImages
+	}
+	return ""
+}
+
+func (x *CreateRequest) GetRestoreWork() string {
+	if x != nil {
+		return x.RestoreWork
+	}
+	return ""
 }
 
 type CreateResponse struct {
@@ -1033,6 +1051,75 @@ func (x *DebugResponse) GetExecs() int64 {
 	return 0
 }
 
+type CheckpointRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	ImagesDir string                 `protobuf:"bytes,2,opt,name=images_dir,json=imagesDir,proto3" json:"images_dir,omitempty"`
+	WorkDir   string                 `protobuf:"bytes,3,opt,name=work_dir,json=workDir,proto3" json:"work_dir,omitempty"`
+	// stop ends the container after the dump (default: it keeps running).
+	Stop          bool `protobuf:"varint,4,opt,name=stop,proto3" json:"stop,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointRequest) Reset() {
+	*x = CheckpointRequest{}
+	mi := &file_shim_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointRequest) ProtoMessage() {}
+
+func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shim_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointRequest.ProtoReflect.Descriptor instead.
+func (*CheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_shim_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *CheckpointRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CheckpointRequest) GetImagesDir() string {
+	if x != nil {
+		return x.ImagesDir
+	}
+	return ""
+}
+
+func (x *CheckpointRequest) GetWorkDir() string {
+	if x != nil {
+		return x.WorkDir
+	}
+	return ""
+}
+
+func (x *CheckpointRequest) GetStop() bool {
+	if x != nil {
+		return x.Stop
+	}
+	return false
+}
+
 var File_shim_proto protoreflect.FileDescriptor
 
 const file_shim_proto_rawDesc = "" +
@@ -1045,7 +1132,7 @@ const file_shim_proto_rawDesc = "" +
 	"\n" +
 	"sandbox_id\x18\x02 \x01(\tR\tsandboxId\"\x1b\n" +
 	"\tIDRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\x99\x01\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xe3\x01\n" +
 	"\rCreateRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06bundle\x18\x02 \x01(\tR\x06bundle\x12\x19\n" +
@@ -1053,7 +1140,9 @@ const file_shim_proto_rawDesc = "" +
 	"\x05stdin\x18\x04 \x01(\bR\x05stdin\x12\x1d\n" +
 	"\n" +
 	"stdin_once\x18\x05 \x01(\bR\tstdinOnce\x12\x10\n" +
-	"\x03tty\x18\x06 \x01(\bR\x03tty\"\"\n" +
+	"\x03tty\x18\x06 \x01(\bR\x03tty\x12%\n" +
+	"\x0erestore_images\x18\a \x01(\tR\rrestoreImages\x12!\n" +
+	"\frestore_work\x18\b \x01(\tR\vrestoreWork\"\"\n" +
 	"\x0eCreateResponse\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x03R\x03pid\"G\n" +
 	"\vKillRequest\x12\x0e\n" +
@@ -1129,7 +1218,13 @@ const file_shim_proto_rawDesc = "" +
 	"goroutines\x18\x02 \x01(\x03R\n" +
 	"goroutines\x12\x10\n" +
 	"\x03fds\x18\x03 \x01(\x03R\x03fds\x12\x14\n" +
-	"\x05execs\x18\x04 \x01(\x03R\x05execs2\xc2\a\n" +
+	"\x05execs\x18\x04 \x01(\x03R\x05execs\"q\n" +
+	"\x11CheckpointRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"images_dir\x18\x02 \x01(\tR\timagesDir\x12\x19\n" +
+	"\bwork_dir\x18\x03 \x01(\tR\aworkDir\x12\x12\n" +
+	"\x04stop\x18\x04 \x01(\bR\x04stop2\x88\b\n" +
 	"\x04Shim\x129\n" +
 	"\x04Ping\x12\x14.berth.shim.v1.Empty\x1a\x1b.berth.shim.v1.PingResponse\x12E\n" +
 	"\x06Create\x12\x1c.berth.shim.v1.CreateRequest\x1a\x1d.berth.shim.v1.CreateResponse\x127\n" +
@@ -1145,7 +1240,9 @@ const file_shim_proto_rawDesc = "" +
 	"\bShutdown\x12\x14.berth.shim.v1.Empty\x1a\x14.berth.shim.v1.Empty\x12L\n" +
 	"\vOpenSession\x12\x1d.berth.shim.v1.SessionRequest\x1a\x1e.berth.shim.v1.SessionResponse\x12@\n" +
 	"\x05Stats\x12\x18.berth.shim.v1.IDRequest\x1a\x1d.berth.shim.v1.ContainerStats\x12;\n" +
-	"\x05Debug\x12\x14.berth.shim.v1.Empty\x1a\x1c.berth.shim.v1.DebugResponseB1Z/github.com/berth-runtime/berth/pkg/shim/api;apib\x06proto3"
+	"\x05Debug\x12\x14.berth.shim.v1.Empty\x1a\x1c.berth.shim.v1.DebugResponse\x12D\n" +
+	"\n" +
+	"Checkpoint\x12 .berth.shim.v1.CheckpointRequest\x1a\x14.berth.shim.v1.EmptyB1Z/github.com/berth-runtime/berth/pkg/shim/api;apib\x06proto3"
 
 var (
 	file_shim_proto_rawDescOnce sync.Once
@@ -1159,23 +1256,24 @@ func file_shim_proto_rawDescGZIP() []byte {
 	return file_shim_proto_rawDescData
 }
 
-var file_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_shim_proto_goTypes = []any{
-	(*Empty)(nil),           // 0: berth.shim.v1.Empty
-	(*PingResponse)(nil),    // 1: berth.shim.v1.PingResponse
-	(*IDRequest)(nil),       // 2: berth.shim.v1.IDRequest
-	(*CreateRequest)(nil),   // 3: berth.shim.v1.CreateRequest
-	(*CreateResponse)(nil),  // 4: berth.shim.v1.CreateResponse
-	(*KillRequest)(nil),     // 5: berth.shim.v1.KillRequest
-	(*ContainerState)(nil),  // 6: berth.shim.v1.ContainerState
-	(*ListResponse)(nil),    // 7: berth.shim.v1.ListResponse
-	(*UpdateRequest)(nil),   // 8: berth.shim.v1.UpdateRequest
-	(*PodInitRequest)(nil),  // 9: berth.shim.v1.PodInitRequest
-	(*PodInitResponse)(nil), // 10: berth.shim.v1.PodInitResponse
-	(*SessionRequest)(nil),  // 11: berth.shim.v1.SessionRequest
-	(*SessionResponse)(nil), // 12: berth.shim.v1.SessionResponse
-	(*ContainerStats)(nil),  // 13: berth.shim.v1.ContainerStats
-	(*DebugResponse)(nil),   // 14: berth.shim.v1.DebugResponse
+	(*Empty)(nil),             // 0: berth.shim.v1.Empty
+	(*PingResponse)(nil),      // 1: berth.shim.v1.PingResponse
+	(*IDRequest)(nil),         // 2: berth.shim.v1.IDRequest
+	(*CreateRequest)(nil),     // 3: berth.shim.v1.CreateRequest
+	(*CreateResponse)(nil),    // 4: berth.shim.v1.CreateResponse
+	(*KillRequest)(nil),       // 5: berth.shim.v1.KillRequest
+	(*ContainerState)(nil),    // 6: berth.shim.v1.ContainerState
+	(*ListResponse)(nil),      // 7: berth.shim.v1.ListResponse
+	(*UpdateRequest)(nil),     // 8: berth.shim.v1.UpdateRequest
+	(*PodInitRequest)(nil),    // 9: berth.shim.v1.PodInitRequest
+	(*PodInitResponse)(nil),   // 10: berth.shim.v1.PodInitResponse
+	(*SessionRequest)(nil),    // 11: berth.shim.v1.SessionRequest
+	(*SessionResponse)(nil),   // 12: berth.shim.v1.SessionResponse
+	(*ContainerStats)(nil),    // 13: berth.shim.v1.ContainerStats
+	(*DebugResponse)(nil),     // 14: berth.shim.v1.DebugResponse
+	(*CheckpointRequest)(nil), // 15: berth.shim.v1.CheckpointRequest
 }
 var file_shim_proto_depIdxs = []int32{
 	6,  // 0: berth.shim.v1.ListResponse.containers:type_name -> berth.shim.v1.ContainerState
@@ -1194,23 +1292,25 @@ var file_shim_proto_depIdxs = []int32{
 	11, // 13: berth.shim.v1.Shim.OpenSession:input_type -> berth.shim.v1.SessionRequest
 	2,  // 14: berth.shim.v1.Shim.Stats:input_type -> berth.shim.v1.IDRequest
 	0,  // 15: berth.shim.v1.Shim.Debug:input_type -> berth.shim.v1.Empty
-	1,  // 16: berth.shim.v1.Shim.Ping:output_type -> berth.shim.v1.PingResponse
-	4,  // 17: berth.shim.v1.Shim.Create:output_type -> berth.shim.v1.CreateResponse
-	0,  // 18: berth.shim.v1.Shim.Start:output_type -> berth.shim.v1.Empty
-	0,  // 19: berth.shim.v1.Shim.Kill:output_type -> berth.shim.v1.Empty
-	6,  // 20: berth.shim.v1.Shim.Wait:output_type -> berth.shim.v1.ContainerState
-	6,  // 21: berth.shim.v1.Shim.State:output_type -> berth.shim.v1.ContainerState
-	7,  // 22: berth.shim.v1.Shim.List:output_type -> berth.shim.v1.ListResponse
-	0,  // 23: berth.shim.v1.Shim.Update:output_type -> berth.shim.v1.Empty
-	0,  // 24: berth.shim.v1.Shim.ReopenLog:output_type -> berth.shim.v1.Empty
-	0,  // 25: berth.shim.v1.Shim.Delete:output_type -> berth.shim.v1.Empty
-	10, // 26: berth.shim.v1.Shim.StartPodInit:output_type -> berth.shim.v1.PodInitResponse
-	0,  // 27: berth.shim.v1.Shim.Shutdown:output_type -> berth.shim.v1.Empty
-	12, // 28: berth.shim.v1.Shim.OpenSession:output_type -> berth.shim.v1.SessionResponse
-	13, // 29: berth.shim.v1.Shim.Stats:output_type -> berth.shim.v1.ContainerStats
-	14, // 30: berth.shim.v1.Shim.Debug:output_type -> berth.shim.v1.DebugResponse
-	16, // [16:31] is the sub-list for method output_type
-	1,  // [1:16] is the sub-list for method input_type
+	15, // 16: berth.shim.v1.Shim.Checkpoint:input_type -> berth.shim.v1.CheckpointRequest
+	1,  // 17: berth.shim.v1.Shim.Ping:output_type -> berth.shim.v1.PingResponse
+	4,  // 18: berth.shim.v1.Shim.Create:output_type -> berth.shim.v1.CreateResponse
+	0,  // 19: berth.shim.v1.Shim.Start:output_type -> berth.shim.v1.Empty
+	0,  // 20: berth.shim.v1.Shim.Kill:output_type -> berth.shim.v1.Empty
+	6,  // 21: berth.shim.v1.Shim.Wait:output_type -> berth.shim.v1.ContainerState
+	6,  // 22: berth.shim.v1.Shim.State:output_type -> berth.shim.v1.ContainerState
+	7,  // 23: berth.shim.v1.Shim.List:output_type -> berth.shim.v1.ListResponse
+	0,  // 24: berth.shim.v1.Shim.Update:output_type -> berth.shim.v1.Empty
+	0,  // 25: berth.shim.v1.Shim.ReopenLog:output_type -> berth.shim.v1.Empty
+	0,  // 26: berth.shim.v1.Shim.Delete:output_type -> berth.shim.v1.Empty
+	10, // 27: berth.shim.v1.Shim.StartPodInit:output_type -> berth.shim.v1.PodInitResponse
+	0,  // 28: berth.shim.v1.Shim.Shutdown:output_type -> berth.shim.v1.Empty
+	12, // 29: berth.shim.v1.Shim.OpenSession:output_type -> berth.shim.v1.SessionResponse
+	13, // 30: berth.shim.v1.Shim.Stats:output_type -> berth.shim.v1.ContainerStats
+	14, // 31: berth.shim.v1.Shim.Debug:output_type -> berth.shim.v1.DebugResponse
+	0,  // 32: berth.shim.v1.Shim.Checkpoint:output_type -> berth.shim.v1.Empty
+	17, // [17:33] is the sub-list for method output_type
+	1,  // [1:17] is the sub-list for method input_type
 	1,  // [1:1] is the sub-list for extension type_name
 	1,  // [1:1] is the sub-list for extension extendee
 	0,  // [0:1] is the sub-list for field type_name
@@ -1227,7 +1327,7 @@ func file_shim_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shim_proto_rawDesc), len(file_shim_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,7 @@ type ShimService interface {
 	OpenSession(context.Context, *SessionRequest) (*SessionResponse, error)
 	Stats(context.Context, *IDRequest) (*ContainerStats, error)
 	Debug(context.Context, *Empty) (*DebugResponse, error)
+	Checkpoint(context.Context, *CheckpointRequest) (*Empty, error)
 }
 
 func RegisterShimService(srv *ttrpc.Server, svc ShimService) {
@@ -132,6 +133,13 @@ func RegisterShimService(srv *ttrpc.Server, svc ShimService) {
 					return nil, err
 				}
 				return svc.Debug(ctx, &req)
+			},
+			"Checkpoint": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req CheckpointRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.Checkpoint(ctx, &req)
 			},
 		},
 	})
@@ -262,6 +270,14 @@ func (c *shimClient) Stats(ctx context.Context, req *IDRequest) (*ContainerStats
 func (c *shimClient) Debug(ctx context.Context, req *Empty) (*DebugResponse, error) {
 	var resp DebugResponse
 	if err := c.client.Call(ctx, "berth.shim.v1.Shim", "Debug", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *shimClient) Checkpoint(ctx context.Context, req *CheckpointRequest) (*Empty, error) {
+	var resp Empty
+	if err := c.client.Call(ctx, "berth.shim.v1.Shim", "Checkpoint", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil
