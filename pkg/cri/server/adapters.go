@@ -77,11 +77,21 @@ func (h *hostCgroups) ToResources(r *runtimeapi.LinuxContainerResources) (*specs
 	if r == nil {
 		return &specs.LinuxResources{}, nil
 	}
+	return cgroups.ToResources(h.resources(r), h.mode)
+}
+
+func (h *hostCgroups) SetPod(path string, r *runtimeapi.LinuxContainerResources) error {
+	return cgroups.SetPod(path, h.resources(r), h.mode)
+}
+
+// resources converts CRI resources to pkg/cgroups' plain form; hugepage limits are dropped
+// when the node has no hugetlb controller.
+func (h *hostCgroups) resources(r *runtimeapi.LinuxContainerResources) cgroups.Resources {
 	in := cgroups.Resources{
-		CPUShares: r.CpuShares, CPUQuota: r.CpuQuota, CPUPeriod: r.CpuPeriod,
-		CPUSetCPUs: r.CpusetCpus, CPUSetMems: r.CpusetMems,
-		MemoryLimitBytes: r.MemoryLimitInBytes, MemorySwapLimitBytes: r.MemorySwapLimitInBytes,
-		Unified: r.Unified,
+		CPUShares: r.GetCpuShares(), CPUQuota: r.GetCpuQuota(), CPUPeriod: r.GetCpuPeriod(),
+		CPUSetCPUs: r.GetCpusetCpus(), CPUSetMems: r.GetCpusetMems(),
+		MemoryLimitBytes: r.GetMemoryLimitInBytes(), MemorySwapLimitBytes: r.GetMemorySwapLimitInBytes(),
+		Unified: r.GetUnified(),
 	}
 	if len(r.HugepageLimits) > 0 && h.hugetlb {
 		in.HugepageLimits = map[string]uint64{}
@@ -89,7 +99,7 @@ func (h *hostCgroups) ToResources(r *runtimeapi.LinuxContainerResources) (*specs
 			in.HugepageLimits[l.GetPageSize()] = l.GetLimit()
 		}
 	}
-	return cgroups.ToResources(in, h.mode)
+	return in
 }
 
 // hostNamespaces binds Namespaces to pkg/network/netns.

@@ -115,6 +115,9 @@ type Cgroups interface {
 	Remove(path string) error
 	ContainerPath(podPath, containerID string) string
 	ToResources(r *runtimeapi.LinuxContainerResources) (*specs.LinuxResources, error)
+	// SetPod writes r to the pod cgroup at path; fields left zero keep their value. A memory
+	// limit below the cgroup's usage is errdefs.ErrFailedPrecondition and writes nothing.
+	SetPod(path string, r *runtimeapi.LinuxContainerResources) error
 	V2() bool
 	// Hugetlb reports whether hugepage limits can be applied on this node.
 	Hugetlb() bool

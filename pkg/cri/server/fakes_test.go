@@ -289,11 +289,38 @@ func (f *fakeNamespaces) Do(path string, fn func() error) error {
 	return fn()
 }
 
-// fakeCgroups keeps pod cgroups in a set.
+// fakeCgroups keeps pod cgroups in a set and the resources last set on each.
 type fakeCgroups struct {
 	mu        sync.Mutex
 	paths     map[string]bool
 	ensureErr error
+	set       map[string]*runtimeapi.LinuxContainerResources
+	setErr    error // returned (once) by the next SetPod, which then writes nothing
+	setCalls  int
+}
+
+func (f *fakeCgroups) SetPod(path string, r *runtimeapi.LinuxContainerResources) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.setCalls++
+	if err := f.setErr; err != nil {
+		f.setErr = nil
+		return err
+	}
+	if !f.paths[path] {
+		return fmt.Errorf("set pod cgroup %q: %w", path, errdefs.ErrNotFound)
+	}
+	if f.set == nil {
+		f.set = map[string]*runtimeapi.LinuxContainerResources{}
+	}
+	f.set[path] = r
+	return nil
+}
+
+func (f *fakeCgroups) podSet(path string) *runtimeapi.LinuxContainerResources {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.set[path]
 }
 
 func (f *fakeCgroups) NormalizeParent(parent string) (string, error) {
