@@ -199,7 +199,7 @@ func (s shimClient) Update(ctx context.Context, id string, res *specs.LinuxResou
 func (s shimClient) ReopenLog(ctx context.Context, id string) error { return s.c.ReopenLog(ctx, id) }
 func (s shimClient) Delete(ctx context.Context, id string) error    { return s.c.Delete(ctx, id) }
 func (s shimClient) StartPodInit(ctx context.Context, r ShimPodInitRequest) (int, error) {
-	return s.c.StartPodInit(ctx, shim.PodInitRequest{NetNS: r.NetNS, IPCNS: r.IPCNS, UTSNS: r.UTSNS, CgroupPath: r.CgroupPath, UserNS: r.UserNS})
+	return s.c.StartPodInit(ctx, shim.PodInitRequest{NetNS: r.NetNS, IPCNS: r.IPCNS, UTSNS: r.UTSNS, CgroupPath: r.CgroupPath, UserNS: r.UserNS, Seccomp: r.Seccomp})
 }
 func (s shimClient) Shutdown(ctx context.Context) error { return s.c.Shutdown(ctx) }
 func (s shimClient) Close() error                       { return s.c.Close() }

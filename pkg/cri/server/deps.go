@@ -60,7 +60,8 @@ type ShimCreateRequest struct {
 type ShimPodInitRequest struct {
 	NetNS, IPCNS, UTSNS string
 	CgroupPath          string
-	UserNS              string // the pod's pinned user namespace; "" = the host's
+	UserNS              string              // the pod's pinned user namespace; "" = the host's
+	Seccomp             *specs.LinuxSeccomp // the pod's seccomp filter; nil = none
 }
 
 // Shim container states.

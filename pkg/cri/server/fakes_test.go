@@ -92,6 +92,8 @@ type fakeShim struct {
 	nextPid    int
 	// podInitCgroup is the cgroup the pod init was asked to join.
 	podInitCgroup string
+	// podInitSeccomp is the seccomp filter the pod init was asked to load.
+	podInitSeccomp *specs.LinuxSeccomp
 }
 
 func (f *fakeShim) isShutdown() bool {
@@ -225,6 +227,7 @@ func (f *fakeShim) StartPodInit(ctx context.Context, req ShimPodInitRequest) (in
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.podInitCgroup = req.CgroupPath
+	f.podInitSeccomp = req.Seccomp
 	return 999, nil
 }
 
