@@ -416,6 +416,7 @@ func PodInitMain() int {
 		fmt.Fprintln(os.Stderr, "berth-pod-init:", err)
 		return 1
 	}
+	reportPodInitReady()
 	sigc := make(chan os.Signal, 8)
 	signal.Notify(sigc, unix.SIGCHLD, unix.SIGTERM, unix.SIGINT)
 	for sig := range sigc {

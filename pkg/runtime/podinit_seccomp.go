@@ -119,32 +119,38 @@ func podSeccompConfig(filter *specs.LinuxSeccomp) (*configs.Seccomp, error) {
 // that loads it (libcontainer does not synchronise threads, as runc's init execs right
 // after); execve keeps the caller's filter and leaves a single thread, so every thread of
 // the re-executed init, and every process it could start, runs under the filter. The
-// re-executed init gets an empty environment: it has joined its cgroup already.
+// re-executed init gets only the report fd in its environment (it has joined its cgroup
+// already) and reports "ok" itself (reportPodInitReady), so the shim answers only once the
+// filtered init runs. /proc/self/exe is executed rather than the binary's path: in a user
+// namespace the init may not search the directories of that path.
 // It returns only on failure, after reporting it.
 func applyPodInitSeccomp(filterJSON string) error {
-	report := reportFile()
+	fd := reportFD()
 	err := loadPodSeccomp(filterJSON)
-	if err != nil {
-		if report != nil {
-			fmt.Fprintf(report, "error %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
-			report.Close()
+	if err == nil {
+		var env []string
+		if fd >= 0 {
+			env = []string{podInitSeccompReportEnv + "=" + strconv.Itoa(fd)}
 		}
-		return err
+		err = fmt.Errorf("re-execute the pod init: %w", unix.Exec("/proc/self/exe", os.Args, env))
 	}
-	self, err := os.Executable()
-	if err != nil {
-		err = fmt.Errorf("find own binary: %w", err)
-		if report != nil {
-			fmt.Fprintf(report, "error %s\n", err)
-			report.Close()
-		}
-		return err
-	}
-	if report != nil {
-		fmt.Fprintln(report, "ok")
+	if fd >= 0 {
+		report := os.NewFile(uintptr(fd), "seccomp-report")
+		fmt.Fprintf(report, "error %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
 		report.Close()
 	}
-	return unix.Exec(self, os.Args, []string{})
+	return err
+}
+
+// reportPodInitReady tells the shim the filtered init runs, when it was asked to.
+func reportPodInitReady() {
+	fd := reportFD()
+	if fd < 0 {
+		return
+	}
+	report := os.NewFile(uintptr(fd), "seccomp-report")
+	fmt.Fprintln(report, "ok")
+	report.Close()
 }
 
 func loadPodSeccomp(filterJSON string) error {
@@ -168,11 +174,11 @@ func loadPodSeccomp(filterJSON string) error {
 	return nil
 }
 
-func reportFile() *os.File {
+// reportFD is the report fd the shim named, -1 for none.
+func reportFD() int {
 	fd, err := strconv.Atoi(os.Getenv(podInitSeccompReportEnv))
 	if err != nil || fd < 3 {
-		return nil
+		return -1
 	}
-	unix.CloseOnExec(fd)
-	return os.NewFile(uintptr(fd), "seccomp-report")
+	return fd
 }

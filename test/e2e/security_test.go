@@ -607,15 +607,21 @@ func TestSecurityPodSeccomp(t *testing.T) {
 	for _, tt := range []struct {
 		name    string
 		profile *runtimeapi.SecurityProfile
+		userns  bool
 		want    string
 	}{
-		{"runtime default", profile(runtimeapi.SecurityProfile_RuntimeDefault, ""), "2"},
-		{"unconfined", nil, "0"},
+		{"runtime default", profile(runtimeapi.SecurityProfile_RuntimeDefault, ""), false, "2"},
+		{"runtime default in a user namespace", profile(runtimeapi.SecurityProfile_RuntimeDefault, ""), true, "2"},
+		{"unconfined", nil, false, "0"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			p := runPod(t, a, podConfig(t, "podseccomp", withPodPID(runtimeapi.NamespaceMode_POD), func(c *runtimeapi.PodSandboxConfig) {
+			opts := []podOption{withPodPID(runtimeapi.NamespaceMode_POD), func(c *runtimeapi.PodSandboxConfig) {
 				c.Linux.SecurityContext.Seccomp = tt.profile
-			}))
+			}}
+			if tt.userns {
+				opts = append(opts, withUserNS(kubeletUserNS()))
+			}
+			p := runPod(t, a, podConfig(t, "podseccomp", opts...))
 			pid := podInitPid(t, a, p)
 			checkFields(t, procStatus(t, pid), map[string]string{"Seccomp": tt.want})
 			// The filtered init still serves as the pod's PID 1.
