@@ -104,8 +104,12 @@ func fillVolume(rootfs, dst, dir string) error {
 // symlinks, device nodes, fifos and hard links, with owners, modes and modification times.
 // Extended attributes are not copied.
 func copyTree(src, dst string) error {
-	links := map[uint64]string{} // inode of a multiply linked file -> its first copy
-	var dirs []string
+	links := map[fileKey]string{}
+	type dir struct {
+		target string
+		fi     fs.FileInfo
+	}
+	var dirs []dir
 	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -120,40 +124,36 @@ func copyTree(src, dst string) error {
 			return err
 		}
 		if fi.IsDir() {
-			dirs = append(dirs, target)
+			dirs = append(dirs, dir{target, fi})
 		}
 		return copyEntry(p, target, fi, links)
 	})
 	if err != nil {
 		return fmt.Errorf("copy %s: %w", src, err)
 	}
-	// Directory times last: creating their entries changed them.
+	// Directory times last, deepest first: creating their entries changed them.
 	for i := len(dirs) - 1; i >= 0; i-- {
-		fi, err := os.Lstat(filepath.Join(src, mustRel(dst, dirs[i])))
-		if err == nil {
-			setTimes(dirs[i], fi)
-		}
+		setTimes(dirs[i].target, dirs[i].fi)
 	}
 	return nil
 }
 
-func mustRel(base, p string) string {
-	rel, _ := filepath.Rel(base, p)
-	return rel
-}
+// fileKey identifies a file across the copy, to copy hard links as links.
+type fileKey struct{ dev, ino uint64 }
 
 // copyEntry makes one entry at target like fi (read at src): owner first, then mode (a
 // chown clears the set-id bits). links dedups hard links; nil copies no links.
-func copyEntry(src, target string, fi fs.FileInfo, links map[uint64]string) error {
+func copyEntry(src, target string, fi fs.FileInfo, links map[fileKey]string) error {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
 		return fmt.Errorf("no stat of %s", src)
 	}
 	if links != nil && !fi.IsDir() && st.Nlink > 1 {
-		if first, ok := links[st.Ino]; ok {
+		key := fileKey{uint64(st.Dev), st.Ino}
+		if first, ok := links[key]; ok {
 			return os.Link(first, target)
 		}
-		links[st.Ino] = target
+		links[key] = target
 	}
 	mode := fi.Mode()
 	switch {
