@@ -14,7 +14,7 @@ import (
 // The image's VOLUME /data gets an anonymous volume: the container sees the image's file
 // there, its writes land in the volume's directory and not in its writable layer, and the
 // directory goes with the container.
-func TestImageVolumeAnonymous(t *testing.T) {
+func TestAnonymousVolume(t *testing.T) {
 	a := env.shared
 	p := runPod(t, a, podConfig(t, "anonvol"))
 	c := ctrConfig("writer", env.images.volume, withShell(
@@ -45,7 +45,7 @@ func TestImageVolumeAnonymous(t *testing.T) {
 }
 
 // A CRI mount at the image's volume path wins: no anonymous volume is made.
-func TestImageVolumeCRIMountWins(t *testing.T) {
+func TestAnonymousVolumeCRIMountWins(t *testing.T) {
 	a := env.shared
 	p := runPod(t, a, podConfig(t, "anonvolcri"))
 	host := t.TempDir()
@@ -66,7 +66,7 @@ func TestImageVolumeCRIMountWins(t *testing.T) {
 
 // In a pod with a user namespace the anonymous volume shows the image's owners, and the
 // container's root can write into it.
-func TestImageVolumeUserNS(t *testing.T) {
+func TestAnonymousVolumeUserNS(t *testing.T) {
 	a := env.shared
 	p := runPod(t, a, podConfig(t, "anonvoluserns", withUserNS(kubeletUserNS())))
 	c := ctrConfig("writer", env.images.volume, withShell(
