@@ -32,15 +32,16 @@ func (s *Service) UpdatePodSandboxResources(ctx context.Context, req *runtimeapi
 		Resources: store.Resources{LinuxContainerResources: cloneResources(req.GetResources())},
 		Overhead:  store.Resources{LinuxContainerResources: cloneResources(req.GetOverhead())},
 	}
-	if err := s.updatePodResources(sb, next); err != nil {
+	if err := s.updatePodResources(ctx, sb, next); err != nil {
 		return nil, fmt.Errorf("update pod sandbox resources %s (pod %s): %w", sb.ID(), podName(sb), err)
 	}
+	s.nriPostUpdatePodSandbox(ctx, sb)
 	return &runtimeapi.UpdatePodSandboxResourcesResponse{}, nil
 }
 
 // updatePodResources marks next pending, writes it to the pod cgroup and records it. A
 // failed write puts the last recorded resources back, so no half-applied update remains.
-func (s *Service) updatePodResources(sb *store.Sandbox, next *store.PodResources) error {
+func (s *Service) updatePodResources(ctx context.Context, sb *store.Sandbox, next *store.PodResources) error {
 	md := sb.Metadata()
 	st := sb.Status()
 	if st.State != store.SandboxReady || st.Removing {
@@ -48,6 +49,9 @@ func (s *Service) updatePodResources(sb *store.Sandbox, next *store.PodResources
 	}
 	combined := podCgroupResources(next)
 	if _, err := s.cgroups.ToResources(combined); err != nil {
+		return err
+	}
+	if err := s.nriUpdatePodSandbox(ctx, sb, next); err != nil {
 		return err
 	}
 	if err := sb.Update(func(st *store.SandboxStatus) error {
