@@ -55,6 +55,7 @@ func (b backend) Delete(ctx context.Context, id string) error { return b.m.Delet
 func (b backend) StartPodInit(r shim.PodInitRequest) (int, error) {
 	return b.m.StartPodInit(runtime.PodInitOptions{
 		NetNS: r.NetNS, IPCNS: r.IPCNS, UTSNS: r.UTSNS, CgroupPath: r.CgroupPath, UserNS: r.UserNS,
+		Seccomp: r.Seccomp,
 	})
 }
 

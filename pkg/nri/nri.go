@@ -209,6 +209,30 @@ func (r *Runtime) StopPodSandbox(ctx context.Context, pod *api.PodSandbox) error
 	return wrap("stop pod sandbox", r.a.StopPodSandbox(ctx, &api.StopPodSandboxRequest{Pod: pod}))
 }
 
+// UpdatePodSandbox tells plugins a pod's resources are about to change (the containers'
+// sum and the overhead); their error fails the update.
+func (r *Runtime) UpdatePodSandbox(ctx context.Context, pod *api.PodSandbox, overhead, resources *specs.LinuxResources) error {
+	if r == nil {
+		return nil
+	}
+	defer r.gate.enter()()
+	_, err := r.a.UpdatePodSandbox(ctx, &api.UpdatePodSandboxRequest{
+		Pod:                    pod,
+		OverheadLinuxResources: api.FromOCILinuxResources(overhead, nil),
+		LinuxResources:         api.FromOCILinuxResources(resources, nil),
+	})
+	return wrap("update pod sandbox", err)
+}
+
+// PostUpdatePodSandbox tells plugins a pod's resources changed.
+func (r *Runtime) PostUpdatePodSandbox(ctx context.Context, pod *api.PodSandbox) error {
+	if r == nil {
+		return nil
+	}
+	defer r.gate.enter()()
+	return wrap("post update pod sandbox", r.a.PostUpdatePodSandbox(ctx, &api.PostUpdatePodSandboxRequest{Pod: pod}))
+}
+
 // RemovePodSandbox tells plugins a pod is gone.
 func (r *Runtime) RemovePodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 	if r == nil {

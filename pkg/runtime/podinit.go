@@ -17,6 +17,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/cgroups"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-runtime/berth/pkg/runtime/podns"
@@ -32,6 +33,9 @@ type PodInitOptions struct {
 	// UserNS is the pod's pinned user namespace ("" = the shim's). The
 	// namespaces above must belong to it.
 	UserNS string
+	// Seccomp is the pod's seccomp filter for the init (nil = none): the pod-level
+	// security_context.seccomp of the CRI, as for a pause container.
+	Seccomp *specs.LinuxSeccomp
 }
 
 type podInit struct {
@@ -129,7 +133,8 @@ const podInitCgroupEnv = "BERTH_POD_INIT_CGROUP_DIRS"
 // joinCgroup cannot leave a pod init outside the pod cgroup, where removing the pod
 // would never find it; the shim's join after the fork is then a no-op.
 func (m *Manager) startPodInit(opts PodInitOptions) (*podInit, error) {
-	cmd, closeFiles, err := m.podInitCommand(true)
+	// The static init loads no seccomp filter: a pod with one gets the Go init, which does.
+	cmd, closeFiles, err := m.podInitCommand(opts.Seccomp == nil)
 	if err != nil {
 		return nil, err
 	}
@@ -141,6 +146,10 @@ func (m *Manager) startPodInit(opts PodInitOptions) (*podInit, error) {
 		}
 		cmd.Env = []string{podInitCgroupEnv + "=" + strings.Join(dirs, "\n")}
 	}
+	sc, err := newPodInitSeccomp(cmd, opts.Seccomp)
+	if err != nil {
+		return nil, err
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Setsid: true}
 	release := m.reaper.hold()
 	err = startInNamespaces(cmd, podNamespaces(opts))
@@ -149,6 +158,8 @@ func (m *Manager) startPodInit(opts PodInitOptions) (*podInit, error) {
 	}
 	release()
 	if err != nil {
+		sc.closeWrite()
+		_ = sc.await()
 		return nil, err
 	}
 	pi := &podInit{pid: cmd.Process.Pid, done: make(chan struct{})}
@@ -157,6 +168,11 @@ func (m *Manager) startPodInit(opts PodInitOptions) (*podInit, error) {
 		m.reaper.disown(pi.pid)
 		close(pi.done)
 	}()
+	if err := sc.await(); err != nil {
+		pi.signal(syscall.SIGKILL)
+		<-pi.done
+		return nil, err
+	}
 	return pi, nil
 }
 
@@ -196,13 +212,20 @@ func (m *Manager) startInUserNS(opts PodInitOptions) (*podInit, error) {
 	defer r.Close()
 	cmd.ExtraFiles = []*os.File{userns, w} // fds 3 and 4
 	cmd.Env = []string{podns.EnvUserNSFD + "=3", podns.EnvReportFD + "=4"}
+	sc, err := newPodInitSeccomp(cmd, opts.Seccomp)
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 
 	release := m.reaper.hold()
 	defer release()
 	err = startInNamespaces(cmd, podNamespaces(opts))
 	w.Close()
+	sc.closeWrite()
 	if err != nil {
+		_ = sc.await()
 		return nil, err
 	}
 	_ = r.SetReadDeadline(time.Now().Add(podInitReportTimeout))
@@ -235,6 +258,11 @@ func (m *Manager) startInUserNS(opts PodInitOptions) (*podInit, error) {
 		m.reaper.disown(pid)
 		close(pi.done)
 	}()
+	if err := sc.await(); err != nil {
+		pi.signal(syscall.SIGKILL)
+		<-pi.done
+		return nil, err
+	}
 	return pi, nil
 }
 
@@ -412,6 +440,12 @@ func PodInitMain() int {
 			return 1
 		}
 	}
+	if filter := os.Getenv(podInitSeccompEnv); filter != "" {
+		err := applyPodInitSeccomp(filter)
+		fmt.Fprintln(os.Stderr, "berth-pod-init:", err)
+		return 1
+	}
+	reportPodInitReady()
 	sigc := make(chan os.Signal, 8)
 	signal.Notify(sigc, unix.SIGCHLD, unix.SIGTERM, unix.SIGINT)
 	for sig := range sigc {

@@ -150,8 +150,17 @@ func (c *Client) Delete(ctx context.Context, id string) error {
 
 // StartPodInit starts the pod's PID-namespace init and returns its host pid.
 func (c *Client) StartPodInit(ctx context.Context, req PodInitRequest) (int, error) {
+	var filter []byte
+	if req.Seccomp != nil {
+		b, err := json.Marshal(req.Seccomp)
+		if err != nil {
+			return 0, fmt.Errorf("start pod init: encode seccomp filter: %w", err)
+		}
+		filter = b
+	}
 	resp, err := c.svc.StartPodInit(ctx, &api.PodInitRequest{
 		NetNs: req.NetNS, IpcNs: req.IPCNS, UtsNs: req.UTSNS, CgroupPath: req.CgroupPath, UserNs: req.UserNS,
+		Seccomp: filter,
 	})
 	if err != nil {
 		return 0, fromStatus("start pod init", err)

@@ -198,9 +198,14 @@ func (v *service) Delete(ctx context.Context, r *api.IDRequest) (*api.Empty, err
 }
 
 func (v *service) StartPodInit(_ context.Context, r *api.PodInitRequest) (*api.PodInitResponse, error) {
-	pid, err := v.s.backend.StartPodInit(PodInitRequest{
-		NetNS: r.NetNs, IPCNS: r.IpcNs, UTSNS: r.UtsNs, CgroupPath: r.CgroupPath, UserNS: r.UserNs,
-	})
+	req := PodInitRequest{NetNS: r.NetNs, IPCNS: r.IpcNs, UTSNS: r.UtsNs, CgroupPath: r.CgroupPath, UserNS: r.UserNs}
+	if len(r.Seccomp) > 0 {
+		req.Seccomp = &specs.LinuxSeccomp{}
+		if err := json.Unmarshal(r.Seccomp, req.Seccomp); err != nil {
+			return nil, fmt.Errorf("decode pod seccomp filter: %v: %w", err, errdefs.ErrInvalidArgument)
+		}
+	}
+	pid, err := v.s.backend.StartPodInit(req)
 	if err != nil {
 		return nil, err
 	}

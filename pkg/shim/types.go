@@ -8,6 +8,8 @@ package shim
 import (
 	"io"
 	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // File names inside a shim's directory.
@@ -65,6 +67,8 @@ type PodInitRequest struct {
 	// UserNS is the pod's pinned user namespace ("" = host). The init joins it and then makes
 	// its pid namespace, so that the pid namespace belongs to the pod's user namespace.
 	UserNS string
+	// Seccomp is the pod's seccomp filter, applied to the init before it waits; nil = none.
+	Seccomp *specs.LinuxSeccomp
 }
 
 // State is a container as the shim sees it.

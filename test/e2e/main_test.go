@@ -27,6 +27,7 @@ type suite struct {
 type testImages struct {
 	busybox, nonroot, multiarch string
 	configured                  string // busybox with entrypoint, env, workdir and stop signal set
+	volume                      string // busybox declaring VOLUME /data, which holds a file owned by 1000
 }
 
 var env suite
@@ -109,6 +110,10 @@ func pushTestImages(reg *fixture.Registry) (testImages, error) {
 			fixture.WithEntrypoint("/bin/sh", "-c"), fixture.WithCmd("trap 'echo got usr1; exit 42' USR1; echo configured; while true; do sleep 0.1; done"),
 			fixture.WithEnv("FROM_IMAGE=yes"), fixture.WithWorkingDir("/tmp"), fixture.WithStopSignal("SIGUSR1"),
 		}},
+		{&out.volume, "berth/busybox:volume", []fixture.Option{fixture.WithVolumes("/data"), fixture.WithFiles(
+			fixture.File{Path: "/data", Mode: os.ModeDir | 0o750, UID: 1000, GID: 1000},
+			fixture.File{Path: "/data/seed", Data: []byte("from image\n"), Mode: 0o644, UID: 1000, GID: 1000},
+		)}},
 	} {
 		img, err := b.Busybox(p.opts...)
 		if err != nil {

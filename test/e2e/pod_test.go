@@ -140,3 +140,16 @@ func TestPodSharedPIDNamespace(t *testing.T) {
 	}
 	_ = sleeper
 }
+
+// The verbose pod status carries the pod's container statuses, as the evented PLEG reads them.
+func TestPodSandboxStatusContainers(t *testing.T) {
+	a := env.shared
+	p := runPod(t, a, podConfig(t, "statuses"))
+	id := runContainer(t, a, p, ctrConfig("idle", env.images.busybox, withCommand("sleep", "3600")))
+	st, err := a.rt.PodSandboxStatus(ctxT(t), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: p.id, Verbose: true})
+	must(t, err, "pod status")
+	if len(st.ContainersStatuses) != 1 || st.ContainersStatuses[0].Id != id ||
+		st.ContainersStatuses[0].State != runtimeapi.ContainerState_CONTAINER_RUNNING || st.Timestamp == 0 {
+		t.Fatalf("verbose pod status: containers %v, timestamp %d; want %s running", st.ContainersStatuses, st.Timestamp, id)
+	}
+}

@@ -585,3 +585,50 @@ func TestSecurityUserNamespaceBadMappings(t *testing.T) {
 		})
 	}
 }
+
+// podInitPid reads the pod init's host pid from the verbose pod status.
+func podInitPid(t *testing.T, a *agent, p pod) int {
+	t.Helper()
+	st, err := a.rt.PodSandboxStatus(ctxT(t), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: p.id, Verbose: true})
+	must(t, err, "pod status")
+	var info struct {
+		Pid int `json:"pid"`
+	}
+	if err := json.Unmarshal([]byte(st.Info["info"]), &info); err != nil || info.Pid <= 0 {
+		t.Fatalf("pod init pid from verbose status: %v (%q)", err, st.Info["info"])
+	}
+	return info.Pid
+}
+
+// TestSecurityPodSeccomp: the pod-level seccomp profile filters the pod init (the process
+// holding a shared PID namespace, berth's pause); without one the init is unfiltered.
+func TestSecurityPodSeccomp(t *testing.T) {
+	a := env.shared
+	for _, tt := range []struct {
+		name    string
+		profile *runtimeapi.SecurityProfile
+		userns  bool
+		want    string
+	}{
+		{"runtime default", profile(runtimeapi.SecurityProfile_RuntimeDefault, ""), false, "2"},
+		{"runtime default in a user namespace", profile(runtimeapi.SecurityProfile_RuntimeDefault, ""), true, "2"},
+		{"unconfined", nil, false, "0"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := []podOption{withPodPID(runtimeapi.NamespaceMode_POD), func(c *runtimeapi.PodSandboxConfig) {
+				c.Linux.SecurityContext.Seccomp = tt.profile
+			}}
+			if tt.userns {
+				opts = append(opts, withUserNS(kubeletUserNS()))
+			}
+			p := runPod(t, a, podConfig(t, "podseccomp", opts...))
+			pid := podInitPid(t, a, p)
+			checkFields(t, procStatus(t, pid), map[string]string{"Seccomp": tt.want})
+			// The filtered init still serves as the pod's PID 1.
+			id := runContainer(t, a, p, ctrConfig("probe", env.images.busybox, withCommand("true")))
+			if ex := waitExited(t, a, id, 30*time.Second); ex.ExitCode != 0 {
+				t.Errorf("container in the filtered pod exited %d: %s", ex.ExitCode, ex.Message)
+			}
+		})
+	}
+}

@@ -1,11 +1,17 @@
 package e2e
 
 import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -90,4 +96,78 @@ func TestStreamListsMatchLists(t *testing.T) {
 	if images != len(list.Images) || images == 0 {
 		t.Errorf("streamed %d images, listed %d", images, len(list.Images))
 	}
+}
+
+// podCgroupFile reads a file of the pod's cgroup (v1: in the controller's hierarchy).
+func podCgroupFile(t *testing.T, a *agent, p pod, controller, file string) string {
+	t.Helper()
+	st, err := a.rt.PodSandboxStatus(ctxT(t), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: p.id, Verbose: true})
+	must(t, err, "pod status")
+	var info struct {
+		Metadata struct {
+			CgroupParent string `json:"cgroupParent"`
+		} `json:"metadata"`
+	}
+	if err := json.Unmarshal([]byte(st.Info["info"]), &info); err != nil || info.Metadata.CgroupParent == "" {
+		t.Fatalf("pod cgroup from verbose status: %v (%q)", err, st.Info["info"])
+	}
+	dir := filepath.Join("/sys/fs/cgroup", controller, info.Metadata.CgroupParent)
+	if fileExists("/sys/fs/cgroup/cgroup.controllers") {
+		dir = filepath.Join("/sys/fs/cgroup", info.Metadata.CgroupParent)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, file))
+	must(t, err, "read pod cgroup file")
+	return strings.TrimSpace(string(b))
+}
+
+// UpdatePodSandboxResources grows and shrinks a running pod's cgroup; a memory limit below
+// what the pod uses is refused and the old limits stay.
+func TestUpdatePodSandboxResources(t *testing.T) {
+	a := env.shared
+	p := runPod(t, a, podConfig(t, "podresize"))
+	// Touch a few MiB so the pod's usage is well above the refused limit below.
+	c := ctrConfig("busy", env.images.busybox, withShell("x=$(head -c 4000000 /dev/zero | tr '\\0' a); echo ready; sleep 3600"))
+	runContainer(t, a, p, c)
+	waitLog(t, logPath(p, c), "ready", 30*time.Second)
+	v2 := fileExists("/sys/fs/cgroup/cgroup.controllers")
+
+	update := func(shares, quota, memory int64) error {
+		_, err := a.rt.UpdatePodSandboxResources(ctxT(t), &runtimeapi.UpdatePodSandboxResourcesRequest{
+			PodSandboxId: p.id,
+			Resources:    &runtimeapi.LinuxContainerResources{CpuShares: shares, CpuQuota: quota, CpuPeriod: 100000, MemoryLimitInBytes: memory},
+		})
+		return err
+	}
+	check := func(step string, shares, quota, memory int64) {
+		t.Helper()
+		if v2 {
+			if got, want := podCgroupFile(t, a, p, "", "cpu.max"), fmt.Sprintf("%d 100000", quota); got != want {
+				t.Errorf("%s: cpu.max = %q, want %q", step, got, want)
+			}
+			if got := podCgroupFile(t, a, p, "", "memory.max"); got != strconv.FormatInt(memory, 10) {
+				t.Errorf("%s: memory.max = %q, want %d", step, got, memory)
+			}
+			return
+		}
+		if got := podCgroupFile(t, a, p, "cpu", "cpu.shares"); got != strconv.FormatInt(shares, 10) {
+			t.Errorf("%s: cpu.shares = %q, want %d", step, got, shares)
+		}
+		if got := podCgroupFile(t, a, p, "cpu", "cpu.cfs_quota_us"); got != strconv.FormatInt(quota, 10) {
+			t.Errorf("%s: cpu.cfs_quota_us = %q, want %d", step, got, quota)
+		}
+		if got := podCgroupFile(t, a, p, "memory", "memory.limit_in_bytes"); got != strconv.FormatInt(memory, 10) {
+			t.Errorf("%s: memory.limit_in_bytes = %q, want %d", step, got, memory)
+		}
+	}
+
+	must(t, update(2048, 200000, 512<<20), "grow pod resources")
+	check("grow", 2048, 200000, 512<<20)
+	must(t, update(512, 50000, 128<<20), "shrink pod resources")
+	check("shrink", 512, 50000, 128<<20)
+
+	err := update(256, 20000, 64<<10)
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), p.id) || !strings.Contains(err.Error(), "current usage") {
+		t.Fatalf("shrink below usage: err = %v, want FailedPrecondition naming the pod and its usage", err)
+	}
+	check("after refused shrink", 512, 50000, 128<<20)
 }

@@ -147,11 +147,21 @@ func (h *hostCgroups) ToResources(r *runtimeapi.LinuxContainerResources) (*specs
 	if r == nil {
 		return &specs.LinuxResources{}, nil
 	}
+	return cgroups.ToResources(h.resources(r), h.mode)
+}
+
+func (h *hostCgroups) SetPod(path string, r *runtimeapi.LinuxContainerResources) error {
+	return cgroups.SetPod(path, h.resources(r), h.mode)
+}
+
+// resources converts CRI resources to pkg/cgroups' plain form; hugepage limits are dropped
+// when the node has no hugetlb controller.
+func (h *hostCgroups) resources(r *runtimeapi.LinuxContainerResources) cgroups.Resources {
 	in := cgroups.Resources{
-		CPUShares: r.CpuShares, CPUQuota: r.CpuQuota, CPUPeriod: r.CpuPeriod,
-		CPUSetCPUs: r.CpusetCpus, CPUSetMems: r.CpusetMems,
-		MemoryLimitBytes: r.MemoryLimitInBytes, MemorySwapLimitBytes: r.MemorySwapLimitInBytes,
-		Unified: r.Unified,
+		CPUShares: r.GetCpuShares(), CPUQuota: r.GetCpuQuota(), CPUPeriod: r.GetCpuPeriod(),
+		CPUSetCPUs: r.GetCpusetCpus(), CPUSetMems: r.GetCpusetMems(),
+		MemoryLimitBytes: r.GetMemoryLimitInBytes(), MemorySwapLimitBytes: r.GetMemorySwapLimitInBytes(),
+		Unified: r.GetUnified(),
 	}
 	if len(r.HugepageLimits) > 0 && h.hugetlb {
 		in.HugepageLimits = map[string]uint64{}
@@ -159,7 +169,7 @@ func (h *hostCgroups) ToResources(r *runtimeapi.LinuxContainerResources) (*specs
 			in.HugepageLimits[l.GetPageSize()] = l.GetLimit()
 		}
 	}
-	return cgroups.ToResources(in, h.mode)
+	return in
 }
 
 // hostNamespaces binds Namespaces to pkg/network/netns.
@@ -264,7 +274,7 @@ func (s shimClient) Update(ctx context.Context, id string, res *specs.LinuxResou
 func (s shimClient) ReopenLog(ctx context.Context, id string) error { return s.c.ReopenLog(ctx, id) }
 func (s shimClient) Delete(ctx context.Context, id string) error    { return s.c.Delete(ctx, id) }
 func (s shimClient) StartPodInit(ctx context.Context, r ShimPodInitRequest) (int, error) {
-	return s.c.StartPodInit(ctx, shim.PodInitRequest{NetNS: r.NetNS, IPCNS: r.IPCNS, UTSNS: r.UTSNS, CgroupPath: r.CgroupPath, UserNS: r.UserNS})
+	return s.c.StartPodInit(ctx, shim.PodInitRequest{NetNS: r.NetNS, IPCNS: r.IPCNS, UTSNS: r.UTSNS, CgroupPath: r.CgroupPath, UserNS: r.UserNS, Seccomp: r.Seccomp})
 }
 func (s shimClient) Shutdown(ctx context.Context) error { return s.c.Shutdown(ctx) }
 func (s shimClient) Close() error                       { return s.c.Close() }

@@ -204,6 +204,7 @@ func (s *Service) createContainer(ctx context.Context, id, name string, sb *stor
 			return s.applyRestoreRootfs(ctx, rs, md)
 		}},
 		{"mount image volumes", func() (err error) { imageVols, err = s.mountImageVolumes(ctx, md, sbMD, cl); return err }},
+		{"create anonymous volumes", func() (err error) { md.Volumes, err = s.createAnonymousVolumes(md, img.Config.Volumes, cl); return err }},
 		// The spec generator checks the rest of the request (mounts, security, devices):
 		// host paths are created only once it accepted it.
 		{"generate spec", func() (err error) { sp, err = s.buildSpec(ctx, &md, sbMD, sbSt, img, imageVols, plan, cl); return err }},
@@ -318,7 +319,7 @@ func (s *Service) buildSpec(ctx context.Context, md *store.ContainerMetadata, sb
 	opts := spec.Options{
 		RootfsPath: md.Rootfs, CgroupsPath: s.cgroups.ContainerCgroup(sbMD.CgroupParent, md.ID).Runtime, ImageName: md.ImageName,
 		CgroupV2: s.cgroups.V2(), CgroupNS: s.cgroups.V2(), NoHugetlb: !s.cgroups.Hugetlb(),
-		ImageVolumes: imageVols, TargetPIDNSPath: plan.targetPIDNS,
+		ImageVolumes: imageVols, AnonymousVolumes: md.Volumes, TargetPIDNSPath: plan.targetPIDNS,
 		RuntimeDefaultSeccomp: handler.seccompDefault,
 	}
 	s.hostSec.apply(&opts)

@@ -72,7 +72,8 @@ type ShimCheckpointRequest struct {
 type ShimPodInitRequest struct {
 	NetNS, IPCNS, UTSNS string
 	CgroupPath          string
-	UserNS              string // the pod's pinned user namespace; "" = the host's
+	UserNS              string              // the pod's pinned user namespace; "" = the host's
+	Seccomp             *specs.LinuxSeccomp // the pod's seccomp filter; nil = none
 }
 
 // Shim container states.
@@ -135,6 +136,9 @@ type Cgroups interface {
 	// ShimCgroup is the cgroup a pod's shim moves itself into ("" = it stays where started).
 	ShimCgroup(sandboxID string) string
 	ToResources(r *runtimeapi.LinuxContainerResources) (*specs.LinuxResources, error)
+	// SetPod writes r to the pod cgroup at path; fields left zero keep their value. A memory
+	// limit below the cgroup's usage is errdefs.ErrFailedPrecondition and writes nothing.
+	SetPod(path string, r *runtimeapi.LinuxContainerResources) error
 	V2() bool
 	// Hugetlb reports whether hugepage limits can be applied on this node.
 	Hugetlb() bool

@@ -197,9 +197,7 @@ func (b *eventBroker) event(id string, typ runtimeapi.ContainerEventType, sb *st
 		return ev
 	}
 	ev.PodSandboxStatus = toCRISandboxStatus(sb.Metadata(), sb.Status())
-	for _, c := range b.st.ContainersOf(sb.ID()) {
-		ev.ContainersStatuses = append(ev.ContainersStatuses, toCRIContainerStatus(c.Metadata(), c.Status()))
-	}
+	ev.ContainersStatuses = podContainerStatuses(b.st, sb.ID())
 	if extra != nil {
 		ev.ContainersStatuses = append(ev.ContainersStatuses, extra)
 	}

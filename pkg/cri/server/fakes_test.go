@@ -130,6 +130,8 @@ type fakeShim struct {
 	checkpointErr error
 	// creates are the Create requests.
 	creates []ShimCreateRequest
+	// podInitSeccomp is the seccomp filter the pod init was asked to load.
+	podInitSeccomp *specs.LinuxSeccomp
 }
 
 func (f *fakeShim) isShutdown() bool {
@@ -265,6 +267,7 @@ func (f *fakeShim) StartPodInit(ctx context.Context, req ShimPodInitRequest) (in
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.podInitCgroup = req.CgroupPath
+	f.podInitSeccomp = req.Seccomp
 	return 999, nil
 }
 
@@ -350,13 +353,40 @@ func (f *fakeNamespaces) Do(path string, fn func() error) error {
 	return fn()
 }
 
-// fakeCgroups keeps pod cgroups in a set.
+// fakeCgroups keeps pod cgroups in a set and the resources last set on each.
 type fakeCgroups struct {
 	mu        sync.Mutex
 	paths     map[string]bool
 	ensureErr error
 	// scopes names container cgroups as the systemd driver does (units of their own).
-	scopes bool
+	scopes   bool
+	set      map[string]*runtimeapi.LinuxContainerResources
+	setErr   error // returned (once) by the next SetPod, which then writes nothing
+	setCalls int
+}
+
+func (f *fakeCgroups) SetPod(path string, r *runtimeapi.LinuxContainerResources) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.setCalls++
+	if err := f.setErr; err != nil {
+		f.setErr = nil
+		return err
+	}
+	if !f.paths[path] {
+		return fmt.Errorf("set pod cgroup %q: %w", path, errdefs.ErrNotFound)
+	}
+	if f.set == nil {
+		f.set = map[string]*runtimeapi.LinuxContainerResources{}
+	}
+	f.set[path] = r
+	return nil
+}
+
+func (f *fakeCgroups) podSet(path string) *runtimeapi.LinuxContainerResources {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.set[path]
 }
 
 func (f *fakeCgroups) NormalizeParent(parent string) (string, error) {

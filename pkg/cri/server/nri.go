@@ -213,6 +213,31 @@ func (s *Service) nriUpdateContainer(ctx context.Context, c *store.Container, re
 	return s.nri.UpdateContainer(ctx, s.nriPodOf(md.SandboxID), nriContainer(md, c.Status(), nil), res)
 }
 
+// nriUpdatePodSandbox lets plugins see a pod resize before it is written; their error fails it.
+func (s *Service) nriUpdatePodSandbox(ctx context.Context, sb *store.Sandbox, next *store.PodResources) error {
+	if s.nri == nil {
+		return nil
+	}
+	overhead, err := s.cgroups.ToResources(next.Overhead.LinuxContainerResources)
+	if err != nil {
+		return err
+	}
+	resources, err := s.cgroups.ToResources(next.Resources.LinuxContainerResources)
+	if err != nil {
+		return err
+	}
+	return s.nri.UpdatePodSandbox(ctx, nriPod(sb.Metadata(), sb.Status()), overhead, resources)
+}
+
+func (s *Service) nriPostUpdatePodSandbox(ctx context.Context, sb *store.Sandbox) {
+	if s.nri == nil {
+		return
+	}
+	if err := s.nri.PostUpdatePodSandbox(ctx, nriPod(sb.Metadata(), sb.Status())); err != nil {
+		s.log.Warn("nri: post update pod sandbox", "sandbox", sb.ID(), "err", err)
+	}
+}
+
 func (s *Service) nriPostUpdateContainer(ctx context.Context, c *store.Container) {
 	s.nriNotifyContainer(ctx, c, (*nri.Runtime).PostUpdateContainer)
 }

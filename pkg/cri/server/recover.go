@@ -94,6 +94,8 @@ func (s *Service) recoverSandbox(ctx context.Context, sb *store.Sandbox) {
 		s.markLost(containers, "sandbox was stopped")
 		return
 	}
+	// An UpdatePodSandboxResources the agent died in: its caller saw no answer and retries.
+	s.restorePodResources(sb)
 	cctx, cancel := context.WithTimeout(ctx, recoverShimTimeout)
 	defer cancel()
 	cl, err := s.shims.Connect(cctx, md.ShimDir)

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-runtime/berth/pkg/cri/spec"
 	"github.com/berth-runtime/berth/pkg/cri/store"
 )
 
@@ -302,6 +303,11 @@ func (s *Service) setupPodInit(ctx context.Context, md store.SandboxMetadata, st
 	if namespaceOptions(md.Config.PodSandboxConfig).GetPid() != runtimeapi.NamespaceMode_POD {
 		return nil
 	}
+	// The pod-level seccomp profile filters the init, as it does a pause container.
+	filter, err := spec.PodSeccomp(md.Config.GetLinux().GetSecurityContext(), nil)
+	if err != nil {
+		return err
+	}
 	c, err := s.client(md.ID)
 	if err != nil {
 		return err
@@ -314,7 +320,7 @@ func (s *Service) setupPodInit(ctx context.Context, md store.SandboxMetadata, st
 	}
 	pid, err := c.StartPodInit(ctx, ShimPodInitRequest{
 		NetNS: md.NetNS, IPCNS: md.IPCNS, UTSNS: md.UTSNS, CgroupPath: leaf.Runtime,
-		UserNS: podUserNSPath(md),
+		UserNS: podUserNSPath(md), Seccomp: filter,
 	})
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -16,6 +17,7 @@ func (s *Service) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandb
 	if err != nil {
 		return nil, fmt.Errorf("pod sandbox status: %w", err)
 	}
+	now := time.Now()
 	md, st := sb.Metadata(), sb.Status()
 	resp := &runtimeapi.PodSandboxStatusResponse{Status: toCRISandboxStatus(md, st)}
 	if n := resp.Status.Network; n != nil {
@@ -32,8 +34,22 @@ func (s *Service) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandb
 			return nil, fmt.Errorf("pod sandbox status %s: %w", sb.ID(), err)
 		}
 		resp.Info = info
+		// The evented PLEG asks verbose and takes the pod's containers from this answer
+		// instead of listing them; Timestamp orders it against the container events.
+		// It is taken before the statuses are read: none is older than it says.
+		resp.Timestamp = now.UnixNano()
+		resp.ContainersStatuses = podContainerStatuses(s.store, sb.ID())
 	}
 	return resp, nil
+}
+
+// podContainerStatuses is the CRI status of each container of the pod, ordered by id.
+func podContainerStatuses(st *store.Store, sandboxID string) []*runtimeapi.ContainerStatus {
+	var out []*runtimeapi.ContainerStatus
+	for _, c := range st.ContainersOf(sandboxID) {
+		out = append(out, toCRIContainerStatus(c.Metadata(), c.Status()))
+	}
+	return out
 }
 
 func toCRISandboxState(st store.SandboxStatus) runtimeapi.PodSandboxState {

@@ -88,6 +88,10 @@ func generate(cfg *runtimeapi.ContainerConfig, sb SandboxInfo, img ImageConfig, 
 	if err != nil {
 		return nil, err
 	}
+	if len(opts.AnonymousVolumes) > 0 {
+		mounts = append(mounts, AnonymousVolumeMounts(opts.AnonymousVolumes)...)
+		sortByDepth(mounts)
+	}
 	nss, err := Namespaces(sc.GetNamespaceOptions(), sb, opts)
 	if err != nil {
 		return nil, err
@@ -102,7 +106,7 @@ func generate(cfg *runtimeapi.ContainerConfig, sb SandboxInfo, img ImageConfig, 
 		if err := checkUserNamespace(userns, sc, user); err != nil {
 			return nil, err
 		}
-		idmapMounts(mounts, userns, opts.ImageVolumes)
+		idmapMounts(mounts, userns, opts.ImageVolumes, opts.AnonymousVolumes)
 	}
 	res, err := Resources(cfg.GetLinux().GetResources(), opts)
 	if err != nil {

@@ -2,6 +2,7 @@ package spec
 
 import (
 	"fmt"
+	"maps"
 	"path"
 	"slices"
 	"sort"
@@ -47,9 +48,8 @@ func defaultMounts(privileged bool) []specs.Mount {
 // the CRI mounts need ("" for runc's default). CRI mounts win over the defaults and the sandbox
 // files at the same destination; a CRI mount of /dev replaces everything below /dev too.
 //
-// Image volumes (ImageConfig.Volumes) not covered by a CRI mount get no mount: their content
-// stays in the container's writable layer, which is what the kubelet expects for volumes it
-// did not declare. CRI image mounts (Mount.image) are read-only binds of the directory the
+// Image volumes (ImageConfig.Volumes) are not mounted here: the agent makes an anonymous
+// volume for each one no CRI mount covers (AnonymousVolumeMounts). CRI image mounts (Mount.image) are read-only binds of the directory the
 // agent prepared for them: imageVolumes maps their cleaned container path to it.
 func Mounts(cfg *runtimeapi.ContainerConfig, sb SandboxInfo, privileged bool, imageVolumes map[string]string) ([]specs.Mount, string, error) {
 	requested := map[string]bool{}
@@ -100,12 +100,27 @@ func Mounts(cfg *runtimeapi.ContainerConfig, sb SandboxInfo, privileged bool, im
 		}
 	}
 
-	// Stable sort by depth keeps the default order among equals and puts /a before /a/b,
-	// which runc needs: it mounts in list order.
+	sortByDepth(mounts)
+	return mounts, propagation, nil
+}
+
+// sortByDepth orders mounts parents first. A stable sort keeps the default order among
+// equals and puts /a before /a/b, which runc needs: it mounts in list order.
+func sortByDepth(mounts []specs.Mount) {
 	sort.SliceStable(mounts, func(i, j int) bool {
 		return mountDepth(mounts[i].Destination) < mountDepth(mounts[j].Destination)
 	})
-	return mounts, propagation, nil
+}
+
+// AnonymousVolumeMounts binds the anonymous volumes the agent made for the image's declared
+// volumes (ImageConfig.Volumes), read-write, by container path. The agent leaves out the
+// volumes a CRI mount covers: the CRI mount wins.
+func AnonymousVolumeMounts(volumes map[string]string) []specs.Mount {
+	var out []specs.Mount
+	for _, dst := range slices.Sorted(maps.Keys(volumes)) {
+		out = append(out, specs.Mount{Destination: dst, Type: "bind", Source: volumes[dst], Options: []string{"rbind", "rprivate"}})
+	}
+	return out
 }
 
 // ValidateMount checks a CRI bind mount (one with a host path) the way Generate will, so that

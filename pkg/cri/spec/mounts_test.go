@@ -226,3 +226,18 @@ func TestMountsInvalidCRIMount(t *testing.T) {
 	_, _, err := Mounts(cfg, SandboxInfo{}, false, nil)
 	wantErr(t, err, errInvalid)
 }
+
+// TestGenerateAnonymousVolumes: anonymous volumes are read-write binds placed after their
+// parents (runc mounts in list order).
+func TestGenerateAnonymousVolumes(t *testing.T) {
+	mounts := AnonymousVolumeMounts(map[string]string{"/var/lib/db": "/r/volumes/1", "/data": "/r/volumes/0"})
+	if len(mounts) != 2 || mounts[0].Destination != "/data" || mounts[0].Source != "/r/volumes/0" ||
+		mounts[0].Type != "bind" || slices.Contains(mounts[0].Options, "ro") {
+		t.Fatalf("AnonymousVolumeMounts = %+v", mounts)
+	}
+	all := append([]specs.Mount{{Destination: "/var/lib/db"}}, specs.Mount{Destination: "/var"})
+	sortByDepth(all)
+	if all[0].Destination != "/var" {
+		t.Errorf("sortByDepth = %v, want /var first", all)
+	}
+}

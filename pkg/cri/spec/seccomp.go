@@ -94,6 +94,18 @@ func SeccompWithDefault(sc *runtimeapi.LinuxContainerSecurityContext, caps *spec
 	}
 }
 
+// PodSeccomp returns the pod init's seccomp filter from the pod's security context, nil for
+// none. The init runs with no capability a container could widen the default profile with,
+// so RuntimeDefault is the profile for an empty capability set. A privileged pod is never
+// filtered, as its privileged containers are not.
+func PodSeccomp(sc *runtimeapi.LinuxSandboxSecurityContext, loader ProfileLoader) (*specs.LinuxSeccomp, error) {
+	return Seccomp(&runtimeapi.LinuxContainerSecurityContext{
+		Privileged:         sc.GetPrivileged(),
+		Seccomp:            sc.GetSeccomp(),
+		SeccompProfilePath: sc.GetSeccompProfilePath(),
+	}, nil, loader)
+}
+
 // seccompProfile folds the deprecated string form into a SecurityProfile.
 func seccompProfile(sc *runtimeapi.LinuxContainerSecurityContext) (*runtimeapi.SecurityProfile, error) {
 	if p := sc.GetSeccomp(); p != nil {

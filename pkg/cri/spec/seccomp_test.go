@@ -178,3 +178,34 @@ func TestSeccompHandlerDefault(t *testing.T) {
 		})
 	}
 }
+
+func TestPodSeccomp(t *testing.T) {
+	runtimeDefault := &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
+	tests := []struct {
+		name       string
+		sc         *runtimeapi.LinuxSandboxSecurityContext
+		wantFilter bool
+		wantErr    bool
+	}{
+		{"no security context", nil, false, false},
+		{"runtime default", &runtimeapi.LinuxSandboxSecurityContext{Seccomp: runtimeDefault}, true, false},
+		{"deprecated path", &runtimeapi.LinuxSandboxSecurityContext{SeccompProfilePath: "runtime/default"}, true, false},
+		{"privileged pod is never filtered", &runtimeapi.LinuxSandboxSecurityContext{Seccomp: runtimeDefault, Privileged: true}, false, false},
+		{"localhost", &runtimeapi.LinuxSandboxSecurityContext{Seccomp: &runtimeapi.SecurityProfile{
+			ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "/p.json"}}, true, false},
+		{"missing localhost", &runtimeapi.LinuxSandboxSecurityContext{Seccomp: &runtimeapi.SecurityProfile{
+			ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "/missing.json"}}, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := PodSeccomp(tt.sc, fakeProfiles{"/p.json": blockChmod})
+			if (err != nil) != tt.wantErr || (got != nil) != tt.wantFilter {
+				t.Fatalf("PodSeccomp = %v, %v; want filter %v, error %v", got, err, tt.wantFilter, tt.wantErr)
+			}
+			// The init has no capabilities to widen the default profile with.
+			if tt.name == "runtime default" && allowsSyscall(got, "mount") {
+				t.Error("the pod init's default profile allows mount (CAP_SYS_ADMIN's syscalls)")
+			}
+		})
+	}
+}

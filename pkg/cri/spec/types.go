@@ -74,6 +74,11 @@ type Options struct {
 	// ImageVolumes are the host directories the agent prepared for the CRI image mounts
 	// (Mount.image, with image_sub_path applied), by cleaned container path.
 	ImageVolumes map[string]string
+	// AnonymousVolumes are the host directories the agent made for the image's declared
+	// volumes (ImageConfig.Volumes) that no CRI mount covers, by cleaned container path.
+	// Their content was copied from the container's root, ids as seen there, so they are
+	// never idmapped again.
+	AnonymousVolumes map[string]string
 
 	// Users resolves the container user; nil reads /etc/passwd and /etc/group of RootfsPath
 	// (which then must be an absolute path).

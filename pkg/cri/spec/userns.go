@@ -136,15 +136,18 @@ func mapped(ms []specs.LinuxIDMapping, id uint32) bool {
 // The default kernel filesystems (proc, sysfs, tmpfs, ...) are mounted by runc inside the user
 // namespace and need none.
 //
-// Image volumes (sources among imageVolumes) are left alone: the agent stages them from
-// idmapped layers already, and an idmapped mount cannot be idmapped again.
-func idmapMounts(mounts []specs.Mount, m IDMappings, imageVolumes map[string]string) {
-	staged := map[string]bool{}
-	for _, src := range imageVolumes {
-		staged[src] = true
+// Sources among staged are left alone: image volumes, which the agent stages from idmapped
+// layers already (an idmapped mount cannot be idmapped again), and anonymous volumes, whose
+// content the agent copied with the ids the idmapped root shows.
+func idmapMounts(mounts []specs.Mount, m IDMappings, staged ...map[string]string) {
+	skip := map[string]bool{}
+	for _, vols := range staged {
+		for _, src := range vols {
+			skip[src] = true
+		}
 	}
 	for i := range mounts {
-		if mounts[i].Type != "bind" || len(mounts[i].UIDMappings) > 0 || len(mounts[i].GIDMappings) > 0 || staged[mounts[i].Source] {
+		if mounts[i].Type != "bind" || len(mounts[i].UIDMappings) > 0 || len(mounts[i].GIDMappings) > 0 || skip[mounts[i].Source] {
 			continue
 		}
 		mounts[i].UIDMappings = slices.Clone(m.UIDs)

@@ -160,8 +160,10 @@ func TestIdmapMountsLeavesImageVolumes(t *testing.T) {
 		{Destination: "/vol", Type: "bind", Source: "/bundle/imagevol/0"},
 		{Destination: "/etcvol", Type: "bind", Source: "/bundle/imagevol/1/etc"},
 		{Destination: "/proc", Type: "proc", Source: "proc"},
+		{Destination: "/anon", Type: "bind", Source: "/root/containers/c/volumes/0"},
 	}
-	idmapMounts(mounts, m, map[string]string{"/vol": "/bundle/imagevol/0", "/etcvol": "/bundle/imagevol/1/etc"})
+	idmapMounts(mounts, m, map[string]string{"/vol": "/bundle/imagevol/0", "/etcvol": "/bundle/imagevol/1/etc"},
+		map[string]string{"/anon": "/root/containers/c/volumes/0"})
 	tests := []struct {
 		dst    string
 		mapped bool
@@ -170,6 +172,7 @@ func TestIdmapMountsLeavesImageVolumes(t *testing.T) {
 		{"/vol", false},    // staged from idmapped layers
 		{"/etcvol", false}, // an image_sub_path of one
 		{"/proc", false},   // mounted inside the user namespace
+		{"/anon", false},   // an anonymous volume, copied with the ids of the idmapped root
 	}
 	for _, tt := range tests {
 		mt, i := findMount(mounts, tt.dst)

@@ -61,7 +61,10 @@ type ContainerMetadata struct {
 	LayerDir string `json:"layerDir"` // <root>/containers/<id>: upper and work
 	LogPath  string `json:"logPath,omitempty"`
 	Cgroup   string `json:"cgroup,omitempty"`
-	User     User   `json:"user"`
+	// Volumes are the anonymous volumes made for the image's declared volumes: host
+	// directory (<root>/containers/<id>/volumes/<n>) by container path.
+	Volumes map[string]string `json:"volumes,omitempty"`
+	User    User              `json:"user"`
 }
 
 // ContainerStatus changes over the container's life.

@@ -58,6 +58,18 @@ type SandboxStatus struct {
 	PodIP    string `json:"podIP,omitempty"`
 	Removing bool   `json:"removing,omitempty"`
 	Message  string `json:"message,omitempty"`
+	// Resources are the pod-level resources last applied by UpdatePodSandboxResources; nil
+	// until the first update (the pod config's then describe the pod).
+	Resources *PodResources `json:"resources,omitempty"`
+	// ResourcesPending is set while an update is being written to the pod cgroup. Found set
+	// at startup, the agent died mid-write: the cgroup is put back to Resources.
+	ResourcesPending *PodResources `json:"resourcesPending,omitempty"`
+}
+
+// PodResources are the pod-level resources of an UpdatePodSandboxResources request.
+type PodResources struct {
+	Resources Resources `json:"resources"` // the sum of the containers' resources
+	Overhead  Resources `json:"overhead"`  // the pod's own overhead
 }
 
 // Sandbox is a stored pod sandbox.

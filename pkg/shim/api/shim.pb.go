@@ -584,7 +584,9 @@ type PodInitRequest struct {
 	CgroupPath string                 `protobuf:"bytes,4,opt,name=cgroup_path,json=cgroupPath,proto3" json:"cgroup_path,omitempty"`
 	// user_ns is the pod's pinned user namespace; the net, ipc and uts
 	// namespaces above belong to it, and the init's new pid namespace will.
-	UserNs        string `protobuf:"bytes,5,opt,name=user_ns,json=userNs,proto3" json:"user_ns,omitempty"`
+	UserNs string `protobuf:"bytes,5,opt,name=user_ns,json=userNs,proto3" json:"user_ns,omitempty"`
+	// seccomp is the pod's seccomp filter (OCI LinuxSeccomp as JSON), empty for none.
+	Seccomp       []byte `protobuf:"bytes,6,opt,name=seccomp,proto3" json:"seccomp,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -652,6 +654,13 @@ func (x *PodInitRequest) GetUserNs() string {
 		return x.UserNs
 	}
 	return ""
+}
+
+func (x *PodInitRequest) GetSeccomp() []byte {
+	if x != nil {
+		return x.Seccomp
+	}
+	return nil
 }
 
 type PodInitResponse struct {
@@ -1171,14 +1180,15 @@ const file_shim_proto_rawDesc = "" +
 	"containers\"=\n" +
 	"\rUpdateRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
-	"\tresources\x18\x02 \x01(\fR\tresources\"\x8f\x01\n" +
+	"\tresources\x18\x02 \x01(\fR\tresources\"\xa9\x01\n" +
 	"\x0ePodInitRequest\x12\x15\n" +
 	"\x06net_ns\x18\x01 \x01(\tR\x05netNs\x12\x15\n" +
 	"\x06ipc_ns\x18\x02 \x01(\tR\x05ipcNs\x12\x15\n" +
 	"\x06uts_ns\x18\x03 \x01(\tR\x05utsNs\x12\x1f\n" +
 	"\vcgroup_path\x18\x04 \x01(\tR\n" +
 	"cgroupPath\x12\x17\n" +
-	"\auser_ns\x18\x05 \x01(\tR\x06userNs\"#\n" +
+	"\auser_ns\x18\x05 \x01(\tR\x06userNs\x12\x18\n" +
+	"\aseccomp\x18\x06 \x01(\fR\aseccomp\"#\n" +
 	"\x0fPodInitResponse\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x03R\x03pid\"\xed\x01\n" +
 	"\x0eSessionRequest\x12\x0e\n" +
