@@ -62,6 +62,9 @@ type ContainerMetadata struct {
 	LogPath  string `json:"logPath,omitempty"`
 	Cgroup   string `json:"cgroup,omitempty"`
 	User     User   `json:"user"`
+	// NotHonoured lists what the node could not give the container as asked (a negative
+	// oom_score_adj without CAP_SYS_RESOURCE, ...), reported in ContainerStatus.
+	NotHonoured []string `json:"notHonoured,omitempty"`
 }
 
 // ContainerStatus changes over the container's life.
