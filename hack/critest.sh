@@ -12,8 +12,8 @@
 # stopped berth left anything behind.
 # Logs and reports are kept in $CRITEST_OUT (default /var/tmp/berth-critest/<time>).
 # Env: GO (go tool), BERTH_BIN, BERTH_SHIM_BIN, CRITEST (install path), CRICTL;
-# CRITEST_IMAGES_BIN (a prebuilt hack/critest/images) and CRITEST_NO_INSTALL=1 run with no Go
-# toolchain (the VM: hack/vm/suites.sh).
+# CRITEST_IMAGES_BIN (a prebuilt hack/critest/images), CRITEST_NNP (its prebuilt nonewprivs
+# helper, --write-nnp) and CRITEST_NO_INSTALL=1 run with no Go toolchain (the VM: hack/vm/suites.sh).
 set -euo pipefail
 
 CRI_TOOLS_VERSION=v1.37.0
@@ -282,8 +282,10 @@ if [[ -n ${CRITEST_IMAGES_BIN:-} ]]; then
 else
 	(cd "$REPO" && "$GO" build -o "$TMP/critest-images" ./hack/critest/images)
 fi
+nnp_args=()
+[[ -n ${CRITEST_NNP:-} ]] && nnp_args=(--nnp "$CRITEST_NNP")
 "$TMP/critest-images" --addr 127.0.0.1:0 --pidfile "$TMP/images.pid" --certs-dir "$CERTS" \
-	--manifest "$OUT/images.json" >"$OUT/images.log" 2>&1 &
+	--manifest "$OUT/images.json" "${nnp_args[@]}" >"$OUT/images.log" 2>&1 &
 REG_PID=$!
 for ((i = 0; i < 1200; i++)); do
 	grep -q '^serving on ' "$OUT/images.log" 2>/dev/null && break

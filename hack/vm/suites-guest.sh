@@ -55,7 +55,7 @@ run_critest() {
 	start=$(date +%s)
 	set -- --parallel 1
 	[ -n "$focus" ] && set -- --focus "$focus"
-	CRITEST_NO_INSTALL=1 CRITEST_IMAGES_BIN=/share/bin/critest-images CRITEST_OUT=$res/critest \
+	CRITEST_NO_INSTALL=1 CRITEST_IMAGES_BIN=/share/bin/critest-images CRITEST_NNP=/share/bin/nnp CRITEST_OUT=$res/critest \
 		bash /tmp/berth-repo/hack/critest.sh "$@" >"$res/critest.log" 2>&1
 	rc=$?
 	line="critest: $(tail -n 1 "$res/critest.log") (exit $rc, $(($(date +%s) - start))s)"
