@@ -351,7 +351,8 @@ func TestExecClientDisconnect(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
-			waitProc(t, id, "sleep 1001", 15*time.Second)
+			// crictl alone takes seconds to start under TCG (the VM).
+			waitProc(t, id, "sleep 1001", time.Minute)
 			// The client vanishes without a word: its TCP connection just closes.
 			if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil {
 				t.Fatal(err)
