@@ -175,3 +175,24 @@ func statusConditions(t *testing.T, e *testEnv) map[string]*runtimeapi.RuntimeCo
 	}
 	return out
 }
+
+func TestHugepageNoteAndAnnotations(t *testing.T) {
+	limits := &runtimeapi.LinuxContainerResources{HugepageLimits: []*runtimeapi.HugepageLimit{{PageSize: "2MB", Limit: 0}}}
+	if n := hugepageNote(limits, true); n != "" {
+		t.Errorf("with hugetlb: note %q", n)
+	}
+	if n := hugepageNote(&runtimeapi.LinuxContainerResources{}, false); n != "" {
+		t.Errorf("no hugepage limits asked: note %q", n)
+	}
+	if n := hugepageNote(limits, false); n == "" {
+		t.Error("hugepage limits dropped without a note")
+	}
+	cfg := map[string]string{"a": "b"}
+	out := statusAnnotations(cfg, []string{"x", "y"})
+	if out[notHonouredAnnotation] != "x; y" || out["a"] != "b" {
+		t.Errorf("annotations = %v", out)
+	}
+	if _, ok := cfg[notHonouredAnnotation]; ok {
+		t.Error("statusAnnotations changed the container's config")
+	}
+}
