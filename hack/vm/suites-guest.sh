@@ -18,6 +18,12 @@ tar -C /opt/cni/bin -xf /share/bin/cni.tar || fail "unpack the CNI plugins"
 for b in kubelet critest; do
 	[ -e "/share/bin/$b" ] && cp "/share/bin/$b" /usr/local/bin/
 done
+# critest loads its AppArmor test profiles with `sudo apparmor_parser`; the guest runs as root
+# and has no sudo.
+if ! command -v sudo >/dev/null; then
+	printf '#!/bin/sh\nexec "$@"\n' >/usr/local/bin/sudo
+	chmod 0755 /usr/local/bin/sudo
+fi
 export BERTH_BIN=/share/bin/berth BERTH_SHIM_BIN=/share/bin/berth-shim BERTH_E2E_LOGDIR=$res/logs
 mkdir -p "$BERTH_E2E_LOGDIR"
 echo "kernel $(uname -r); $(systemctl --version | head -n 1); cgroup $(stat -fc %T /sys/fs/cgroup)"

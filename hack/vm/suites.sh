@@ -59,4 +59,5 @@ done
 tar -C /opt/cni/bin -cf "$tmp/cni.tar" .
 bins+=" $tmp/cni.tar"
 
-VM_BINS="$bins" VM_TESTS="$tests" hack/vm/run.sh sh /share/bin/suites-guest.sh "$mode" "$suites"
+# A loaded host (other VMs, builds) can take minutes to boot the guest under TCG.
+VM_BOOT_TIMEOUT=${VM_BOOT_TIMEOUT:-900} VM_BINS="$bins" VM_TESTS="$tests" hack/vm/run.sh sh /share/bin/suites-guest.sh "$mode" "$suites"
