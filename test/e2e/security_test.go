@@ -454,7 +454,7 @@ func TestSecurityMaskedAndReadonlyPaths(t *testing.T) {
 			s.ReadonlyPaths = []string{"/proc/bus"}
 		}))
 		got := statusFields(runToExit(t, a, p, c))
-		// berth-default (AppArmor nodes) denies writes below /proc/sys/kernel, as docker-default.
+		// berth-default (AppArmor nodes) denies every write below /proc/sys.
 		domainname := "ok"
 		if appArmorEnabled() {
 			domainname = "refused"
