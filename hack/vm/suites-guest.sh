@@ -61,6 +61,8 @@ run_critest() {
 	start=$(date +%s)
 	set -- --parallel 1
 	[ -n "$focus" ] && set -- --focus "$focus"
+	# ginkgo's default suite timeout (1h) ends the full suite under TCG about half way.
+	set -- "$@" -- -ginkgo.timeout=4h
 	CRITEST_NO_INSTALL=1 CRITEST_IMAGES_BIN=/share/bin/critest-images CRITEST_NNP=/share/bin/nnp CRITEST_OUT=$res/critest \
 		bash /tmp/berth-repo/hack/critest.sh "$@" >"$res/critest.log" 2>&1
 	rc=$?
