@@ -130,6 +130,16 @@ vm-image:
 vm-test: build
 	hack/vm/run.sh
 
+# vm-test-full: the e2e suite, the kubelet scenarios and critest inside the VM (hack/vm/suites.sh),
+# hours under TCG: not in `make test`. vm-subset: the cgroup/resources/stats/OOM part of each
+# (~10 min); known failures in the VM are listed in hack/vm/known-failures.txt.
+.PHONY: vm-test-full vm-subset
+vm-test-full: build
+	VM_TIMEOUT=$${VM_TIMEOUT:-10800} hack/vm/suites.sh
+
+vm-subset: build
+	VM_TIMEOUT=$${VM_TIMEOUT:-1800} hack/vm/suites.sh --subset
+
 # vm-smoke: what differs on a modern node, checked in the VM: the cgroup v2 pod layout with
 # limits (hack/vm/cgroupv2-smoke.sh), AppArmor's RuntimeDefault (hack/vm/apparmor-smoke.sh) and
 # berth as a systemd service with the systemd cgroup driver (vm-systemd-smoke).

@@ -11,7 +11,9 @@
 # Prints "N passed, N failed, N skipped" last and exits non-zero if any spec failed or the
 # stopped berth left anything behind.
 # Logs and reports are kept in $CRITEST_OUT (default /var/tmp/berth-critest/<time>).
-# Env: GO (go tool), BERTH_BIN, BERTH_SHIM_BIN, CRITEST (install path), CRICTL.
+# Env: GO (go tool), BERTH_BIN, BERTH_SHIM_BIN, CRITEST (install path), CRICTL;
+# CRITEST_IMAGES_BIN (a prebuilt hack/critest/images), CRITEST_NNP (its prebuilt nonewprivs
+# helper, --write-nnp) and CRITEST_NO_INSTALL=1 run with no Go toolchain (the VM: hack/vm/suites.sh).
 set -euo pipefail
 
 CRI_TOOLS_VERSION=v1.37.0
@@ -231,8 +233,10 @@ trap 'exit 143' TERM
 # --- setup ---------------------------------------------------------------------------------
 
 mkdir -p "$OUT"
-install_critest
-install_ginkgo
+if [[ -z ${CRITEST_NO_INSTALL:-} ]]; then
+	install_critest
+	install_ginkgo
+fi
 command -v "$CRICTL" >/dev/null || { log "crictl not found (needed to remove pods at the end)"; exit 1; }
 if [[ ! -x $BERTH_BIN || ! -x $BERTH_SHIM_BIN ]]; then
 	log "building berth (make build)"
@@ -252,9 +256,15 @@ SOCK=$STATE_DIR/berth.sock
 CERTS=$TMP/certs.d
 
 log "building and starting the image registry"
-(cd "$REPO" && "$GO" build -o "$TMP/critest-images" ./hack/critest/images)
+if [[ -n ${CRITEST_IMAGES_BIN:-} ]]; then
+	cp "$CRITEST_IMAGES_BIN" "$TMP/critest-images"
+else
+	(cd "$REPO" && "$GO" build -o "$TMP/critest-images" ./hack/critest/images)
+fi
+nnp_args=()
+[[ -n ${CRITEST_NNP:-} ]] && nnp_args=(--nnp "$CRITEST_NNP")
 "$TMP/critest-images" --addr 127.0.0.1:0 --pidfile "$TMP/images.pid" --certs-dir "$CERTS" \
-	--manifest "$OUT/images.json" >"$OUT/images.log" 2>&1 &
+	--manifest "$OUT/images.json" "${nnp_args[@]}" >"$OUT/images.log" 2>&1 &
 REG_PID=$!
 for ((i = 0; i < 1200; i++)); do
 	grep -q '^serving on ' "$OUT/images.log" 2>/dev/null && break

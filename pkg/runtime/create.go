@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -83,8 +82,6 @@ func (m *Manager) create(opts CreateOptions) (*container, error) {
 	if err != nil {
 		return nil, fmt.Errorf("process of %q: %w", opts.ID, err)
 	}
-	m.degradePrivileged(opts.ID, config, proc)
-
 	logFile, err := OpenLogFile(opts.LogPath)
 	if err != nil {
 		return nil, err
@@ -97,6 +94,8 @@ func (m *Manager) create(opts CreateOptions) (*container, error) {
 		stdinOnce: opts.StdinOnce,
 		tty:       opts.Tty,
 	}
+	// The spec is applied as written: the agent already fitted oom_score_adj and rlimits to
+	// what the node allows (decided once at its startup), so a refusal here is an error.
 	if opts.RestoreImages != "" {
 		rc, err := m.prepareRestore(opts, c, config, proc)
 		if err != nil {
@@ -105,15 +104,6 @@ func (m *Manager) create(opts CreateOptions) (*container, error) {
 		return rc, err
 	}
 	lc, io, err := m.startInit(opts, config, proc)
-	if err != nil && isPrivilegeError(err) {
-		// Retry once without the settings this root may not raise.
-		m.log.Warn("container init failed on a privileged setting; retrying without oom_score_adj and rlimits",
-			"id", opts.ID, "err", err)
-		config.OomScoreAdj = nil
-		proc.Rlimits = nil
-		config.Rlimits = nil
-		lc, io, err = m.startInit(opts, config, proc)
-	}
 	if err != nil {
 		logFile.Close()
 		return nil, err
@@ -177,67 +167,6 @@ func (m *Manager) startInit(opts CreateOptions, config *configs.Config, proc *li
 		return nil, nil, fmt.Errorf("console of %q: %w", opts.ID, err)
 	}
 	return lc, pio, nil
-}
-
-func isPrivilegeError(err error) bool {
-	s := err.Error()
-	return strings.Contains(s, "oom_score_adj") || strings.Contains(s, "rlimit")
-}
-
-// degradePrivileged drops what root without CAP_SYS_RESOURCE cannot do:
-// lower oom_score_adj below its own, raise a hard rlimit above its own.
-func (m *Manager) degradePrivileged(id string, config *configs.Config, proc *libcontainer.Process) {
-	if config.OomScoreAdj != nil {
-		if own, err := ownOOMScoreAdj(); err == nil && *config.OomScoreAdj < own && !hasCapSysResource() {
-			m.log.Warn("cannot lower oom_score_adj without CAP_SYS_RESOURCE; using the shim's",
-				"id", id, "wanted", *config.OomScoreAdj, "using", own)
-			v := own
-			config.OomScoreAdj = &v
-		}
-	}
-	proc.Rlimits = m.clampRlimits(id, proc.Rlimits)
-	config.Rlimits = m.clampRlimits(id, config.Rlimits)
-}
-
-func (m *Manager) clampRlimits(id string, limits []configs.Rlimit) []configs.Rlimit {
-	if hasCapSysResource() {
-		return limits
-	}
-	out := limits[:0]
-	for _, rl := range limits {
-		var own unix.Rlimit
-		if err := unix.Getrlimit(rl.Type, &own); err != nil {
-			continue
-		}
-		if rl.Hard > own.Max {
-			m.log.Warn("cannot raise hard rlimit without CAP_SYS_RESOURCE; clamping",
-				"id", id, "type", rl.Type, "wanted", rl.Hard, "using", own.Max)
-			rl.Hard = own.Max
-			rl.Soft = min(rl.Soft, own.Max)
-		}
-		out = append(out, rl)
-	}
-	return out
-}
-
-func ownOOMScoreAdj() (int, error) {
-	data, err := os.ReadFile("/proc/self/oom_score_adj")
-	if err != nil {
-		return 0, err
-	}
-	var v int
-	_, err = fmt.Sscanf(strings.TrimSpace(string(data)), "%d", &v)
-	return v, err
-}
-
-func hasCapSysResource() bool {
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return false
-	}
-	const bit = unix.CAP_SYS_RESOURCE
-	return data[bit/32].Effective&(1<<(bit%32)) != 0
 }
 
 // loadSpec reads bundle/config.json and makes its paths absolute: specconv

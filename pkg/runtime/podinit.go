@@ -189,8 +189,9 @@ func podNamespaces(opts PodInitOptions) map[int]string {
 const podInitReportTimeout = 10 * time.Second
 
 // startInUserNS runs the init binary with the pod's user namespace handed to
-// package podns's constructor: before Go starts, it joins the user namespace,
-// unshares the pid namespace, forks the init and exits after reporting the
+// package podns's constructor: before Go starts, it joins the pod's cgroup (the
+// init is born there; the shim's joinCgroup after the fork is then a no-op), the
+// user namespace, unshares the pid namespace, forks the init and exits after reporting the
 // init's pid. The init is then an orphan, reparented to this process (a child
 // subreaper), which owns and reaps it from then on. net, ipc and uts are
 // joined by the forking thread, as without a user namespace.
@@ -212,6 +213,14 @@ func (m *Manager) startInUserNS(opts PodInitOptions) (*podInit, error) {
 	defer r.Close()
 	cmd.ExtraFiles = []*os.File{userns, w} // fds 3 and 4
 	cmd.Env = []string{podns.EnvUserNSFD + "=3", podns.EnvReportFD + "=4"}
+	if opts.CgroupPath != "" {
+		procs, err := cgroupProcsFiles(opts.CgroupPath)
+		if err != nil {
+			w.Close()
+			return nil, err
+		}
+		cmd.Env = append(cmd.Env, podns.EnvCgroupProcs+"="+strings.Join(procs, ":"))
+	}
 	sc, err := newPodInitSeccomp(cmd, opts.Seccomp)
 	if err != nil {
 		w.Close()
@@ -335,6 +344,25 @@ func joinCgroup(path string, pid int) error {
 		}
 	}
 	return nil
+}
+
+// cgroupProcsFiles lists the cgroup.procs file of path in every hierarchy, for package podns's
+// constructor, which joins them before it enters the pod's user namespace (and so before
+// the init is forked) as joinOwnCgroup does for an init without one.
+func cgroupProcsFiles(path string) ([]string, error) {
+	mounts, err := cgroups.GetCgroupMounts(true)
+	if err != nil {
+		return nil, fmt.Errorf("list cgroup mounts: %w", err)
+	}
+	var files []string
+	for _, mnt := range mounts {
+		f := filepath.Join(mnt.Mountpoint, filepath.Clean("/"+path), "cgroup.procs")
+		if strings.Contains(f, ":") {
+			return nil, fmt.Errorf("cgroup path %q has a colon: %w", f, errdefs.ErrInvalidArgument)
+		}
+		files = append(files, f)
+	}
+	return files, nil
 }
 
 // cgroupDirs lists path's directory in every mounted hierarchy (the one v2 hierarchy on v2).

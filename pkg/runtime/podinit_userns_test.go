@@ -3,6 +3,8 @@ package runtime
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -10,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-runtime/berth/pkg/runtime/runtimetest"
 )
 
 // newUserNSHolder starts a process in new user, net, ipc and uts namespaces
@@ -152,5 +156,44 @@ func TestParsePodInitReport(t *testing.T) {
 				t.Errorf("parsePodInitReport(%q) = %d, %v", tt.report, pid, err)
 			}
 		})
+	}
+}
+
+// A user-namespaced pod init is born in its pod cgroup: package podns's constructor joins it
+// before the fork (the shim's join afterwards is a no-op), and a cgroup already gone fails
+// the start instead of leaving an init outside the pod.
+func TestPodInitUserNamespaceJoinsItsOwnCgroup(t *testing.T) {
+	e := newTestManager(t)
+	holder := newUserNSHolder(t)
+	ns := func(kind string) string { return "/proc/" + strconv.Itoa(holder) + "/ns/" + kind }
+	cg := runtimetest.CgroupPath(t, "podinit-userns-"+strconv.Itoa(os.Getpid()))
+	dirs := runtimetest.CgroupDirs(t, cg)
+	if err := ensureCgroup(cg); err != nil {
+		t.Fatal(err)
+	}
+	// startInUserNS alone: no joinCgroup from the shim's side.
+	pi, err := e.m.startInUserNS(PodInitOptions{UserNS: ns("user"), NetNS: ns("net"), CgroupPath: cg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pi.signal(syscall.SIGKILL); <-pi.done })
+	// dirs[0] is the first hierarchy (v1: a controller, v2: the unified one); the others are
+	// checked where the hierarchy is mounted for controllers (not v1's name=systemd/unified).
+	for i, dir := range dirs {
+		procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+		if i > 0 && os.IsNotExist(err) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(strings.Fields(string(procs)), strconv.Itoa(pi.pid)) {
+			t.Errorf("pod init %d not in %s right after its start (procs %q)", pi.pid, dir, procs)
+		}
+	}
+
+	_, err = e.m.startInUserNS(PodInitOptions{UserNS: ns("user"), CgroupPath: cg + "-gone"})
+	if err == nil || !strings.Contains(err.Error(), "join pod cgroup") {
+		t.Errorf("start with a cgroup already gone: %v, want the join to fail", err)
 	}
 }

@@ -354,7 +354,8 @@ func TestExecClientDisconnect(t *testing.T) {
 					t.Fatal(err)
 				}
 				t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
-				waitProc(t, id, "sleep 1001", 15*time.Second)
+				// crictl alone takes seconds to start under TCG (the VM).
+				waitProc(t, id, "sleep 1001", time.Minute)
 				// The client vanishes without a word: its TCP connection just closes.
 				if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil {
 					t.Fatal(err)
@@ -557,8 +558,8 @@ func portForward(t *testing.T, a *agent, podID string) (*exec.Cmd, string) {
 	select {
 	case p := <-port:
 		return cmd, p
-	case <-time.After(30 * time.Second):
-		t.Fatal("crictl port-forward did not report its local port within 30s")
+	case <-time.After(2 * time.Minute): // crictl alone takes seconds to start under TCG (the VM)
+		t.Fatal("crictl port-forward did not report its local port within 2 minutes")
 		return nil, ""
 	}
 }
@@ -586,7 +587,7 @@ func TestExecStreamsLeaveNothingBehind(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		waitProc(t, id, "sleep 1002", 15*time.Second)
+		waitProc(t, id, "sleep 1002", time.Minute)
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		_ = cmd.Wait()
 		waitNoProc(t, id, "sleep 1002", 10*time.Second)
@@ -595,7 +596,7 @@ func TestExecStreamsLeaveNothingBehind(t *testing.T) {
 		}
 		// A WebSocket client that leaves mid-exec.
 		ws := wsDial(t, a, &runtimeapi.ExecRequest{ContainerId: id, Cmd: []string{"sleep", "1003"}, Stdout: true})
-		waitProc(t, id, "sleep 1003", 15*time.Second)
+		waitProc(t, id, "sleep 1003", time.Minute)
 		ws.Close()
 		waitNoProc(t, id, "sleep 1003", 10*time.Second)
 		pf, port := portForward(t, a, p.id)

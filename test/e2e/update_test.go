@@ -20,7 +20,8 @@ func TestUpdateContainerResources(t *testing.T) {
 	a := env.shared
 	p := runPod(t, a, podConfig(t, "update"))
 	c := ctrConfig("limited", env.images.busybox, withMemoryLimit(64<<20),
-		withShell("while true; do cat /sys/fs/cgroup/memory/memory.limit_in_bytes; sleep 0.2; done"))
+		// v1's file, else (cgroup v2, the container's own cgroup namespace) the unified one.
+		withShell("while true; do cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; sleep 0.2; done"))
 	id := runContainer(t, a, p, c)
 	waitLog(t, logPath(p, c), strconv.Itoa(64<<20), 30*time.Second)
 
@@ -29,7 +30,7 @@ func TestUpdateContainerResources(t *testing.T) {
 		Linux:       &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 96 << 20, CpuShares: 512},
 	})
 	must(t, err, "update resources")
-	waitLog(t, logPath(p, c), strconv.Itoa(96<<20), 10*time.Second)
+	waitLog(t, logPath(p, c), strconv.Itoa(96<<20), 30*time.Second)
 	st := containerStatus(t, a, id)
 	if got := st.Resources.GetLinux(); got.GetMemoryLimitInBytes() != 96<<20 || got.GetCpuShares() != 512 {
 		t.Errorf("status resources after update = %v", got)

@@ -1,7 +1,7 @@
 // Command images serves stand-ins for every image critest (cri-tools v1.37.0) pulls from a
 // registry on 127.0.0.1, under the upstream repository paths, and writes hosts.toml mirrors.
 //
-//	go run ./hack/critest/images [--addr 127.0.0.1:0] [--pidfile F] [--certs-dir DIR] [--manifest F] [--go go]
+//	go run ./hack/critest/images [--addr 127.0.0.1:0] [--pidfile F] [--certs-dir DIR] [--manifest F] [--go go | --nnp FILE] [--write-nnp FILE]
 //	go run ./hack/critest/images --list
 //
 // registry.k8s.io/e2e-test-images/busybox:1.29-2 is served as ADDR/e2e-test-images/busybox:1.29-2,
@@ -34,13 +34,24 @@ func run(args []string, stdout io.Writer) error {
 	certsDir := fs.String("certs-dir", "", "write <host>/hosts.toml mirrors pointing at the registry here")
 	manifest := fs.String("manifest", "", "write a JSON list of served images (refs, mirror refs, digest) here")
 	goBin := fs.String("go", "go", "go tool used to build the nonewprivs helper")
+	nnpFile := fs.String("nnp", "", "use this prebuilt nonewprivs helper instead of building it (a node without Go)")
+	writeNNP := fs.String("write-nnp", "", "build the nonewprivs helper into this file and exit")
 	list := fs.Bool("list", false, "print the catalogue and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	nnp, err := buildNNP(*goBin)
+	var nnp []byte
+	var err error
+	if *nnpFile != "" {
+		nnp, err = os.ReadFile(*nnpFile)
+	} else {
+		nnp, err = buildNNP(*goBin)
+	}
 	if err != nil {
 		return err
+	}
+	if *writeNNP != "" {
+		return os.WriteFile(*writeNNP, nnp, 0o755)
 	}
 	imgs, err := catalogue(new(fixture.Builder), nnp)
 	if err != nil {

@@ -330,11 +330,26 @@ func (s *Service) buildSpec(ctx context.Context, md *store.ContainerMetadata, sb
 	if err := s.nriCreateContainer(ctx, *md, sbMD, sbSt, sp, cl); err != nil {
 		return nil, err
 	}
+	md.NotHonoured = s.fitToNode(md.ID, cfg, sp)
 	if sp.Process != nil {
 		u := sp.Process.User
 		md.User = store.User{UID: u.UID, GID: u.GID, SupplementalGroups: u.AdditionalGids, Username: u.Username}
 	}
 	return sp, nil
+}
+
+// fitToNode adjusts what NRI and the spec generator left in sp to what the node allows
+// (decided at startup: nodeLimits, userNSSupport) and returns what was not honoured.
+func (s *Service) fitToNode(id string, cfg *runtimeapi.ContainerConfig, sp *specs.Spec) []string {
+	notes := s.limits.adjust(sp)
+	notes = append(notes, s.userns.idmapUnsupported(sp, s.cfg.State)...)
+	if n := hugepageNote(cfg.GetLinux().GetResources(), s.cgroups.Hugetlb()); n != "" {
+		notes = append(notes, n)
+	}
+	if len(notes) > 0 {
+		s.log.Info("container settings the node cannot honour", "id", id, "not_honoured", notes)
+	}
+	return notes
 }
 
 func writeSpecFile(bundle string, sp *specs.Spec) error {

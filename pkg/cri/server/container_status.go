@@ -52,7 +52,7 @@ func toCRIContainerStatus(md store.ContainerMetadata, st store.ContainerStatus) 
 		Reason:      st.Reason,
 		Message:     st.Message,
 		Labels:      cfg.GetLabels(),
-		Annotations: cfg.GetAnnotations(),
+		Annotations: statusAnnotations(cfg.GetAnnotations(), md.NotHonoured),
 		Mounts:      cfg.GetMounts(),
 		LogPath:     md.LogPath,
 		StopSignal:  cfg.GetStopSignal(),

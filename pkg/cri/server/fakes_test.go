@@ -589,9 +589,14 @@ func (e *testEnv) generate(id string, cfg *runtimeapi.ContainerConfig, sb spec.S
 	if e.specErr != nil {
 		return nil, e.specErr
 	}
+	var oom *int
+	if r := cfg.GetLinux().GetResources(); r != nil {
+		v := int(r.GetOomScoreAdj())
+		oom = &v
+	}
 	return &specs.Spec{
 		Version: specs.Version,
-		Process: &specs.Process{Args: cfg.GetCommand(), User: specs.User{UID: 1000, GID: 1001, AdditionalGids: []uint32{10}}},
+		Process: &specs.Process{Args: cfg.GetCommand(), User: specs.User{UID: 1000, GID: 1001, AdditionalGids: []uint32{10}}, OOMScoreAdj: oom},
 		Root:    &specs.Root{Path: opts.RootfsPath},
 		Linux:   &specs.Linux{CgroupsPath: opts.CgroupsPath},
 	}, nil

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -70,21 +71,34 @@ func netnsUserNS(m spec.IDMappings) *netns.UserNS {
 	return &netns.UserNS{UIDs: conv(m.UIDs), GIDs: conv(m.GIDs)}
 }
 
-// probeUserNamespaces reports whether pods can get user namespaces on this node: the kernel
-// must create idmapped mounts of the directories that hold image layers and pod files (as
-// critest's supportsIDMap checks). Failures are logged once, at startup.
-func probeUserNamespaces(dirs []string, log *slog.Logger) bool {
+// userNSSupport is the startup decision on pods with user namespaces (probeUserNamespaces).
+// Idmapped mounts depend on the filesystem: ext4, xfs and btrfs have them since Linux 5.12-5.15,
+// tmpfs only since 6.3. The image layers (under the root dir) must be idmappable, or pods with
+// a user namespace are refused. Bind mounts from filesystems that cannot be idmapped (the pod's
+// files and /dev/shm on a tmpfs state dir of a 6.1 kernel) are mounted without the idmap
+// instead: the container sees them owned by the overflow id, readable as their modes allow
+// (idmapUnsupported).
+type userNSSupport struct {
+	enabled bool
+	reason  string // why not, when !enabled
+	// noIDMap are the filesystem magics (statfs f_type) found unable to idmap.
+	noIDMap map[int64]bool
+}
+
+// probeUserNamespaces decides what userNSSupport says: it idmaps a clone of the root dir (the
+// image layers and container layers live there), of the state dir, and of a detached tmpfs
+// (/dev/shm of each pod), and logs the decision once.
+func probeUserNamespaces(root, state string, log *slog.Logger) userNSSupport {
+	u := userNSSupport{noIDMap: map[int64]bool{}}
 	tmp, err := os.MkdirTemp("", "berth-userns-probe")
 	if err != nil {
-		log.Warn("user namespaces disabled: probe", "err", err)
-		return false
+		return u.disable(log, fmt.Sprintf("probe: %v", err))
 	}
 	defer os.RemoveAll(tmp)
 	m := []netns.IDMap{{ContainerID: 0, HostID: 65536, Size: 65536}}
 	p, err := netns.Create(netns.Options{Dir: tmp, UTS: true, UserNS: &netns.UserNS{UIDs: m, GIDs: m}})
 	if err != nil {
-		log.Warn("user namespaces disabled: cannot create one", "err", err)
-		return false
+		return u.disable(log, fmt.Sprintf("cannot create a user namespace: %v", err))
 	}
 	defer func() {
 		for _, path := range []string{p.UTS, p.User} {
@@ -93,17 +107,40 @@ func probeUserNamespaces(dirs []string, log *slog.Logger) bool {
 			}
 		}
 	}()
-	for _, dir := range dirs {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			log.Warn("user namespaces disabled: probe", "dir", dir, "err", err)
-			return false
-		}
-		if err := probeIDMap(dir, p.User); err != nil {
-			log.Warn("user namespaces disabled: no idmapped mounts", "dir", dir, "err", err)
-			return false
-		}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return u.disable(log, fmt.Sprintf("probe %s: %v", root, err))
 	}
-	return true
+	if err := probeIDMap(root, p.User); err != nil {
+		return u.disable(log, fmt.Sprintf("no idmapped mounts on the root dir %s: %v", root, err))
+	}
+	u.enabled = true
+	if err := os.MkdirAll(state, 0o755); err == nil {
+		u.probeOther(state, p.User, log)
+	}
+	if err := probeIDMapTmpfs(p.User); err != nil {
+		u.noIDMap[unix.TMPFS_MAGIC] = true
+		log.Warn("user namespaces: tmpfs cannot be idmapped on this kernel (Linux 6.3+ can); bind mounts from tmpfs are not idmapped", "err", err)
+	}
+	log.Info("user namespaces enabled", "filesystems_without_idmap", len(u.noIDMap))
+	return u
+}
+
+// probeOther records the filesystem of dir as unable to idmap when the probe fails there.
+func (u *userNSSupport) probeOther(dir, userns string, log *slog.Logger) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return
+	}
+	if err := probeIDMap(dir, userns); err != nil {
+		u.noIDMap[int64(st.Type)] = true
+		log.Warn("user namespaces: the filesystem of this dir cannot be idmapped; its bind mounts are not idmapped", "dir", dir, "err", err)
+	}
+}
+
+func (u userNSSupport) disable(log *slog.Logger, reason string) userNSSupport {
+	log.Warn("user namespaces disabled", "reason", reason)
+	u.enabled, u.reason = false, reason
+	return u
 }
 
 // probeIDMap makes a detached idmapped clone of dir; closing it unmounts it.
@@ -113,4 +150,67 @@ func probeIDMap(dir, userns string) error {
 		return err
 	}
 	return unix.Close(tree)
+}
+
+// probeIDMapTmpfs idmaps a tmpfs that is never attached anywhere: closing its descriptors
+// frees it, so the probe creates no object the ledger would have to know.
+func probeIDMapTmpfs(userns string) error {
+	fsfd, err := unix.Fsopen("tmpfs", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("fsopen tmpfs: %w", err)
+	}
+	defer unix.Close(fsfd)
+	if err := unix.FsconfigSetString(fsfd, "size", "4k"); err != nil {
+		return fmt.Errorf("configure tmpfs: %w", err)
+	}
+	if err := unix.FsconfigCreate(fsfd); err != nil {
+		return fmt.Errorf("create tmpfs: %w", err)
+	}
+	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("fsmount tmpfs: %w", err)
+	}
+	defer unix.Close(mfd)
+	nsfd, err := unix.Open(userns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open user namespace: %w", err)
+	}
+	defer unix.Close(nsfd)
+	attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP, Userns_fd: uint64(nsfd)}
+	if err := unix.MountSetattr(mfd, "", unix.AT_EMPTY_PATH, attr); err != nil {
+		return fmt.Errorf("idmap a tmpfs: %w", err)
+	}
+	return nil
+}
+
+// idmapUnsupported removes the idmap from the spec's bind mounts whose source sits on a
+// filesystem this kernel cannot idmap (runc would fail the container on them), and returns a
+// note for each such mount the request asked for (the pod's own files and /dev/shm, under
+// the state dir, are berth's and go unmentioned).
+func (u userNSSupport) idmapUnsupported(sp *specs.Spec, state string) []string {
+	if len(u.noIDMap) == 0 {
+		return nil
+	}
+	var notes []string
+	for i := range sp.Mounts {
+		m := &sp.Mounts[i]
+		if len(m.UIDMappings) == 0 && len(m.GIDMappings) == 0 {
+			continue
+		}
+		var st unix.Statfs_t
+		if err := unix.Statfs(m.Source, &st); err != nil || !u.noIDMap[int64(st.Type)] {
+			continue
+		}
+		m.UIDMappings, m.GIDMappings = nil, nil
+		if !isUnder(m.Source, state) {
+			notes = append(notes, fmt.Sprintf("mount %s not idmapped (its filesystem cannot be idmapped on this kernel)", m.Destination))
+		}
+	}
+	return notes
+}
+
+// isUnder reports whether path is dir or below it.
+func isUnder(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }

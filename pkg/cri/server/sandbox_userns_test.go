@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
@@ -218,13 +219,65 @@ func TestProbeUserNamespaces(t *testing.T) {
 		t.Skip("needs root")
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if !probeUserNamespaces([]string{t.TempDir()}, log) {
-		t.Error("probe failed on a temp dir of this kernel (6.x supports idmapped mounts)")
+	root, state := t.TempDir(), t.TempDir()
+	if u := probeUserNamespaces(root, state, log); !u.enabled || u.reason != "" {
+		t.Errorf("probe on temp dirs = %+v, want enabled (6.x supports idmapped mounts)", u)
 	}
-	// A directory that cannot be created fails the probe.
-	if probeUserNamespaces([]string{"/proc/berth-no-such-dir"}, log) {
-		t.Error("probe succeeded on an impossible directory")
+	// A root dir that cannot be created disables them, with the reason.
+	if u := probeUserNamespaces("/proc/berth-no-such-dir", state, log); u.enabled || u.reason == "" {
+		t.Errorf("probe on an impossible root dir = %+v, want disabled with a reason", u)
 	}
+	// A state dir that cannot be created still leaves them on: only bind mounts depend on it.
+	if u := probeUserNamespaces(root, "/proc/berth-no-such-dir", log); !u.enabled {
+		t.Errorf("probe with an impossible state dir = %+v, want enabled", u)
+	}
+}
+
+func TestIDMapUnsupported(t *testing.T) {
+	var st unix.Statfs_t
+	dir := t.TempDir()
+	if err := unix.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state")
+	ids := []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+	newSpec := func() *specs.Spec {
+		return &specs.Spec{Mounts: []specs.Mount{
+			{Destination: "/data", Source: dir, Type: "bind", UIDMappings: ids, GIDMappings: ids},
+			{Destination: "/etc/hosts", Source: filepath.Join(state, "hosts"), Type: "bind", UIDMappings: ids, GIDMappings: ids},
+			{Destination: "/proc", Source: "proc", Type: "proc"},
+		}}
+	}
+	t.Run("filesystem without idmap", func(t *testing.T) {
+		if err := os.MkdirAll(state, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(state, "hosts"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		u := userNSSupport{enabled: true, noIDMap: map[int64]bool{int64(st.Type): true}}
+		sp := newSpec()
+		notes := u.idmapUnsupported(sp, state)
+		for _, m := range sp.Mounts {
+			if len(m.UIDMappings) > 0 || len(m.GIDMappings) > 0 {
+				t.Errorf("mount %s keeps its idmap on a filesystem that cannot idmap", m.Destination)
+			}
+		}
+		// The request's mount is reported; berth's own pod files are not.
+		if len(notes) != 1 || !strings.Contains(notes[0], "/data") {
+			t.Errorf("notes = %q, want one about /data", notes)
+		}
+	})
+	t.Run("filesystem with idmap", func(t *testing.T) {
+		u := userNSSupport{enabled: true, noIDMap: map[int64]bool{int64(st.Type) + 1: true}}
+		sp := newSpec()
+		if notes := u.idmapUnsupported(sp, state); len(notes) != 0 {
+			t.Errorf("notes = %q, want none", notes)
+		}
+		if len(sp.Mounts[0].UIDMappings) == 0 {
+			t.Error("idmap removed from a mount whose filesystem can idmap")
+		}
+	})
 }
 
 func TestSearchableByOthers(t *testing.T) {

@@ -83,6 +83,10 @@ type Service struct {
 	ready  atomic.Bool
 
 	hostSec hostSecurity
+	// limits and userns are what the node allows, decided once in New (node_limits.go,
+	// sandbox_userns.go); reported in Status and applied to each spec.
+	limits nodeLimits
+	userns userNSSupport
 
 	cimages    ContainerImages
 	store      *store.Store
@@ -151,7 +155,8 @@ func New(opts Options) (*Service, error) {
 	s.features = opts.Features
 	if opts.Mounter == nil && opts.Namespaces == nil && !s.features.UserNamespaces {
 		// Real mounts and namespaces only: fakes cannot host a user namespace.
-		s.features.UserNamespaces = probeUserNamespaces([]string{opts.Config.Root, opts.Config.State}, log)
+		s.userns = probeUserNamespaces(opts.Config.Root, opts.Config.State, log)
+		s.features.UserNamespaces = s.userns.enabled
 	}
 	if opts.Mounter == nil && !s.features.RecursiveReadOnlyMounts {
 		s.features.RecursiveReadOnlyMounts = probeRecursiveReadOnly(opts.Config.State, log)
@@ -171,6 +176,7 @@ func New(opts Options) (*Service, error) {
 	} else if !opts.Offline {
 		s.checkpoint = probeCheckpoint(log)
 	}
+	s.limits = probeNodeLimits(hostLimitsSource(s.hostSec.caps), log)
 	if s.cimages == nil {
 		src, ok := opts.Images.(imageSource)
 		if !ok {

@@ -18,6 +18,7 @@ func (s *Service) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*r
 	if c := s.hostSec.appArmorCondition(); c != nil {
 		conditions = append(conditions, c)
 	}
+	conditions = append(conditions, s.nodeConditions()...)
 	resp := &runtimeapi.StatusResponse{
 		Status:          &runtimeapi.RuntimeStatus{Conditions: conditions},
 		RuntimeHandlers: s.handlers.status(),

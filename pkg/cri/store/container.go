@@ -65,6 +65,9 @@ type ContainerMetadata struct {
 	// directory (<root>/containers/<id>/volumes/<n>) by container path.
 	Volumes map[string]string `json:"volumes,omitempty"`
 	User    User              `json:"user"`
+	// NotHonoured lists what the node could not give the container as asked (a negative
+	// oom_score_adj without CAP_SYS_RESOURCE, ...), reported in ContainerStatus.
+	NotHonoured []string `json:"notHonoured,omitempty"`
 }
 
 // ContainerStatus changes over the container's life.

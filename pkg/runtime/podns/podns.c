@@ -2,6 +2,7 @@
 // single-threaded, before the Go runtime starts.
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <sched.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 
 #define ENV_USERNS_FD "_BERTH_PODNS_USERNS_FD"
 #define ENV_REPORT_FD "_BERTH_PODNS_REPORT_FD"
+#define ENV_CGROUP_PROCS "_BERTH_PODNS_CGROUP_PROCS"
 
 // envfd reads a descriptor number from name: -1 when unset, -2 when malformed.
 static int envfd(const char *name)
@@ -33,18 +35,46 @@ static void fail(int report, const char *what)
 	_exit(1);
 }
 
+// join_cgroups writes 0 (this process) to each cgroup.procs file in the colon-separated list,
+// while still the host's root: the init forked below is born in the pod's cgroup.
+static int join_cgroups(const char *list)
+{
+	char *copy = strdup(list);
+	if (copy == NULL)
+		return -1;
+	char *save = NULL;
+	for (char *f = strtok_r(copy, ":", &save); f != NULL; f = strtok_r(NULL, ":", &save)) {
+		int fd = open(f, O_WRONLY | O_CLOEXEC);
+		if (fd < 0 || write(fd, "0", 1) != 1) {
+			int e = errno;
+			if (fd >= 0)
+				close(fd);
+			free(copy);
+			errno = e;
+			return -1;
+		}
+		close(fd);
+	}
+	free(copy);
+	return 0;
+}
+
 void berth_podns_enter(void)
 {
 	int userns = envfd(ENV_USERNS_FD);
 	if (userns == -1)
 		return;
 	int report = envfd(ENV_REPORT_FD);
+	const char *procs = getenv(ENV_CGROUP_PROCS);
 	unsetenv(ENV_USERNS_FD);
 	unsetenv(ENV_REPORT_FD);
 	if (userns < 0 || report < 0) {
 		errno = EINVAL;
 		fail(report, "bad descriptor environment");
 	}
+	if (procs != NULL && *procs != '\0' && join_cgroups(procs) < 0)
+		fail(report, "join pod cgroup");
+	unsetenv(ENV_CGROUP_PROCS);
 
 	if (setns(userns, CLONE_NEWUSER) < 0)
 		fail(report, "join user namespace");

@@ -4,7 +4,9 @@
 // multi-threaded process into a user namespace).
 //
 // Importing the package links in a constructor that does nothing unless EnvUserNSFD is set.
-// With it set, the constructor joins that user namespace, becomes root in it, unshares the
+// With it set, the constructor first joins the cgroups whose cgroup.procs files EnvCgroupProcs
+// lists (colon-separated; while still the host's root, so that the init is born in the pod's
+// cgroup and no killed shim can leave it outside), then joins that user namespace, becomes root in it, unshares the
 // pid namespace (which then belongs to the pod's user namespace, as runc needs to mount proc
 // for the containers that join it), forks, and reports the child's pid on the EnvReportFD
 // descriptor as "pid <n>\n" (or "error <text>\n") before the parent exits. The child, PID 1
@@ -25,4 +27,6 @@ import "C"
 const (
 	EnvUserNSFD = "_BERTH_PODNS_USERNS_FD"
 	EnvReportFD = "_BERTH_PODNS_REPORT_FD"
+	// EnvCgroupProcs lists the cgroup.procs files to write 0 to, colon-separated.
+	EnvCgroupProcs = "_BERTH_PODNS_CGROUP_PROCS"
 )

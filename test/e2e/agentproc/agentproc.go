@@ -107,7 +107,9 @@ func (a *Agent) Launch() error {
 		return err
 	}
 	a.conn, a.RT, a.Img = conn, runtimeapi.NewRuntimeServiceClient(conn), runtimeapi.NewImageServiceClient(conn)
-	deadline := time.Now().Add(30 * time.Second)
+	// Two minutes: in the VM (TCG, binaries read over 9p) a loaded host can take more than
+	// 30s from exec to the first answer.
+	deadline := time.Now().Add(startTimeout)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, err := a.RT.Version(ctx, &runtimeapi.VersionRequest{})
@@ -116,11 +118,14 @@ func (a *Agent) Launch() error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("agent did not answer within 30s: %v\n%s", err, a.LogTail(40))
+			return fmt.Errorf("agent did not answer within %v: %v\n%s", startTimeout, err, a.LogTail(40))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// startTimeout bounds the wait for a started agent's first answer.
+const startTimeout = 2 * time.Minute
 
 // Pid is the agent process's pid.
 func (a *Agent) Pid() int { return a.cmd.Process.Pid }

@@ -18,7 +18,9 @@ func crictl(args ...string) ([]byte, error) { return crictlRun(false, args...) }
 // crictlRun runs crictl; combined adds its stderr to the output, as the
 // container's stderr stream of `crictl logs` is written there.
 func crictlRun(combined bool, args ...string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	// Two minutes: crictl alone takes tens of seconds to start under TCG (the VM) on a loaded
+	// host; the RPC itself keeps crictl's 30s.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ep := "unix://" + env.agent.sock
 	full := append([]string{"--runtime-endpoint", ep, "--image-endpoint", ep, "--timeout", "30s"}, args...)

@@ -94,11 +94,11 @@ func (k *kubelet) start(sock string) error {
 	return k.waitHealthy(ports[2])
 }
 
-// config is the KubeletConfiguration for this machine: cgroup v1 with the
-// cgroupfs driver, no swap check, loopback only, and nothing that evicts
-// pods or collects images because the disk happens to be busy.
+// config is the KubeletConfiguration for this machine: the cgroupfs driver (berth has no
+// systemd driver yet, so also on a systemd node), no swap check, loopback only, and nothing
+// that evicts pods or collects images because the disk happens to be busy.
 func (k *kubelet) config(sock, resolv string, ports []int) map[string]any {
-	return map[string]any{
+	cfg := map[string]any{
 		"apiVersion":                    "kubelet.config.k8s.io/v1beta1",
 		"kind":                          "KubeletConfiguration",
 		"containerRuntimeEndpoint":      "unix://" + sock,
@@ -117,7 +117,6 @@ func (k *kubelet) config(sock, resolv string, ports []int) map[string]any {
 		"cgroupDriver":                  "cgroupfs",
 		"cgroupsPerQOS":                 true,
 		"cgroupRoot":                    "/",
-		"failCgroupV1":                  false,
 		"failSwapOn":                    false,
 		"enforceNodeAllocatable":        []string{},
 		"localStorageCapacityIsolation": false,
@@ -136,6 +135,18 @@ func (k *kubelet) config(sock, resolv string, ports []int) map[string]any {
 		},
 		"authorization": map[string]any{"mode": "AlwaysAllow"},
 	}
+	// The kubelet refuses cgroup v1 by default: allow it on a v1 host only, so that a v2
+	// node (the VM) runs with the kubelet's own default.
+	if !cgroupV2() {
+		cfg["failCgroupV1"] = false
+	}
+	return cfg
+}
+
+// cgroupV2 reports a unified hierarchy at /sys/fs/cgroup.
+func cgroupV2() bool {
+	var st unix.Statfs_t
+	return unix.Statfs("/sys/fs/cgroup", &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC
 }
 
 // waitHealthy waits for /healthz; a kubelet that exits early fails fast with its log.

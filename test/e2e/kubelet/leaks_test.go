@@ -112,8 +112,8 @@ func suiteProcesses() []string {
 // podCgroups are the pod cgroups (kubepods/.../pod<uid> and below) left in any hierarchy.
 func podCgroups() []string {
 	var out []string
-	for _, h := range dirNames(cgroupRoot) {
-		root := filepath.Join(cgroupRoot, h, "kubepods")
+	for _, h := range hierarchies() {
+		root := filepath.Join(h, "kubepods")
 		_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 			if err != nil || !d.IsDir() {
 				return nil
@@ -132,9 +132,9 @@ func podCgroups() []string {
 // removes, bottom-up in every hierarchy; a non-empty cgroup cannot be removed.
 func removeKubepods() []error {
 	var errs []error
-	for _, h := range dirNames(cgroupRoot) {
+	for _, h := range hierarchies() {
 		var dirs []string
-		_ = filepath.WalkDir(filepath.Join(cgroupRoot, h, "kubepods"), func(p string, d fs.DirEntry, err error) error {
+		_ = filepath.WalkDir(filepath.Join(h, "kubepods"), func(p string, d fs.DirEntry, err error) error {
 			if err == nil && d.IsDir() {
 				dirs = append(dirs, p)
 			}

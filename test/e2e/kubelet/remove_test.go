@@ -120,7 +120,7 @@ func podHoldings(ids []string, uid, podPath string) holdings {
 // podProcesses lists the pids in the pod's memory cgroup and below.
 func podProcesses(podPath string) []int {
 	var pids []int
-	_ = filepath.WalkDir(filepath.Join(cgroupRoot, "memory", podPath), func(p string, d os.DirEntry, err error) error {
+	_ = filepath.WalkDir(filepath.Join(controllerRoot("memory"), podPath), func(p string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
 			return nil
 		}

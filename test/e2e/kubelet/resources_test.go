@@ -18,7 +18,9 @@ func TestResourceLimits(t *testing.T) {
 		cpuPeriod = 100000
 		cpuShares = 256 // 250m * 1024 / 1000
 	)
-	c := shell("limited", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us; sleep 3600")
+	// v1 files, else (cgroup v2, the container's own cgroup namespace) the unified ones.
+	c := shell("limited", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null ||"+
+		" cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.max; sleep 3600")
 	c.Resources = &resources{Limits: map[string]string{"cpu": "250m", "memory": "64Mi"}}
 	runPod(t, newPod(name, withContainer(c)))
 
@@ -66,7 +68,7 @@ func TestResourceLimits(t *testing.T) {
 		{"memory", memPath, "memory.limit_in_bytes", memLimit},
 		{"cpu", cpuPath, "cpu.cfs_quota_us", cpuQuota},
 		{"cpu", cpuPath, "cpu.cfs_period_us", cpuPeriod},
-		{"cpu", cpuPath, "cpu.shares", cpuShares},
+		{"cpu", cpuPath, "cpu.shares", v2Shares(cpuShares)},
 		// The kubelet sets the pod cgroup itself; berth must nest below it.
 		{"memory", podPath, "memory.limit_in_bytes", memLimit},
 	}
