@@ -6,6 +6,7 @@
 # that pods run offline.
 #
 #   hack/cluster.sh build    build (or find cached) the components; kubectl lands in bin/
+#   hack/cluster.sh built    print the components' directory if they are built, else fail
 #   hack/cluster.sh up       build, start everything, wait for the Node to be Ready;
 #                            prints KUBECONFIG=<path> last
 #   hack/cluster.sh down     stop everything `up` started, by pid, and remove what it made
@@ -353,8 +354,8 @@ start_controllers() {
 start_kubelet() {
 	local ip=$1
 	mkdir -p "$CLUSTER_DIR/kubelet" "$CLUSTER_DIR/pod-logs"
+	# The kubelet wants its cgroup root in every hierarchy, the named systemd one included.
 	for c in /sys/fs/cgroup/*/; do
-		[[ $c == */unified/ || $c == */systemd/ ]] && continue
 		mkdir -p "$c${CGROUP_ROOT#/}"
 	done
 	# A v1 cpuset is empty when made by mkdir: give it the root's CPUs and memory nodes.
@@ -456,6 +457,7 @@ up() {
 	start_controllers
 	log "starting the kubelet and kube-proxy"
 	start_kubelet "$ip"
+	wait_for "node $NODE_NAME registered" 120 kubelet "$BIN/kubectl" --kubeconfig "$KCFG" get node "$NODE_NAME"
 	start_proxy
 	wait_for "node $NODE_NAME Ready" 180 kubelet node_ready
 	# Pods are admitted only once the namespace's default ServiceAccount exists.
@@ -472,7 +474,7 @@ stop_proc() { # name: SIGTERM, SIGKILL after 30s
 	pid=$(pid_of "$name") || return 0
 	kill -TERM "$pid" 2>/dev/null
 	for ((i = 0; i < 300; i++)); do
-		kill -0 "$pid" 2>/dev/null || return 0
+		kill -0 "$pid" 2>/dev/null || { ((i < 30)) || log "$name took $((i / 10))s to stop"; return 0; }
 		sleep 0.1
 	done
 	log "$name ($pid) ignored SIGTERM for 30s, killing it"
@@ -494,6 +496,7 @@ kill_leftovers() {
 	local p
 	for p in $(grep -lsF -e "$BERTH_STATE" -e "$CLUSTER_DIR/" /proc/[0-9]*/cmdline | cut -d/ -f3); do
 		[[ $p == "$$" || $p == "$BASHPID" ]] && continue
+		grep -qsF -e "$BERTH_STATE" -e "$CLUSTER_DIR/" "/proc/$p/cmdline" || continue # the grep above, gone
 		log "killing leftover $(tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null) ($p)"
 		kill -KILL "$p" 2>/dev/null
 	done
@@ -523,6 +526,8 @@ remove_cgroups() {
 down() {
 	[[ -d $CLUSTER_DIR || -d $BERTH_STATE ]] || { log "no cluster in $CLUSTER_DIR"; return 0; }
 	mkdir -p "$LOGS" "$PIDS"
+	# Best effort from here: one step failing must not keep the others from cleaning up.
+	set +e
 	local rc=0
 	# Controllers first, so that nothing recreates what the rest of the teardown removes.
 	stop_proc kube-proxy
@@ -570,10 +575,19 @@ status() {
 	((running > 0))
 }
 
+# built prints the cache directory when every component is built, else fails.
+built() {
+	local dir
+	dir=$(bin_dir)
+	[[ -f $dir/.complete ]] || die "the components are not built (hack/cluster.sh build)"
+	echo "$dir"
+}
+
 case ${1:-} in
 build) build ;;
+built) built ;;
 up) up ;;
 down) down ;;
 status) status ;;
-*) die "usage: cluster.sh build|up|down|status" ;;
+*) die "usage: cluster.sh build|built|up|down|status" ;;
 esac
