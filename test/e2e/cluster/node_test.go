@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,7 +49,9 @@ func TestNodeReady(t *testing.T) {
 	if n.Spec.PodCIDR == "" {
 		t.Errorf("node %s has no pod CIDR (controller-manager --allocate-node-cidrs)", n.Metadata.Name)
 	}
-	want := "berth://" + criVersion(t)
+	// The kubelet parses the version as semver and prints it without the leading v; one it
+	// cannot parse shows as "Unknown".
+	want := "berth://" + strings.TrimPrefix(criVersion(t), "v")
 	if got := n.Status.NodeInfo.ContainerRuntimeVersion; got != want {
 		t.Errorf("containerRuntimeVersion = %q, want %q", got, want)
 	}

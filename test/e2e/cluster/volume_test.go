@@ -25,7 +25,7 @@ spec:
   containers:
   - name: c
     image: ` + busybox + `
-    command: ["sh", "-c", "` + stopOnTerm + `"]
+    command: ["sh", "-c", '` + stopOnTerm + `']
     volumeMounts:
     - {name: cm, mountPath: /etc/cm}
     - {name: sec, mountPath: /etc/sec}
