@@ -73,15 +73,26 @@ func portForward(t *testing.T, extraEnv []string, ns, target string) string {
 
 func httpGet(t *testing.T, url string) string {
 	t.Helper()
+	body, err := get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body
+}
+
+func get(url string) (string, error) {
 	c := &http.Client{Timeout: 20 * time.Second}
 	resp, err := c.Get(url)
 	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
+		return "", fmt.Errorf("GET %s: %w", url, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
+		return "", fmt.Errorf("GET %s: %w", url, err)
 	}
-	return string(b)
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %s: %q", url, resp.Status, b)
+	}
+	return string(b), nil
 }
