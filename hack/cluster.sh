@@ -31,6 +31,7 @@ die() { log "$*"; exit 1; }
 # --- build ---------------------------------------------------------------------------------
 
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl kubelet)
+DNS_MOD=$REPO/hack/coredns
 
 # bin_dir is the cache directory for this version and this module graph: a change to the
 # wrapper module (a new dependency pin) gets a fresh directory, a rerun finds the old one.
@@ -38,6 +39,14 @@ bin_dir() {
 	local sum
 	sum=$(cat "$MOD/go.mod" "$MOD/go.sum" "$MOD/cmd/etcd/main.go" | sha256sum | cut -c1-12)
 	echo "$K8S_BIN_CACHE/k8s-$KUBE_VERSION-$sum"
+}
+
+# dns_dir is CoreDNS's cache directory, keyed by its own module (hack/coredns).
+dns_dir() {
+	local sum ver
+	sum=$(cat "$DNS_MOD/go.mod" "$DNS_MOD/go.sum" "$DNS_MOD/main.go" | sha256sum | cut -c1-12)
+	ver=$(sed -n 's|.*github.com/coredns/coredns \(v[^ ]*\).*|\1|p' "$DNS_MOD/go.mod" | head -1)
+	echo "$K8S_BIN_CACHE/coredns-$ver-$sum"
 }
 
 # version_ldflags stamps the version the way the upstream build does: component-base is what
@@ -55,9 +64,15 @@ version_ldflags() {
 	echo "$flags"
 }
 
-# build makes every component in one `go build` (the packages share most of their graph, so
-# one invocation compiles each dependency once) into the cache directory, unless it is complete.
+# build_k8s makes every Kubernetes component and etcd in one `go build` (the packages share most
+# of their graph, so one invocation compiles each dependency once) into the cache directory,
+# unless it is complete.
 build() {
+	build_k8s
+	build_dns
+}
+
+build_k8s() {
 	local dir
 	dir=$(bin_dir)
 	if [[ -f $dir/.complete ]]; then
@@ -78,6 +93,19 @@ build() {
 	touch "$dir/.complete"
 	log "built in $((SECONDS - start))s"
 	link_kubectl "$dir"
+}
+
+# build_dns builds CoreDNS, which has a module of its own (see hack/coredns/main.go).
+build_dns() {
+	local dir start=$SECONDS
+	dir=$(dns_dir)
+	[[ -x $dir/coredns ]] && return 0
+	mkdir -p "$dir"
+	log "building CoreDNS into $dir"
+	(cd "$DNS_MOD" && CGO_ENABLED=0 "$GO" build -mod=readonly -buildvcs=false -trimpath \
+		-ldflags "-s -w" -o "$dir/coredns.tmp" .)
+	mv "$dir/coredns.tmp" "$dir/coredns"
+	log "built CoreDNS in $((SECONDS - start))s"
 }
 
 link_kubectl() {
@@ -101,6 +129,10 @@ POD_CIDR=${CLUSTER_POD_CIDR:-10.250.0.0/16}
 SERVICE_CIDR=${CLUSTER_SERVICE_CIDR:-10.251.0.0/24}
 KUBE_SVC_IP=${SERVICE_CIDR%.*/*}.1
 API_PORT=${CLUSTER_API_PORT:-6443}
+# Cluster DNS: CoreDNS runs on the node like the control plane, on DNS_PORT of the node address;
+# the kube-dns Service (DNS_IP:53) has a hand-made EndpointSlice pointing there.
+DNS_IP=${SERVICE_CIDR%.*/*}.10
+DNS_PORT=1053
 # The agent's own pod bridge; berth0 belongs to the node's default agent.
 BRIDGE=bcluster0
 # The kubelet's cgroup root: its kubepods tree lives under it rather than at /kubepods, where a
@@ -113,18 +145,19 @@ CONTAINER_LOGS=/var/log/containers
 IPT_TABLES=(filter nat mangle raw)
 # The kubelet sets these at start (protectKernelDefaults=false); down puts the old values back.
 SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
-# Started in this order, stopped in reverse.
-PROCS=(registry berth etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+# Every process `up` starts, in start order (down stops them controllers first).
+PROCS=(registry berth etcd kube-apiserver kube-controller-manager kube-scheduler coredns kubelet kube-proxy)
 
 node_ip() {
 	ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p'
 }
 
-pid_of() { # name: the recorded pid if that process still runs
-	local f=$PIDS/$1.pid pid
+pid_of() { # name: the recorded pid if that process still runs the recorded binary
+	local f=$PIDS/$1.pid pid exe
 	[[ -f $f ]] || return 1
-	pid=$(<"$f")
-	kill -0 "$pid" 2>/dev/null || return 1
+	read -r pid exe <"$f"
+	# A pid alone could have been reused by another process since: check what it runs.
+	[[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$exe" ]] || return 1
 	echo "$pid"
 }
 
@@ -133,8 +166,17 @@ pid_of() { # name: the recorded pid if that process still runs
 start_bg() {
 	local name=$1
 	shift
+	local exe i
+	exe=$(readlink -f "$1")
 	setsid "$@" >"$LOGS/$name.log" 2>&1 </dev/null &
-	echo $! >"$PIDS/$name.pid"
+	echo "$! $exe" >"$PIDS/$name.pid"
+	# Until setsid has exec'd the binary, the pid does not run it yet.
+	for ((i = 0; i < 50; i++)); do
+		[[ $(readlink "/proc/$!/exe" 2>/dev/null) == "$exe" ]] && return 0
+		sleep 0.1
+	done
+	tail -20 "$LOGS/$name.log" >&2
+	die "$name did not start"
 }
 
 # wait_for desc seconds name cmd...: retries cmd until it succeeds; fails early when the
@@ -188,6 +230,7 @@ make_pki() {
 	cert controller-manager system:kube-controller-manager ""
 	cert scheduler system:kube-scheduler ""
 	cert kube-proxy system:kube-proxy ""
+	cert coredns system:coredns ""
 	cert kubelet "system:node:$NODE_NAME" system:nodes
 	# The kubelet's serving certificate, so that the API server verifies whom it streams to.
 	cert kubelet-serving "system:node:$NODE_NAME" system:nodes "IP:127.0.0.1,IP:$ip,DNS:$NODE_NAME"
@@ -350,7 +393,7 @@ start_controllers() {
 
 # start_kubelet: the 1.37 defaults except what this node needs: failCgroupV1=false (the host
 # is cgroup v1, which 1.35+ refuses by default), the cgroupfs driver (berth has no systemd
-# driver), and its own cgroup root, pod log dir and root dir. No clusterDNS: no CoreDNS yet.
+# driver), and its own cgroup root, pod log dir and root dir.
 start_kubelet() {
 	local ip=$1
 	mkdir -p "$CLUSTER_DIR/kubelet" "$CLUSTER_DIR/pod-logs"
@@ -380,6 +423,7 @@ authentication:
   x509: {clientCAFile: $PKI/ca.crt}
 authorization: {mode: Webhook}
 clusterDomain: cluster.local
+clusterDNS: [$DNS_IP]
 EOT
 	start_bg kubelet "$BIN/kubelet" --config="$CLUSTER_DIR/kubelet.yaml" \
 		--kubeconfig="$CLUSTER_DIR/kubelet.kubeconfig" --hostname-override="$NODE_NAME" --node-ip="$ip" \
@@ -405,6 +449,75 @@ EOT
 	wait_for "kube-proxy" 60 kube-proxy curl -fsS http://127.0.0.1:10256/healthz
 }
 
+# start_dns runs CoreDNS (kubeadm's Corefile) on the node address and publishes it as the
+# kube-dns Service, whose EndpointSlice is written here since no pod backs it.
+start_dns() {
+	local ip=$1
+	cat >"$CLUSTER_DIR/Corefile" <<EOT
+.:$DNS_PORT {
+    bind $ip
+    errors
+    ready 127.0.0.1:8181
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig $CLUSTER_DIR/coredns.kubeconfig default
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }
+    forward . /etc/resolv.conf
+    cache 30
+    loop
+    loadbalance
+}
+EOT
+	"$BIN/kubectl" --kubeconfig "$KCFG" apply -f - >/dev/null <<EOT
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "system:coredns"}
+rules:
+- apiGroups: [""]
+  resources: [endpoints, services, pods, namespaces]
+  verbs: [list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "system:coredns"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:coredns"}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:coredns"}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: kube-dns
+  namespace: kube-system
+  labels: {k8s-app: kube-dns}
+spec:
+  clusterIP: $DNS_IP
+  ports:
+  - {name: dns, port: 53, protocol: UDP, targetPort: $DNS_PORT}
+  - {name: dns-tcp, port: 53, protocol: TCP, targetPort: $DNS_PORT}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: kube-dns-node
+  namespace: kube-system
+  labels: {kubernetes.io/service-name: kube-dns, endpointslice.kubernetes.io/managed-by: berth-cluster}
+addressType: IPv4
+endpoints:
+- addresses: [$ip]
+  conditions: {ready: true}
+ports:
+- {name: dns, port: $DNS_PORT, protocol: UDP}
+- {name: dns-tcp, port: $DNS_PORT, protocol: TCP}
+EOT
+	start_bg coredns "$(dns_dir)/coredns" -conf "$CLUSTER_DIR/Corefile"
+	wait_for "CoreDNS" 60 coredns curl -fsS http://127.0.0.1:8181/ready
+}
+
 node_ready() {
 	[[ $("$BIN/kubectl" --kubeconfig "$KCFG" get node "$NODE_NAME" \
 		-o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
@@ -418,8 +531,8 @@ preflight() {
 	done
 	[[ ! -e $CLUSTER_DIR && ! -e $BERTH_STATE ]] ||
 		die "$CLUSTER_DIR or $BERTH_STATE exists: a previous cluster was not taken down (hack/cluster.sh down)"
-	for p in 2379 2380 "$API_PORT" 10248 10249 10250 10256 10257 10259; do
-		ss -Hltn "sport = :$p" | grep -q . && die "port $p is taken"
+	for p in 2379 2380 "$API_PORT" 10248 10249 10250 10256 10257 10259 8181 9153 "$DNS_PORT"; do
+		ss -Hltun "sport = :$p" | grep -q . && die "port $p is taken"
 	done
 	ip link show "$BRIDGE" >/dev/null 2>&1 && die "bridge $BRIDGE exists"
 	command -v crictl >/dev/null || die "crictl not found (hack/deps.sh)"
@@ -446,6 +559,7 @@ up() {
 	kubeconfig controller-manager controller-manager
 	kubeconfig scheduler scheduler
 	kubeconfig kube-proxy kube-proxy
+	kubeconfig coredns coredns
 	kubeconfig "system:node:$NODE_NAME" kubelet
 	mv "$CLUSTER_DIR/system:node:$NODE_NAME.kubeconfig" "$CLUSTER_DIR/kubelet.kubeconfig"
 	log "starting the image registry and berth"
@@ -455,6 +569,7 @@ up() {
 	start_etcd
 	start_apiserver "$ip"
 	start_controllers
+	start_dns "$ip"
 	log "starting the kubelet and kube-proxy"
 	start_kubelet "$ip"
 	wait_for "node $NODE_NAME registered" 120 kubelet "$BIN/kubectl" --kubeconfig "$KCFG" get node "$NODE_NAME"
@@ -533,6 +648,7 @@ down() {
 	stop_proc kube-proxy
 	stop_proc kube-scheduler
 	stop_proc kube-controller-manager
+	stop_proc coredns
 	stop_proc kubelet
 	remove_pods
 	stop_proc berth
@@ -579,7 +695,7 @@ status() {
 built() {
 	local dir
 	dir=$(bin_dir)
-	[[ -f $dir/.complete ]] || die "the components are not built (hack/cluster.sh build)"
+	[[ -f $dir/.complete && -x $(dns_dir)/coredns ]] || die "the components are not built (hack/cluster.sh build)"
 	echo "$dir"
 }
 
