@@ -584,16 +584,26 @@ up() {
 
 # --- stop ----------------------------------------------------------------------------------
 
-stop_proc() { # name: SIGTERM, SIGKILL after 30s
-	local name=$1 pid i
-	pid=$(pid_of "$name") || return 0
-	kill -TERM "$pid" 2>/dev/null
+stop_procs() { # names...: SIGTERM to each, then wait for all; SIGKILL whatever runs after 30s
+	local name pid i alive pids=()
+	for name in "$@"; do
+		pid=$(pid_of "$name") || continue
+		kill -TERM "$pid" 2>/dev/null
+		pids+=("$pid")
+	done
 	for ((i = 0; i < 300; i++)); do
-		kill -0 "$pid" 2>/dev/null || { ((i < 30)) || log "$name took $((i / 10))s to stop"; return 0; }
+		alive=false
+		for pid in "${pids[@]}"; do
+			kill -0 "$pid" 2>/dev/null && alive=true
+		done
+		$alive || return 0
 		sleep 0.1
 	done
-	log "$name ($pid) ignored SIGTERM for 30s, killing it"
-	kill -KILL "$pid" 2>/dev/null
+	for name in "$@"; do
+		pid=$(pid_of "$name") || continue
+		log "$name ($pid) ignored SIGTERM for 30s, killing it"
+		kill -KILL "$pid" 2>/dev/null
+	done
 }
 
 crictl_ours() { crictl --runtime-endpoint "unix://$BERTH_SOCK" --image-endpoint "unix://$BERTH_SOCK" --timeout 60s "$@"; }
@@ -644,17 +654,15 @@ down() {
 	# Best effort from here: one step failing must not keep the others from cleaning up.
 	set +e
 	local rc=0
-	# Controllers first, so that nothing recreates what the rest of the teardown removes.
-	stop_proc kube-proxy
-	stop_proc kube-scheduler
-	stop_proc kube-controller-manager
-	stop_proc coredns
-	stop_proc kubelet
+	# Controllers first, so that nothing recreates what the rest of the teardown removes; the
+	# kubelet before the pods are removed, since it would restart them.
+	stop_procs kube-proxy kube-scheduler kube-controller-manager coredns
+	stop_procs kubelet
 	remove_pods
-	stop_proc berth
-	stop_proc kube-apiserver
-	stop_proc etcd
-	stop_proc registry
+	stop_procs berth
+	# The API server before etcd: without etcd its graceful shutdown hangs.
+	stop_procs kube-apiserver registry
+	stop_procs etcd
 	kill_leftovers
 	unmount_under "$CLUSTER_DIR"
 	unmount_under "$BERTH_STATE"
