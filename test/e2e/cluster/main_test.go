@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -169,10 +170,10 @@ func mustKubectlIn(t *testing.T, stdin string, args ...string) string {
 // namespace creates a namespace for one test, deleted (without waiting) when it ends.
 func namespace(t *testing.T) string {
 	t.Helper()
+	// A random suffix: a rerun against the same cluster must not meet the previous run's
+	// namespace, still being deleted.
 	ns := "e2e-" + strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
-	if len(ns) > 63 {
-		ns = ns[:63]
-	}
+	ns = fmt.Sprintf("%.56s-%06x", ns, rand.IntN(1<<24))
 	mustKubectl(t, "create", "namespace", ns)
 	// The namespace's default ServiceAccount, which pod admission needs, comes from a controller.
 	waitFor(t, time.Minute, "ServiceAccount default in "+ns, func() error {

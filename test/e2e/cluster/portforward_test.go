@@ -80,8 +80,11 @@ func httpGet(t *testing.T, url string) string {
 	return body
 }
 
+// get makes one request on a new connection: a kept-alive one would stick to whatever
+// answered first, e.g. this sandbox's intercepting HTTP proxy, which answers 404 for a
+// Service IP that kube-proxy has not programmed yet.
 func get(url string) (string, error) {
-	c := &http.Client{Timeout: 20 * time.Second}
+	c := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := c.Get(url)
 	if err != nil {
 		return "", fmt.Errorf("GET %s: %w", url, err)
