@@ -2,7 +2,10 @@
 # `make test` (as root) sets up and runs every test. Both install what they need.
 
 GO        ?= go
-VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# A semantic version: the kubelet reports a runtime version it cannot parse as "Unknown" in the
+# Node's status. Without a tag, v0.0.0-g<commit>[-dirty].
+GITDESC   := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+VERSION   ?= $(if $(filter v%,$(GITDESC)),$(GITDESC),v0.0.0-g$(GITDESC))
 BIN       := bin
 # libcontainer's seccomp support is behind the seccomp tag and needs cgo + libseccomp.
 TAGS      := seccomp
@@ -44,6 +47,27 @@ e2e: build
 kubelet-e2e: build
 	hack/kubelet.sh
 	$(E2E_ENV) $(GOTEST) -timeout 20m -v ./test/e2e/kubelet/
+
+# cluster-up: a single-node Kubernetes v1.37.2 cluster on a berth agent of its own (etcd, control
+# plane, kubelet, kube-proxy in iptables mode, a test registry behind registry.k8s.io/docker.io
+# mirrors), components built once by hack/cluster.sh from hack/kubelet's module and cached in
+# /var/cache/berth; prints KUBECONFIG=... last. cluster-down stops it and removes what it made.
+.PHONY: cluster-up cluster-down cluster-status cluster-e2e
+cluster-up: build
+	$(E2E_ENV) hack/cluster.sh up
+
+cluster-down:
+	hack/cluster.sh down
+
+# cluster-status: which of the cluster's processes run (the script exits 1 when none does).
+cluster-status:
+	hack/cluster.sh status || true
+
+# cluster-e2e: kubectl scenarios (run, logs, exec, port-forward, scaling, Job, volumes, namespace
+# deletion) against a cluster the test brings up and takes down. Not in `make test`.
+cluster-e2e: build
+	hack/cluster.sh build
+	$(E2E_ENV) $(GOTEST) -timeout 40m -v ./test/e2e/cluster/
 
 leaks:
 	hack/check-leaks.sh

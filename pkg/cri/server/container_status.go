@@ -38,6 +38,17 @@ func toCRIContainerState(st store.ContainerStatus) runtimeapi.ContainerState {
 	return runtimeapi.ContainerState_CONTAINER_UNKNOWN
 }
 
+// statusImage is the image a container reports: the kubelet creates containers from the
+// image's id (sha256:...) and shows status.image.image as the pod's image, so the name the
+// user wrote, which the kubelet passes as user_specified_image, is reported when present.
+func statusImage(created string, spec *runtimeapi.ImageSpec) *runtimeapi.ImageSpec {
+	name := created
+	if u := spec.GetUserSpecifiedImage(); u != "" {
+		name = u
+	}
+	return &runtimeapi.ImageSpec{Image: name, UserSpecifiedImage: spec.GetUserSpecifiedImage(), Annotations: spec.GetAnnotations()}
+}
+
 func toCRIContainerStatus(md store.ContainerMetadata, st store.ContainerStatus) *runtimeapi.ContainerStatus {
 	cfg := md.Config.ContainerConfig
 	out := &runtimeapi.ContainerStatus{
@@ -46,7 +57,7 @@ func toCRIContainerStatus(md store.ContainerMetadata, st store.ContainerStatus) 
 		State:       toCRIContainerState(st),
 		CreatedAt:   md.CreatedAt.UnixNano(),
 		ExitCode:    st.ExitCode,
-		Image:       &runtimeapi.ImageSpec{Image: md.ImageName, Annotations: cfg.GetImage().GetAnnotations()},
+		Image:       statusImage(md.ImageName, cfg.GetImage()),
 		ImageRef:    md.ImageID,
 		ImageId:     md.ImageID,
 		Reason:      st.Reason,

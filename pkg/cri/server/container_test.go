@@ -130,6 +130,27 @@ func TestContainerLifecycle(t *testing.T) {
 	e.createContainer(t, podID, pod, containerConfig("app"))
 }
 
+// The kubelet creates a container from the image's id and names the user's image in
+// user_specified_image; the status reports the latter, which kubectl shows as the pod's image.
+func TestContainerStatusReportsUserSpecifiedImage(t *testing.T) {
+	e := newTestEnv(t)
+	pod := podConfig("p", withLogDir(t.TempDir()))
+	podID := e.runPod(t, pod)
+	cfg := containerConfig("app")
+	cfg.Image.UserSpecifiedImage = "registry.example/app:v1"
+	id := e.createContainer(t, podID, pod, cfg)
+	resp, err := e.svc.ContainerStatus(context.Background(), &runtimeapi.ContainerStatusRequest{ContainerId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img := resp.Status.Image; img.Image != "registry.example/app:v1" || img.UserSpecifiedImage != "registry.example/app:v1" {
+		t.Fatalf("status image = %v, want the user's image", img)
+	}
+	if resp.Status.ImageRef == "" || resp.Status.ImageRef == "registry.example/app:v1" {
+		t.Fatalf("status image ref = %q, want the image's id", resp.Status.ImageRef)
+	}
+}
+
 func TestStopContainerEscalates(t *testing.T) {
 	tests := []struct {
 		name        string
