@@ -46,7 +46,7 @@ for s in $suites; do
 		[ -x /usr/local/bin/critest ] || { log "no /usr/local/bin/critest: run hack/critest.sh once"; exit 1; }
 		go build -o "$tmp/critest-images" ./hack/critest/images
 		"$tmp/critest-images" --write-nnp "$tmp/nnp"
-		tar -cf "$tmp/hack.tar" hack/critest.sh hack/check-leaks.sh hack/critest/skips.txt
+		tar -cf "$tmp/hack.tar" hack/critest.sh hack/lib.sh hack/check-leaks.sh hack/critest/skips.txt
 		bins+=" $tmp/critest-images $tmp/nnp $tmp/hack.tar /usr/local/bin/critest"
 		;;
 	*)
