@@ -48,6 +48,7 @@ func main() {
 
 type flags struct {
 	id, dir, runtimeRoot string
+	ociRuntime           string
 	daemonize, debug     bool
 	readyFD              int
 }
@@ -58,6 +59,7 @@ func parseFlags(args []string) (flags, error) {
 	fs.StringVar(&f.id, "id", "", "sandbox id")
 	fs.StringVar(&f.dir, "dir", "", "shim directory (socket, pid, log, exit records)")
 	fs.StringVar(&f.runtimeRoot, "runtime-root", "", "libcontainer state root")
+	fs.StringVar(&f.ociRuntime, strings.TrimPrefix(shim.OCIRuntimeFlag, "--"), "", "external OCI runtime binary to run the containers with (default: libcontainer)")
 	fs.BoolVar(&f.daemonize, "daemonize", false, "re-execute detached in a new session and exit")
 	fs.BoolVar(&f.debug, "debug", false, "debug logging")
 	fs.IntVar(&f.readyFD, strings.TrimPrefix(shim.ReadyFDFlag, "--"), -1, "descriptor to write the ready line on once serving")
@@ -106,6 +108,8 @@ func serve(f flags, log *slog.Logger) error {
 		Root:          f.runtimeRoot,
 		StateDir:      filepath.Join(f.dir, "containers"),
 		PodInitBinary: podInit,
+		OCIRuntime:    f.ociRuntime,
+		OCIRoot:       ociRoot(f),
 		Logger:        log,
 	})
 	if err != nil {
@@ -187,7 +191,17 @@ func staticPodInit() string {
 	return p
 }
 
+// ociRoot is the external runtime's --root: in the shim's directory, so that it goes with
+// the pod and never meets another pod's containers.
+func ociRoot(f flags) string {
+	if f.ociRuntime == "" {
+		return ""
+	}
+	return filepath.Join(f.dir, "oci")
+}
+
 func cleanup(dir string) {
+	_ = os.Remove(filepath.Join(dir, "oci")) // empty once every container is deleted
 	_ = os.Remove(filepath.Join(dir, shim.SocketName))
 	_ = os.Remove(filepath.Join(dir, shim.PidName))
 	_ = os.Remove(filepath.Join(dir, shim.IOSocketName))

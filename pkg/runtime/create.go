@@ -59,6 +59,9 @@ func (m *Manager) Create(opts CreateOptions) (int, error) {
 }
 
 func (m *Manager) create(opts CreateOptions) (*container, error) {
+	if m.oci != nil {
+		return m.createOCI(opts)
+	}
 	spec, err := loadSpec(opts.Bundle)
 	if err != nil {
 		return nil, err
@@ -108,7 +111,19 @@ func (m *Manager) create(opts CreateOptions) (*container, error) {
 	}
 	c.lc = lc
 	c.proc = proc
+	if lst, err := lc.State(); err == nil {
+		c.cgroupPaths = lst.CgroupPaths
+	} else {
+		m.log.Warn("read container cgroup paths; OOM kills will not be reported", "id", opts.ID, "err", err)
+	}
 	pid, _ := proc.Pid()
+	m.created(c, opts, pid, io)
+	return c, nil
+}
+
+// created records a container whose init waits for Start and starts copying its output and
+// waiting for its exit; both runtimes end their create here.
+func (m *Manager) created(c *container, opts CreateOptions, pid int, io *processIO) {
 	c.st = Status{
 		ID:        opts.ID,
 		Status:    StatusCreated,
@@ -122,14 +137,8 @@ func (m *Manager) create(opts CreateOptions) (*container, error) {
 	}
 	c.stdin = io.stdin
 	c.io = io
-	if lst, err := lc.State(); err == nil {
-		c.cgroupPaths = lst.CgroupPaths
-	} else {
-		m.log.Warn("read container cgroup paths; OOM kills will not be reported", "id", opts.ID, "err", err)
-	}
 	go m.copyIO(c, io)
 	go m.monitor(c)
-	return c, nil
 }
 
 // startInit creates the libcontainer container and runs its init up to the

@@ -33,6 +33,9 @@ type StartOptions struct {
 	SandboxID   string
 	Dir         string // <state>/shims/<sandbox-id>
 	RuntimeRoot string // <state>/runc
+	// OCIRuntime is the external OCI runtime binary of the pod's runtime handler; "" runs
+	// the containers with libcontainer in the shim.
+	OCIRuntime string
 }
 
 // CreateRequest describes a container for Create.

@@ -50,7 +50,8 @@ func (s *slowStep) wait() {
 
 func newFakeShims() *fakeShims { return &fakeShims{shims: map[string]*fakeShim{}} }
 
-func (f *fakeShims) Start(ctx context.Context, sandboxID, dir string) (ShimClient, error) {
+func (f *fakeShims) Start(ctx context.Context, r ShimStartRequest) (ShimClient, error) {
+	dir := r.Dir
 	f.slowStart.wait()
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -71,8 +71,9 @@ func newRuntimeHandler(name string, cfg config.RuntimeHandler, node HandlerFeatu
 		if err != nil {
 			return h, fmt.Errorf("runtime %s: %w", cfg.Runtime, err)
 		}
-		// The shim drives only libcontainer so far: pods of this handler are refused, so it
-		// advertises nothing it could not give.
+		// The shim drives the binary through its command line: no user namespaces (the pod
+		// init's user namespace is not handed to it) and no recursive read-only mounts
+		// (not asked of it), so it advertises neither.
 		h.version, h.features = v, HandlerFeatures{}
 	}
 	switch cfg.UserNSMode() {
@@ -90,6 +91,14 @@ func newRuntimeHandler(name string, cfg config.RuntimeHandler, node HandlerFeatu
 	}
 	h.seccompDefault = def
 	return h, nil
+}
+
+// ociRuntime is the external runtime binary its pods' shims drive; "" for the builtin one.
+func (h runtimeHandler) ociRuntime() string {
+	if h.cfg.IsBuiltin() {
+		return ""
+	}
+	return h.cfg.Runtime
 }
 
 func (h runtimeHandler) runtime() string {
@@ -153,11 +162,11 @@ func (hs runtimeHandlers) lookup(name string) (runtimeHandler, error) {
 	return h, nil
 }
 
-// checkPod refuses, before anything is created, a pod its handler cannot run: an external
-// runtime (not driven by the shim yet) or a user namespace setting the handler forbids.
+// checkPod refuses, before anything is created, a pod its handler cannot run: a user
+// namespace with an external runtime, or a user namespace setting the handler forbids.
 func (h runtimeHandler) checkPod(userNS bool) error {
-	if !h.cfg.IsBuiltin() {
-		return fmt.Errorf("runtime handler %q: the external OCI runtime %s cannot run pods yet (only the builtin runtime can): %w",
+	if !h.cfg.IsBuiltin() && userNS {
+		return fmt.Errorf("runtime handler %q: the external OCI runtime %s cannot run pods with a user namespace (hostUsers: false) yet: %w",
 			h.name, h.cfg.Runtime, errdefs.ErrNotImplemented)
 	}
 	// With user_namespaces = "allowed" the pod's request goes ahead even where the probe

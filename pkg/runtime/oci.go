@@ -1,0 +1,348 @@
+package runtime
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/cgroups"
+	"github.com/opencontainers/cgroups/manager"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// An external OCI runtime (a runtime handler whose runtime is a binary: crun, runc's CLI) is
+// driven through its command line, as containerd-shim-runc-v2 drives runc: create with the
+// container's stdio pipes inherited, start, kill, delete, update, exec --detach. The shim is a
+// child subreaper, so once create (or exec --detach) returns, the process it left behind is
+// the shim's child: the shim waits for it itself, in the same monitor as a libcontainer
+// init, and reads the cgroup the spec names for stats and OOM kills. A tty needs a console
+// socket path the runtime connects to; it is not offered yet (ErrNotImplemented).
+
+// ociErrTail bounds how much of the runtime's log an error quotes.
+const ociErrTail = 512
+
+// ociRuntime is an external OCI runtime binary with its state root.
+type ociRuntime struct {
+	binary string
+	root   string // --root: the runtime's state, one directory per container
+}
+
+// args is the command line of one runtime command on container id.
+func (r ociRuntime) args(id string, cmd ...string) []string {
+	return append([]string{"--root", r.root, "--log", r.logPath(id), cmd[0]}, cmd[1:]...)
+}
+
+func (r ociRuntime) logPath(id string) string { return filepath.Join(r.root, id+".log") }
+func (r ociRuntime) pidPath(id string) string { return filepath.Join(r.root, id+".pid") }
+
+func createArgs(bundle, pidFile, id string) []string {
+	return []string{"create", "--bundle", bundle, "--pid-file", pidFile, id}
+}
+
+func execArgs(processFile, pidFile, id string) []string {
+	return []string{"exec", "--detach", "--process", processFile, "--pid-file", pidFile, id}
+}
+
+func killArgs(id string, sig syscall.Signal, all bool) []string {
+	a := []string{"kill"}
+	if all {
+		a = append(a, "--all")
+	}
+	return append(a, id, strconv.Itoa(int(sig)))
+}
+
+// ociContainer is what the shim knows of a container of an external runtime.
+type ociContainer struct {
+	init *os.Process     // nil for records of a previous shim
+	cg   cgroups.Manager // the cgroup the spec names; nil when unknown
+}
+
+// runOCI runs one command of the runtime on container id. stdio, when given, becomes the
+// command's (create and exec hand it on to the container's process); otherwise its output is
+// kept for the error. The reaper is held off for the whole command: the runtime is the
+// shim's child, and so is what it leaves behind once it exits, until the caller owns it.
+func (m *Manager) runOCI(id string, stdio *childStdio, after func() error, cmd ...string) error {
+	cmd0 := exec.Command(m.oci.binary, m.oci.args(id, cmd...)...)
+	var out bytes.Buffer
+	if stdio != nil {
+		if stdio.in != nil {
+			cmd0.Stdin = stdio.in
+		}
+		cmd0.Stdout, cmd0.Stderr = stdio.out, stdio.err
+	} else {
+		cmd0.Stdout, cmd0.Stderr = &out, &out
+	}
+	release := m.reaper.hold()
+	defer release()
+	if err := cmd0.Run(); err != nil {
+		return fmt.Errorf("%s %s %s: %w%s", m.oci.binary, cmd[0], id, err, m.ociLogTail(id, out.Bytes()))
+	}
+	if after != nil {
+		return after()
+	}
+	return nil
+}
+
+// ociLogTail quotes what the runtime said about a failure.
+func (m *Manager) ociLogTail(id string, out []byte) string {
+	msg := bytes.TrimSpace(out)
+	if len(msg) == 0 {
+		data, _ := os.ReadFile(m.oci.logPath(id))
+		msg = bytes.TrimSpace(data)
+	}
+	if len(msg) > ociErrTail {
+		msg = msg[len(msg)-ociErrTail:]
+	}
+	if len(msg) == 0 {
+		return ""
+	}
+	return ": " + string(msg)
+}
+
+// ownPidFile reads the pid the runtime wrote and makes the reaper leave that process to its
+// waiter. It runs with the reaper still held.
+func (m *Manager) ownPidFile(path string) (*os.Process, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read pid file: %w", err)
+	}
+	_ = os.Remove(path)
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 0 {
+		return nil, fmt.Errorf("pid file %s holds %q", path, data)
+	}
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return nil, fmt.Errorf("find process %d: %w", pid, err)
+	}
+	m.reaper.own(pid)
+	return p, nil
+}
+
+// createOCI creates the container with the external runtime; its init waits for start.
+func (m *Manager) createOCI(opts CreateOptions) (*container, error) {
+	if opts.Tty {
+		return nil, fmt.Errorf("create container %q: a tty is not supported with the external OCI runtime %s: %w", opts.ID, m.oci.binary, errdefs.ErrNotImplemented)
+	}
+	spec, err := loadSpec(opts.Bundle)
+	if err != nil {
+		return nil, err
+	}
+	bundle, err := filepath.Abs(opts.Bundle)
+	if err != nil {
+		return nil, err
+	}
+	logFile, err := OpenLogFile(opts.LogPath)
+	if err != nil {
+		return nil, err
+	}
+	pio := &processIO{}
+	stdio, err := setupPipes(pio, opts.Stdin)
+	if err != nil {
+		logFile.Close()
+		return nil, err
+	}
+	var init *os.Process
+	err = m.runOCI(opts.ID, &stdio, func() (err error) {
+		init, err = m.ownPidFile(m.oci.pidPath(opts.ID))
+		return err
+	}, createArgs(bundle, m.oci.pidPath(opts.ID), opts.ID)...)
+	pio.closeChildEnds()
+	if err != nil {
+		pio.closeParentEnds()
+		logFile.Close()
+		_ = m.runOCI(opts.ID, nil, nil, "delete", "--force", opts.ID)
+		return nil, fmt.Errorf("create container %q: %w", opts.ID, err)
+	}
+	c := &container{
+		id:        opts.ID,
+		log:       logFile,
+		exited:    make(chan struct{}),
+		ioDone:    make(chan struct{}),
+		stdinOnce: opts.StdinOnce,
+		oci:       &ociContainer{init: init},
+	}
+	if cg, err := ociCgroup(spec); err == nil {
+		c.oci.cg = cg
+		c.cgroupPaths = cg.GetPaths()
+	} else {
+		m.log.Warn("container cgroup; no stats or OOM kills will be reported", "id", opts.ID, "err", err)
+	}
+	m.created(c, opts, init.Pid, pio)
+	return c, nil
+}
+
+// ociCgroup is the cgroup the spec puts the container in (berth writes cgroupfs paths).
+func ociCgroup(spec *specs.Spec) (cgroups.Manager, error) {
+	p := spec.Linux.CgroupsPath
+	if p == "" || !filepath.IsAbs(p) {
+		return nil, fmt.Errorf("cgroupsPath %q is not an absolute cgroupfs path: %w", p, errdefs.ErrInvalidArgument)
+	}
+	// The v1 manager requires non-nil Resources; empty Resources set no limits.
+	return manager.New(&cgroups.Cgroup{Path: p, Resources: &cgroups.Resources{}})
+}
+
+func (m *Manager) startOCI(c *container) error {
+	return m.runOCI(c.id, nil, nil, "start", c.id)
+}
+
+// killOCI signals the init, or every process of the container. A container whose init is
+// gone has nothing to signal: the runtime's refusal is then no error.
+func (m *Manager) killOCI(c *container, sig syscall.Signal, all bool) error {
+	err := m.runOCI(c.id, nil, nil, killArgs(c.id, sig, all)...)
+	if err == nil || !m.ociRunning(c) {
+		return nil
+	}
+	return fmt.Errorf("signal container %q: %w", c.id, err)
+}
+
+// ociRunning says whether the container's init is alive (not even a zombie).
+func (m *Manager) ociRunning(c *container) bool {
+	select {
+	case <-c.exited:
+		return false
+	default:
+	}
+	if c.oci.init == nil {
+		return false
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.oci.init.Pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(data, ')')
+	return i >= 0 && !bytes.HasPrefix(bytes.TrimSpace(data[i+1:]), []byte("Z"))
+}
+
+// destroyOCI removes the runtime's state and the container's cgroup.
+func (m *Manager) destroyOCI(c *container) error {
+	if err := m.runOCI(c.id, nil, nil, "delete", "--force", c.id); err != nil {
+		if _, serr := os.Stat(filepath.Join(m.oci.root, c.id)); !errors.Is(serr, os.ErrNotExist) {
+			return fmt.Errorf("delete container %q: %w", c.id, err)
+		}
+	}
+	_ = os.Remove(m.oci.logPath(c.id))
+	return nil
+}
+
+// killLeftoversOCI ends what the init left in the container's cgroup, as killLeftovers does
+// for libcontainer: pids listed and killed until none is left, so that a fork racing the
+// kill is caught on the next round.
+func (m *Manager) killLeftoversOCI(c *container) {
+	if c.oci.cg == nil {
+		return
+	}
+	deadline := time.Now().Add(leftoverTimeout)
+	for {
+		pids, err := c.oci.cg.GetAllPids()
+		if err != nil || len(pids) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			m.log.Warn("processes left in container survive SIGKILL", "id", c.id, "pids", pids)
+			return
+		}
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (m *Manager) statsOCI(c *container) (*cgroups.Stats, error) {
+	if c.oci.cg == nil {
+		return nil, fmt.Errorf("stats of %q: no cgroup known: %w", c.id, errdefs.ErrFailedPrecondition)
+	}
+	return c.oci.cg.GetStats()
+}
+
+// updateOCI hands the new resources to `update --resources`.
+func (m *Manager) updateOCI(c *container, res *specs.LinuxResources) error {
+	f, err := os.CreateTemp(m.oci.root, c.id+"-resources-*.json")
+	if err != nil {
+		return fmt.Errorf("update container %q: %w", c.id, err)
+	}
+	defer os.Remove(f.Name())
+	err = json.NewEncoder(f).Encode(res)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("update container %q: write resources: %w", c.id, err)
+	}
+	if err := m.runOCI(c.id, nil, nil, "update", "--resources", f.Name(), c.id); err != nil {
+		return fmt.Errorf("update container %q: %w", c.id, err)
+	}
+	return nil
+}
+
+// execOCI starts an exec'd process with `exec --detach` and returns it, owned: like the
+// init, it is left to the shim when the runtime exits.
+func (m *Manager) execOCI(c *container, st Status, opts ExecOptions, pio *processIO, stdio childStdio) (*os.Process, error) {
+	spec, err := loadSpec(st.Bundle)
+	if err != nil {
+		return nil, fmt.Errorf("exec in %q: %w", c.id, err)
+	}
+	proc := *spec.Process
+	proc.Args, proc.Terminal, proc.ConsoleSize = opts.Args, false, nil
+	f, err := os.CreateTemp(m.oci.root, c.id+"-process-*.json")
+	if err != nil {
+		return nil, fmt.Errorf("exec in %q: %w", c.id, err)
+	}
+	defer os.Remove(f.Name())
+	err = json.NewEncoder(f).Encode(proc)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("exec in %q: write process: %w", c.id, err)
+	}
+	pidFile := f.Name() + ".pid"
+	defer os.Remove(pidFile)
+	var p *os.Process
+	err = m.runOCI(c.id, &stdio, func() (err error) {
+		p, err = m.ownPidFile(pidFile)
+		return err
+	}, execArgs(f.Name(), pidFile, c.id)...)
+	pio.closeChildEnds()
+	if err != nil {
+		pio.closeParentEnds()
+		if !m.ociRunning(c) {
+			return nil, fmt.Errorf("exec in %q: container stopped: %w", c.id, errdefs.ErrFailedPrecondition)
+		}
+		return nil, fmt.Errorf("exec in %q: %w", c.id, err)
+	}
+	return p, nil
+}
+
+// loadOCIRecord takes over the record of a container a previous shim ran with the external
+// runtime. Its init was reparented away from the shim, so its exit can no longer be seen:
+// a live one is killed and deleted (the runtime's delete --force), and every container
+// reports a lost exit as 255.
+func (m *Manager) loadOCIRecord(c *container, st *Status) {
+	c.oci = &ociContainer{}
+	if st.Status != StatusStopped {
+		if err := m.runOCI(st.ID, nil, nil, "delete", "--force", st.ID); err != nil {
+			m.log.Warn("delete container left by a previous shim", "id", st.ID, "err", err)
+		}
+		st.Status = StatusStopped
+		st.ExitCode = 255
+		st.FinishedAt = time.Now()
+		st.Reason = ReasonUnknown
+		st.Message = "container killed: its shim restarted and could no longer see its exit"
+		if err := m.records.save(*st); err != nil {
+			m.log.Warn("persist container state", "id", st.ID, "err", err)
+		}
+	}
+	close(c.exited)
+	c.st = *st
+}
