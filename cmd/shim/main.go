@@ -40,6 +40,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == runtime.PodInitArg {
 		os.Exit(runtime.PodInitMain())
 	}
+	if len(os.Args) > 1 && os.Args[1] == runtime.OCIExecArg {
+		os.Exit(runtime.OCIExecMain())
+	}
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "berth-shim:", err)
 		os.Exit(1)
@@ -49,6 +52,7 @@ func main() {
 type flags struct {
 	id, dir, runtimeRoot string
 	ociRuntime           string
+	ociShimCgroups       bool
 	daemonize, debug     bool
 	readyFD              int
 }
@@ -60,6 +64,7 @@ func parseFlags(args []string) (flags, error) {
 	fs.StringVar(&f.dir, "dir", "", "shim directory (socket, pid, log, exit records)")
 	fs.StringVar(&f.runtimeRoot, "runtime-root", "", "libcontainer state root")
 	fs.StringVar(&f.ociRuntime, strings.TrimPrefix(shim.OCIRuntimeFlag, "--"), "", "external OCI runtime binary to run the containers with (default: libcontainer)")
+	fs.BoolVar(&f.ociShimCgroups, strings.TrimPrefix(shim.OCIShimCgroupsFlag, "--"), false, "manage the external runtime's container cgroups in the shim (the runtime gets --cgroup-manager=disabled)")
 	fs.BoolVar(&f.daemonize, "daemonize", false, "re-execute detached in a new session and exit")
 	fs.BoolVar(&f.debug, "debug", false, "debug logging")
 	fs.IntVar(&f.readyFD, strings.TrimPrefix(shim.ReadyFDFlag, "--"), -1, "descriptor to write the ready line on once serving")
@@ -105,12 +110,13 @@ func serve(f flags, log *slog.Logger) error {
 	podInit := staticPodInit()
 	log.Debug("pod init", "binary", podInit)
 	mgr, err := runtime.New(runtime.Options{
-		Root:          f.runtimeRoot,
-		StateDir:      filepath.Join(f.dir, "containers"),
-		PodInitBinary: podInit,
-		OCIRuntime:    f.ociRuntime,
-		OCIRoot:       ociRoot(f),
-		Logger:        log,
+		Root:           f.runtimeRoot,
+		StateDir:       filepath.Join(f.dir, "containers"),
+		PodInitBinary:  podInit,
+		OCIRuntime:     f.ociRuntime,
+		OCIRoot:        ociRoot(f),
+		OCIShimCgroups: f.ociShimCgroups,
+		Logger:         log,
 	})
 	if err != nil {
 		return err

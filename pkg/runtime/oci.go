@@ -16,7 +16,9 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/cgroups/manager"
+	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // An external OCI runtime (a runtime handler whose runtime is a binary: crun, runc's CLI) is
@@ -26,6 +28,11 @@ import (
 // the shim's child: the shim waits for it itself, in the same monitor as a libcontainer
 // init, and reads the cgroup the spec names for stats and OOM kills. A tty needs a console
 // socket path the runtime connects to; it is not offered yet (ErrNotImplemented).
+//
+// With ShimCgroups the runtime is told to leave cgroups alone (--cgroup-manager=disabled, a
+// crun flag) and the shim puts the init into the spec's cgroup between create and start, with
+// the spec's resources and device rules converted as for libcontainer. crun refuses a hybrid
+// node whose cgroup v2 hierarchy has controllers; the library libcontainer uses does not.
 
 // ociErrTail bounds how much of the runtime's log an error quotes.
 const ociErrTail = 512
@@ -34,12 +41,36 @@ const ociErrTail = 512
 type ociRuntime struct {
 	binary string
 	root   string // --root: the runtime's state, one directory per container
+	// shimCgroups: the shim, not the runtime, manages the containers' cgroups.
+	shimCgroups bool
+	// hideUnified runs the runtime through OCIExecArg (decided once, in New).
+	hideUnified bool
+	// self is the shim binary, for OCIExecArg.
+	self string
+}
+
+// command is how one runtime command on container id is run.
+func (r ociRuntime) command(id string, cmd ...string) *exec.Cmd {
+	args := r.args(id, cmd...)
+	if !r.hideUnified {
+		return exec.Command(r.binary, args...)
+	}
+	c := exec.Command(r.self, append([]string{OCIExecArg, r.binary}, args...)...)
+	c.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	return c
 }
 
 // args is the command line of one runtime command on container id.
 func (r ociRuntime) args(id string, cmd ...string) []string {
-	return append([]string{"--root", r.root, "--log", r.logPath(id), cmd[0]}, cmd[1:]...)
+	a := []string{"--root", r.root, "--log", r.logPath(id)}
+	if r.shimCgroups {
+		a = append(a, CgroupManagerDisabledFlag)
+	}
+	return append(append(a, cmd[0]), cmd[1:]...)
 }
+
+// CgroupManagerDisabledFlag tells a runtime (crun) to create no cgroup.
+const CgroupManagerDisabledFlag = "--cgroup-manager=disabled"
 
 func (r ociRuntime) logPath(id string) string { return filepath.Join(r.root, id+".log") }
 func (r ociRuntime) pidPath(id string) string { return filepath.Join(r.root, id+".pid") }
@@ -71,7 +102,7 @@ type ociContainer struct {
 // kept for the error. The reaper is held off for the whole command: the runtime is the
 // shim's child, and so is what it leaves behind once it exits, until the caller owns it.
 func (m *Manager) runOCI(id string, stdio *childStdio, after func() error, cmd ...string) error {
-	cmd0 := exec.Command(m.oci.binary, m.oci.args(id, cmd...)...)
+	cmd0 := m.oci.command(id, cmd...)
 	var out bytes.Buffer
 	if stdio != nil {
 		if stdio.in != nil {
@@ -171,14 +202,51 @@ func (m *Manager) createOCI(opts CreateOptions) (*container, error) {
 		stdinOnce: opts.StdinOnce,
 		oci:       &ociContainer{init: init},
 	}
-	if cg, err := ociCgroup(spec); err == nil {
+	if m.oci.shimCgroups {
+		c.oci.cg, err = m.joinCgroup(opts.ID, spec, init.Pid)
+		if err != nil {
+			_ = m.runOCI(opts.ID, nil, nil, "delete", "--force", opts.ID)
+			_, _ = init.Wait()
+			m.reaper.disown(init.Pid)
+			pio.closeParentEnds()
+			logFile.Close()
+			return nil, fmt.Errorf("create container %q: %w", opts.ID, err)
+		}
+	} else if cg, err := ociCgroup(spec); err == nil {
 		c.oci.cg = cg
-		c.cgroupPaths = cg.GetPaths()
 	} else {
 		m.log.Warn("container cgroup; no stats or OOM kills will be reported", "id", opts.ID, "err", err)
 	}
+	if c.oci.cg != nil {
+		c.cgroupPaths = c.oci.cg.GetPaths()
+	}
 	m.created(c, opts, init.Pid, pio)
 	return c, nil
+}
+
+// joinCgroup creates the spec's cgroup with its resources and device rules (converted as
+// for libcontainer) and moves the created init into it: it has not exec'd the container's
+// process yet, so everything that process starts is accounted there.
+func (m *Manager) joinCgroup(id string, spec *specs.Spec, pid int) (cgroups.Manager, error) {
+	release := m.reaper.hold()
+	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: id, Spec: spec})
+	release()
+	if err != nil {
+		return nil, fmt.Errorf("convert spec: %w", errors.Join(err, errdefs.ErrInvalidArgument))
+	}
+	cg, err := manager.New(config.Cgroups)
+	if err != nil {
+		return nil, fmt.Errorf("cgroup manager: %w", err)
+	}
+	if err := cg.Apply(pid); err != nil {
+		_ = cg.Destroy()
+		return nil, fmt.Errorf("join cgroup: %w", err)
+	}
+	if err := cg.Set(config.Cgroups.Resources); err != nil {
+		_ = cg.Destroy()
+		return nil, fmt.Errorf("set cgroup resources: %w", err)
+	}
+	return cg, nil
 }
 
 // ociCgroup is the cgroup the spec puts the container in (berth writes cgroupfs paths).
@@ -198,6 +266,16 @@ func (m *Manager) startOCI(c *container) error {
 // killOCI signals the init, or every process of the container. A container whose init is
 // gone has nothing to signal: the runtime's refusal is then no error.
 func (m *Manager) killOCI(c *container, sig syscall.Signal, all bool) error {
+	if all && m.oci.shimCgroups && c.oci.cg != nil {
+		// The runtime finds "all" in a cgroup it was told not to manage: the shim knows it.
+		pids, _ := c.oci.cg.GetAllPids()
+		for _, pid := range pids {
+			if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+				return fmt.Errorf("signal process %d of %q: %w", pid, c.id, err)
+			}
+		}
+		all = false
+	}
 	err := m.runOCI(c.id, nil, nil, killArgs(c.id, sig, all)...)
 	if err == nil || !m.ociRunning(c) {
 		return nil
@@ -231,6 +309,11 @@ func (m *Manager) destroyOCI(c *container) error {
 		}
 	}
 	_ = os.Remove(m.oci.logPath(c.id))
+	if m.oci.shimCgroups && c.oci.cg != nil {
+		if err := c.oci.cg.Destroy(); err != nil {
+			return fmt.Errorf("remove cgroup of container %q: %w", c.id, err)
+		}
+	}
 	return nil
 }
 
@@ -265,8 +348,12 @@ func (m *Manager) statsOCI(c *container) (*cgroups.Stats, error) {
 	return c.oci.cg.GetStats()
 }
 
-// updateOCI hands the new resources to `update --resources`.
+// updateOCI hands the new resources to `update --resources`, or sets them on the cgroup the
+// shim manages (device rules stay as created).
 func (m *Manager) updateOCI(c *container, res *specs.LinuxResources) error {
+	if m.oci.shimCgroups {
+		return m.updateShimCgroup(c, res)
+	}
 	f, err := os.CreateTemp(m.oci.root, c.id+"-resources-*.json")
 	if err != nil {
 		return fmt.Errorf("update container %q: %w", c.id, err)
@@ -345,4 +432,60 @@ func (m *Manager) loadOCIRecord(c *container, st *Status) {
 	}
 	close(c.exited)
 	c.st = *st
+}
+
+func (m *Manager) updateShimCgroup(c *container, res *specs.LinuxResources) error {
+	if c.oci.cg == nil {
+		return fmt.Errorf("update container %q: no cgroup known: %w", c.id, errdefs.ErrFailedPrecondition)
+	}
+	cg, err := specconv.CreateCgroupConfig(&specconv.CreateOpts{
+		CgroupName: c.id,
+		Spec:       &specs.Spec{Linux: &specs.Linux{Resources: res}},
+	}, nil)
+	if err != nil {
+		return fmt.Errorf("convert resources of %q: %w", c.id, err)
+	}
+	// Device rules are not part of a CRI update: SkipDevices leaves those set at create.
+	cg.Resources.SkipDevices = true
+	if err := c.oci.cg.Set(cg.Resources); err != nil {
+		return fmt.Errorf("update container %q: %w", c.id, err)
+	}
+	return nil
+}
+
+// OCIExecArg makes the shim binary run OCIExecMain.
+const OCIExecArg = "oci-exec"
+
+// unifiedMount is where a hybrid node mounts its cgroup v2 hierarchy.
+const unifiedMount = "/sys/fs/cgroup/unified"
+
+// hybridWithV2Controllers tells whether the node mounts cgroup v2 beside v1 with controllers
+// bound to it (hugetlb where v1 does not mount it): crun refuses to run there at all, even
+// with its cgroup manager disabled.
+func hybridWithV2Controllers() bool {
+	var st unix.Statfs_t
+	if err := unix.Statfs(unifiedMount, &st); err != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
+		return false
+	}
+	data, err := os.ReadFile(filepath.Join(unifiedMount, "cgroup.controllers"))
+	return err == nil && len(bytes.TrimSpace(data)) > 0
+}
+
+// OCIExecMain runs in a private mount namespace (the shim starts it with CLONE_NEWNS, and
+// Go makes the mounts private): it hides the node's cgroup v2 hierarchy from the runtime
+// under an empty tmpfs and executes the runtime, os.Args[2:]. Its cgroups are the shim's
+// (the runtime is told to manage none), and the container's mount namespace, copied from
+// this one, is pivoted away from it. The node's mounts are not touched.
+func OCIExecMain() int {
+	if len(os.Args) < 3 {
+		fmt.Fprintln(os.Stderr, "oci-exec: no runtime binary")
+		return 2
+	}
+	if err := unix.Mount("none", unifiedMount, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=4k,mode=0555"); err != nil {
+		fmt.Fprintln(os.Stderr, "oci-exec: hide the cgroup v2 hierarchy:", err)
+		return 1
+	}
+	err := unix.Exec(os.Args[2], os.Args[2:], os.Environ())
+	fmt.Fprintln(os.Stderr, "oci-exec:", err)
+	return 1
 }

@@ -31,7 +31,10 @@ type Options struct {
 	// OCIRuntime is the binary of an external OCI runtime (crun, runc's CLI) that runs this
 	// pod's containers instead of libcontainer; OCIRoot is its --root. "" = libcontainer.
 	OCIRuntime, OCIRoot string
-	Logger              *slog.Logger
+	// OCIShimCgroups makes the shim manage the cgroups of the external runtime's containers
+	// (the runtime gets CgroupManagerDisabledFlag).
+	OCIShimCgroups bool
+	Logger         *slog.Logger
 }
 
 // Manager owns the containers of one pod. All methods are safe for
@@ -57,7 +60,7 @@ type container struct {
 	proc *libcontainer.Process
 	// oci is set instead of lc and proc for a container of an external runtime.
 	oci *ociContainer
-	log  *LogFile
+	log *LogFile
 	// stdin is kept open by the shim so that a container reading stdin
 	// does not see EOF as soon as it starts; attach writes to it.
 	stdin     *os.File
@@ -114,7 +117,8 @@ func New(opts Options) (*Manager, error) {
 		if err := os.MkdirAll(opts.OCIRoot, 0o700); err != nil {
 			return nil, fmt.Errorf("create %s: %w", opts.OCIRoot, err)
 		}
-		m.oci = &ociRuntime{binary: opts.OCIRuntime, root: opts.OCIRoot}
+		m.oci = &ociRuntime{binary: opts.OCIRuntime, root: opts.OCIRoot, shimCgroups: opts.OCIShimCgroups,
+			hideUnified: opts.OCIShimCgroups && hybridWithV2Controllers(), self: opts.InitBinary}
 	}
 	if err := m.loadRecords(); err != nil {
 		return nil, err

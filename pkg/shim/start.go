@@ -27,6 +27,9 @@ const ReadyFDFlag = "--ready-fd"
 // OCIRuntimeFlag passes StartOptions.OCIRuntime to the shim.
 const OCIRuntimeFlag = "--oci-runtime"
 
+// OCIShimCgroupsFlag passes StartOptions.OCIShimCgroups to the shim.
+const OCIShimCgroupsFlag = "--oci-shim-cgroups"
+
 // ReadyLine is what the shim writes on its ready descriptor.
 const ReadyLine = "ready\n"
 
@@ -101,6 +104,9 @@ func spawnArgs(opts StartOptions) []string {
 		ReadyFDFlag, strconv.Itoa(readyFD)}
 	if opts.OCIRuntime != "" {
 		args = append(args, OCIRuntimeFlag, opts.OCIRuntime)
+	}
+	if opts.OCIShimCgroups {
+		args = append(args, OCIShimCgroupsFlag)
 	}
 	return args
 }

@@ -36,6 +36,8 @@ type StartOptions struct {
 	// OCIRuntime is the external OCI runtime binary of the pod's runtime handler; "" runs
 	// the containers with libcontainer in the shim.
 	OCIRuntime string
+	// OCIShimCgroups: the shim, not OCIRuntime, manages the containers' cgroups.
+	OCIShimCgroups bool
 }
 
 // CreateRequest describes a container for Create.

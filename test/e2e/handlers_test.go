@@ -28,8 +28,8 @@ func handlerConfig(t *testing.T) (cfg, crun string) {
 }
 
 // The same pod (a log line, an exec, a stop with the container's exit code, stats) runs on
-// the default handler and on a configured one, each with its own seccomp default; an external
-// runtime is listed but refused with Unimplemented; an unknown handler is NotFound.
+// the default handler, on a configured one, each with its own seccomp default, and on an
+// external runtime (crun); an unknown handler is NotFound.
 func TestRuntimeHandlers(t *testing.T) {
 	cfg, crun := handlerConfig(t)
 	a := newAgent(t, agentOptions{config: cfg})
@@ -57,13 +57,9 @@ func TestRuntimeHandlers(t *testing.T) {
 		if f, ok := listed["crun"]; !ok || f.GetUserNamespaces() || f.GetRecursiveReadOnlyMounts() {
 			t.Errorf("handler crun listed %v with %v, want listed with no features", ok, f)
 		}
-		resp, err := a.rt.RunPodSandbox(ctxT(t), &runtimeapi.RunPodSandboxRequest{Config: podConfig(t, "crun"), RuntimeHandler: "crun"})
-		if err == nil {
-			runPodCleanup(t, a, resp.PodSandboxId)
-		}
-		if status.Code(err) != codes.Unimplemented || !strings.Contains(err.Error(), crun) {
-			t.Errorf("RunPodSandbox(handler crun) = %v, want Unimplemented naming the runtime", err)
-		}
+		// crun applies the same RuntimeDefault profile (moby's) as the builtin runtime.
+		t.Run("handler=crun", func(t *testing.T) { handlerPodLifecycle(t, a, "crun", "2") })
+		t.Run("handler=crun/exits", func(t *testing.T) { externalPodExits(t, a, "crun") })
 	}
 	resp, err := a.rt.RunPodSandbox(ctxT(t), &runtimeapi.RunPodSandboxRequest{Config: podConfig(t, "unknown"), RuntimeHandler: "kata"})
 	if err == nil {
@@ -129,5 +125,57 @@ func TestRuntimeHandlerMissingBinary(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("startup error lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// externalPodExits checks on an external runtime what the kubelet sees of containers that
+// end by themselves: exit codes, ExecSync's exit code and output, leftovers in the pod's PID
+// namespace killed, what it refuses (a tty), and that a removed pod leaves no runtime state.
+func externalPodExits(t *testing.T, a *agent, handler string) {
+	p := runPodOn(t, a, podConfig(t, "external", withPodPID(runtimeapi.NamespaceMode_POD)), handler)
+
+	c := ctrConfig("exits", env.images.busybox, withShell("sleep 999 & echo leaving; exit 3"))
+	id := runContainer(t, a, p, c)
+	st := waitExited(t, a, id, 30*time.Second)
+	if st.ExitCode != 3 || st.Reason != "Error" {
+		t.Errorf("exit %d reason %q, want 3 Error", st.ExitCode, st.Reason)
+	}
+	if left := podProcs(t, p.id, "sleep 999"); len(left) > 0 {
+		t.Errorf("container %s reported exited, %q still runs: %+v", id, "sleep 999", left)
+	}
+	if out := logText(readLog(t, logPath(p, c)), "stdout"); out != "leaving\n" {
+		t.Errorf("log %q, want the line written before the exit", out)
+	}
+	_, err := a.rt.RemoveContainer(ctxT(t), &runtimeapi.RemoveContainerRequest{ContainerId: id})
+	must(t, err, "remove %s", id)
+
+	long := ctrConfig("runs", env.images.busybox, withShell("echo up; exec sleep 999"))
+	id = runContainer(t, a, p, long)
+	waitLog(t, logPath(p, long), "up", 30*time.Second)
+	out, err := a.rt.ExecSync(ctxT(t), &runtimeapi.ExecSyncRequest{ContainerId: id, Cmd: []string{"sh", "-c", "echo out; echo err >&2; exit 5"}, Timeout: 30})
+	must(t, err, "exec")
+	if out.ExitCode != 5 || string(out.Stdout) != "out\n" || string(out.Stderr) != "err\n" {
+		t.Errorf("ExecSync = exit %d stdout %q stderr %q, want 5 \"out\\n\" \"err\\n\"", out.ExitCode, out.Stdout, out.Stderr)
+	}
+	tty := ctrConfig("tty", env.images.busybox, withShell("true"))
+	tty.Tty = true
+	if resp, err := a.rt.CreateContainer(ctxT(t), &runtimeapi.CreateContainerRequest{PodSandboxId: p.id, Config: tty, SandboxConfig: p.cfg}); status.Code(err) != codes.Unimplemented {
+		t.Errorf("CreateContainer(tty) on %s = %v, %v; want Unimplemented", handler, resp, err)
+	}
+
+	shimDir := filepath.Join(a.state, "shims", p.id)
+	_, err = a.rt.StopPodSandbox(ctxT(t), &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.id})
+	must(t, err, "stop pod")
+	if st := containerStatus(t, a, id); st.State != runtimeapi.ContainerState_CONTAINER_EXITED || st.ExitCode == 0 {
+		t.Errorf("container of a stopped pod is %s exit %d, want exited by a signal", st.State, st.ExitCode)
+	}
+	_, err = a.rt.RemovePodSandbox(ctxT(t), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.id})
+	must(t, err, "remove pod")
+	if _, err := os.Stat(shimDir); !os.IsNotExist(err) {
+		entries, _ := os.ReadDir(filepath.Join(shimDir, "oci"))
+		t.Errorf("removed pod's shim directory %s: %v; runtime state left: %v", shimDir, err, entries)
+	}
+	if left := podProcs(t, p.id, "sleep 999"); len(left) > 0 {
+		t.Errorf("removed pod's processes still run: %+v", left)
 	}
 }

@@ -142,7 +142,8 @@ func (m *shimManager) Start(ctx context.Context, r ShimStartRequest) (ShimClient
 		}
 		bin = p
 	}
-	c, err := shim.Start(ctx, shim.StartOptions{Binary: bin, SandboxID: r.SandboxID, Dir: r.Dir, RuntimeRoot: m.runtimeRoot, OCIRuntime: r.OCIRuntime})
+	c, err := shim.Start(ctx, shim.StartOptions{Binary: bin, SandboxID: r.SandboxID, Dir: r.Dir, RuntimeRoot: m.runtimeRoot,
+		OCIRuntime: r.OCIRuntime, OCIShimCgroups: r.OCIShimCgroups})
 	if err != nil {
 		return nil, err
 	}

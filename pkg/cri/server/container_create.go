@@ -288,6 +288,9 @@ func (s *Service) buildSpec(ctx context.Context, md *store.ContainerMetadata, sb
 	if err := s.nriCreateContainer(ctx, *md, sbMD, sbSt, sp, cl); err != nil {
 		return nil, err
 	}
+	if handler.ociVersion != "" {
+		sp.Version = handler.ociVersion
+	}
 	if sp.Process != nil {
 		u := sp.Process.User
 		md.User = store.User{UID: u.UID, GID: u.GID, SupplementalGroups: u.AdditionalGids, Username: u.Username}

@@ -20,6 +20,8 @@ type ShimStartRequest struct {
 	SandboxID, Dir string
 	// OCIRuntime is the external OCI runtime binary of the sandbox's handler; "" = builtin.
 	OCIRuntime string
+	// OCIShimCgroups: the shim manages the cgroups of OCIRuntime's containers.
+	OCIShimCgroups bool
 }
 
 // ShimManager starts and reconnects the per-pod shims.

@@ -289,7 +289,8 @@ func (s *Service) setupShim(ctx context.Context, md store.SandboxMetadata, cl *c
 		if err != nil {
 			return err
 		}
-		c, err := s.shims.Start(ctx, ShimStartRequest{SandboxID: md.ID, Dir: md.ShimDir, OCIRuntime: handler.ociRuntime()})
+		c, err := s.shims.Start(ctx, ShimStartRequest{SandboxID: md.ID, Dir: md.ShimDir,
+			OCIRuntime: handler.ociRuntime(), OCIShimCgroups: handler.shimCgroups})
 		if err != nil {
 			return err
 		}
