@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -146,8 +147,18 @@ func externalPodExits(t *testing.T, a *agent, handler string) {
 	if out := logText(readLog(t, logPath(p, c)), "stdout"); out != "leaving\n" {
 		t.Errorf("log %q, want the line written before the exit", out)
 	}
+	cgroup := filepath.Join(memoryHierarchy(), specCgroup(t, a, id))
+	if _, err := os.Stat(cgroup); err != nil {
+		t.Errorf("memory cgroup of the exited container: %v", err)
+	}
 	_, err := a.rt.RemoveContainer(ctxT(t), &runtimeapi.RemoveContainerRequest{ContainerId: id})
 	must(t, err, "remove %s", id)
+	if _, err := os.Stat(cgroup); !os.IsNotExist(err) {
+		t.Errorf("memory cgroup %s of the removed container: %v, want it gone", cgroup, err)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(a.state, "shims", p.id, "oci")); len(entries) != 0 {
+		t.Errorf("runtime state left by the removed container: %v", entries)
+	}
 
 	long := ctrConfig("runs", env.images.busybox, withShell("echo up; exec sleep 999"))
 	id = runContainer(t, a, p, long)
@@ -178,4 +189,30 @@ func externalPodExits(t *testing.T, a *agent, handler string) {
 	if left := podProcs(t, p.id, "sleep 999"); len(left) > 0 {
 		t.Errorf("removed pod's processes still run: %+v", left)
 	}
+}
+
+// specCgroup is the cgroup path the container's spec names.
+func specCgroup(t *testing.T, a *agent, id string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(a.state, "containers", id, "config.json"))
+	if err != nil {
+		t.Fatalf("spec of %s: %v", id, err)
+	}
+	var sp struct {
+		Linux struct {
+			CgroupsPath string `json:"cgroupsPath"`
+		} `json:"linux"`
+	}
+	if err := json.Unmarshal(b, &sp); err != nil || sp.Linux.CgroupsPath == "" {
+		t.Fatalf("spec of %s names no cgroup: %v", id, err)
+	}
+	return sp.Linux.CgroupsPath
+}
+
+// memoryHierarchy is where the memory controller's cgroups are: its v1 mount, or the unified one.
+func memoryHierarchy() string {
+	if _, err := os.Stat("/sys/fs/cgroup/memory"); err == nil {
+		return "/sys/fs/cgroup/memory"
+	}
+	return "/sys/fs/cgroup"
 }

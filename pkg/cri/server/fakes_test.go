@@ -25,6 +25,7 @@ var errInjected = errors.New("injected failure")
 type fakeShims struct {
 	mu       sync.Mutex
 	shims    map[string]*fakeShim // by dir
+	started  []ShimStartRequest
 	startErr error
 	podInit  error
 	connErr  error
@@ -58,6 +59,7 @@ func (f *fakeShims) Start(ctx context.Context, r ShimStartRequest) (ShimClient, 
 	if f.startErr != nil {
 		return nil, f.startErr
 	}
+	f.started = append(f.started, r)
 	sh := &fakeShim{dir: dir, containers: map[string]*fakeCtr{}, podInitErr: f.podInit}
 	f.shims[dir] = sh
 	return sh, nil
