@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -49,16 +50,31 @@ type ociRuntime struct {
 	self string
 }
 
-// command is how one runtime command on container id is run.
-func (r ociRuntime) command(id string, cmd ...string) *exec.Cmd {
+// command is how one runtime command on container id is run: directly, or through
+// OCIExecArg when the runtime must run in cgroups (join: cgroup directories) or must not see
+// the cgroup v2 hierarchy.
+func (r ociRuntime) command(id string, join []string, cmd ...string) *exec.Cmd {
 	args := r.args(id, cmd...)
-	if !r.hideUnified {
+	if !r.hideUnified && len(join) == 0 {
 		return exec.Command(r.binary, args...)
 	}
-	c := exec.Command(r.self, append([]string{OCIExecArg, r.binary}, args...)...)
-	c.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	hide := "-"
+	if r.hideUnified {
+		hide = ociExecHide
+	}
+	joinArg := "-"
+	if len(join) > 0 {
+		joinArg = strings.Join(join, "\n")
+	}
+	c := exec.Command(r.self, append([]string{OCIExecArg, hide, joinArg, r.binary}, args...)...)
+	if r.hideUnified {
+		c.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	}
 	return c
 }
+
+// ociExecHide asks OCIExecMain to hide the cgroup v2 hierarchy.
+const ociExecHide = "hide-unified"
 
 // args is the command line of one runtime command on container id.
 func (r ociRuntime) args(id string, cmd ...string) []string {
@@ -102,7 +118,13 @@ type ociContainer struct {
 // kept for the error. The reaper is held off for the whole command: the runtime is the
 // shim's child, and so is what it leaves behind once it exits, until the caller owns it.
 func (m *Manager) runOCI(id string, stdio *childStdio, after func() error, cmd ...string) error {
-	cmd0 := m.oci.command(id, cmd...)
+	return m.runOCIIn(id, nil, stdio, after, cmd...)
+}
+
+// runOCIIn is runOCI with the runtime started in the cgroup directories join, so that what
+// it starts is born there.
+func (m *Manager) runOCIIn(id string, join []string, stdio *childStdio, after func() error, cmd ...string) error {
+	cmd0 := m.oci.command(id, join, cmd...)
 	var out bytes.Buffer
 	if stdio != nil {
 		if stdio.in != nil {
@@ -395,8 +417,14 @@ func (m *Manager) execOCI(c *container, st Status, opts ExecOptions, pio *proces
 	}
 	pidFile := f.Name() + ".pid"
 	defer os.Remove(pidFile)
+	// A runtime that manages no cgroup leaves the exec'd process in its own: it is started
+	// in the container's, before the process can run (or fork) outside it.
+	var join []string
+	if m.oci.shimCgroups && c.oci.cg != nil {
+		join = managerDirs(c.oci.cg)
+	}
 	var p *os.Process
-	err = m.runOCI(c.id, &stdio, func() (err error) {
+	err = m.runOCIIn(c.id, join, &stdio, func() (err error) {
 		p, err = m.ownPidFile(pidFile)
 		return err
 	}, execArgs(f.Name(), pidFile, c.id)...)
@@ -471,21 +499,44 @@ func hybridWithV2Controllers() bool {
 	return err == nil && len(bytes.TrimSpace(data)) > 0
 }
 
-// OCIExecMain runs in a private mount namespace (the shim starts it with CLONE_NEWNS, and
-// Go makes the mounts private): it hides the node's cgroup v2 hierarchy from the runtime
-// under an empty tmpfs and executes the runtime, os.Args[2:]. Its cgroups are the shim's
-// (the runtime is told to manage none), and the container's mount namespace, copied from
-// this one, is pivoted away from it. The node's mounts are not touched.
+// managerDirs are the existing directories of a cgroup, one per hierarchy.
+func managerDirs(cg cgroups.Manager) []string {
+	var dirs []string
+	for _, d := range cg.GetPaths() {
+		if _, err := os.Stat(d); err == nil && !slices.Contains(dirs, d) {
+			dirs = append(dirs, d)
+		}
+	}
+	slices.Sort(dirs)
+	return dirs
+}
+
+// OCIExecMain starts the runtime for the shim: os.Args are [self, OCIExecArg, hide, join,
+// binary, args...]. It first joins the cgroup directories in join (one a line, "-" for
+// none), so that what the runtime starts is born in them. With hide (ociExecHide) it runs in
+// a private mount namespace (the shim starts it with CLONE_NEWNS, and Go makes the mounts
+// private) and hides the node's cgroup v2 hierarchy under an empty tmpfs; the container's
+// mount namespace, copied from this one, is pivoted away from it. The node's mounts are not
+// touched.
 func OCIExecMain() int {
-	if len(os.Args) < 3 {
-		fmt.Fprintln(os.Stderr, "oci-exec: no runtime binary")
+	if len(os.Args) < 5 {
+		fmt.Fprintln(os.Stderr, "oci-exec: usage: oci-exec hide join binary args...")
 		return 2
 	}
-	if err := unix.Mount("none", unifiedMount, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=4k,mode=0555"); err != nil {
-		fmt.Fprintln(os.Stderr, "oci-exec: hide the cgroup v2 hierarchy:", err)
-		return 1
+	hide, join, argv := os.Args[2], os.Args[3], os.Args[4:]
+	if join != "-" {
+		if err := joinOwnCgroup(join); err != nil {
+			fmt.Fprintln(os.Stderr, "oci-exec:", err)
+			return 1
+		}
 	}
-	err := unix.Exec(os.Args[2], os.Args[2:], os.Environ())
+	if hide == ociExecHide {
+		if err := unix.Mount("none", unifiedMount, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=4k,mode=0555"); err != nil {
+			fmt.Fprintln(os.Stderr, "oci-exec: hide the cgroup v2 hierarchy:", err)
+			return 1
+		}
+	}
+	err := unix.Exec(argv[0], argv, os.Environ())
 	fmt.Fprintln(os.Stderr, "oci-exec:", err)
 	return 1
 }

@@ -16,8 +16,11 @@ func TestOCIRuntimeCommands(t *testing.T) {
 		name string
 		r    ociRuntime
 		cmd  []string
+		join []string
 		want []string
 	}{
+		{name: "exec in cgroups", r: shimCg, join: []string{"/sys/fs/cgroup/cpu/x", "/sys/fs/cgroup/memory/x"}, cmd: []string{"exec", "c1"},
+			want: []string{"/usr/bin/berth-shim", OCIExecArg, "-", "/sys/fs/cgroup/cpu/x\n/sys/fs/cgroup/memory/x", "/usr/bin/crun", "--root", "/run/x/oci", "--log", "/run/x/oci/c1.log", CgroupManagerDisabledFlag, "exec", "c1"}},
 		{name: "create", r: r, cmd: createArgs("/b", "/run/x/oci/c1.pid", "c1"),
 			want: []string{"/usr/bin/crun", "--root", "/run/x/oci", "--log", "/run/x/oci/c1.log", "create", "--bundle", "/b", "--pid-file", "/run/x/oci/c1.pid", "c1"}},
 		{name: "exec detached", r: r, cmd: execArgs("/p.json", "/p.pid", "c1"),
@@ -29,10 +32,17 @@ func TestOCIRuntimeCommands(t *testing.T) {
 		{name: "shim cgroups", r: shimCg, cmd: []string{"start", "c1"},
 			want: []string{"/usr/bin/crun", "--root", "/run/x/oci", "--log", "/run/x/oci/c1.log", CgroupManagerDisabledFlag, "start", "c1"}},
 		{name: "hidden unified hierarchy", r: hidden, cmd: []string{"delete", "--force", "c1"},
-			want: []string{"/usr/bin/berth-shim", OCIExecArg, "/usr/bin/crun", "--root", "/run/x/oci", "--log", "/run/x/oci/c1.log", CgroupManagerDisabledFlag, "delete", "--force", "c1"}},
+			want: []string{"/usr/bin/berth-shim", OCIExecArg, ociExecHide, "-", "/usr/bin/crun", "--root", "/run/x/oci", "--log", "/run/x/oci/c1.log", CgroupManagerDisabledFlag, "delete", "--force", "c1"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			c := tt.r.command("c1", tt.cmd...)
+			if tt.join != nil {
+				c := tt.r.command("c1", tt.join, tt.cmd...)
+				if !slices.Equal(c.Args, tt.want) {
+					t.Errorf("command = %q\nwant      %q", c.Args, tt.want)
+				}
+				return
+			}
+			c := tt.r.command("c1", nil, tt.cmd...)
 			if !slices.Equal(c.Args, tt.want) {
 				t.Errorf("command = %q\nwant      %q", c.Args, tt.want)
 			}

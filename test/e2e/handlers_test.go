@@ -168,6 +168,20 @@ func externalPodExits(t *testing.T, a *agent, handler string) {
 	if out.ExitCode != 5 || string(out.Stdout) != "out\n" || string(out.Stderr) != "err\n" {
 		t.Errorf("ExecSync = exit %d stdout %q stderr %q, want 5 \"out\\n\" \"err\\n\"", out.ExitCode, out.Stdout, out.Stderr)
 	}
+	cg, err := a.rt.ExecSync(ctxT(t), &runtimeapi.ExecSyncRequest{ContainerId: id, Cmd: []string{"cat", "/proc/self/cgroup"}, Timeout: 30})
+	must(t, err, "exec cat /proc/self/cgroup")
+	if want := specCgroup(t, a, id); memoryHierarchy() == "/sys/fs/cgroup/memory" && !strings.Contains(string(cg.Stdout), "memory:"+want+"\n") {
+		t.Errorf("exec'd process is in cgroups\n%s\nwant the container's memory cgroup %s", cg.Stdout, want)
+	}
+	_, err = a.rt.UpdateContainerResources(ctxT(t), &runtimeapi.UpdateContainerResourcesRequest{ContainerId: id,
+		Linux: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 64 << 20}})
+	must(t, err, "update")
+	if memoryHierarchy() == "/sys/fs/cgroup/memory" {
+		limit, err := os.ReadFile(filepath.Join(memoryHierarchy(), specCgroup(t, a, id), "memory.limit_in_bytes"))
+		if err != nil || strings.TrimSpace(string(limit)) != fmt.Sprint(64<<20) {
+			t.Errorf("memory limit after update = %q (%v), want %d", limit, err, 64<<20)
+		}
+	}
 	tty := ctrConfig("tty", env.images.busybox, withShell("true"))
 	tty.Tty = true
 	if resp, err := a.rt.CreateContainer(ctxT(t), &runtimeapi.CreateContainerRequest{PodSandboxId: p.id, Config: tty, SandboxConfig: p.cfg}); status.Code(err) != codes.Unimplemented {
