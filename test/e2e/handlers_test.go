@@ -131,7 +131,8 @@ func TestRuntimeHandlerMissingBinary(t *testing.T) {
 
 // externalPodExits checks on an external runtime what the kubelet sees of containers that
 // end by themselves: exit codes, ExecSync's exit code and output, leftovers in the pod's PID
-// namespace killed, what it refuses (a tty), and that a removed pod leaves no runtime state.
+// namespace killed, an exec in the container's cgroup, an update, an OOM kill, what it
+// refuses (a tty), and that removed containers and pods leave no runtime state or cgroup.
 func externalPodExits(t *testing.T, a *agent, handler string) {
 	p := runPodOn(t, a, podConfig(t, "external", withPodPID(runtimeapi.NamespaceMode_POD)), handler)
 
@@ -186,6 +187,19 @@ func externalPodExits(t *testing.T, a *agent, handler string) {
 	tty.Tty = true
 	if resp, err := a.rt.CreateContainer(ctxT(t), &runtimeapi.CreateContainerRequest{PodSandboxId: p.id, Config: tty, SandboxConfig: p.cfg}); status.Code(err) != codes.Unimplemented {
 		t.Errorf("CreateContainer(tty) on %s = %v, %v; want Unimplemented", handler, resp, err)
+	}
+
+	// The memory limit set at create holds, and its OOM kill is reported as such.
+	oom := ctrConfig("oom", env.images.busybox, withMemoryLimit(32<<20), withShell("exec tail /dev/zero"))
+	if st := waitExited(t, a, runContainer(t, a, p, oom), 60*time.Second); st.ExitCode != 137 || st.Reason != "OOMKilled" {
+		t.Errorf("container over its memory limit: exit %d reason %q, want 137 OOMKilled", st.ExitCode, st.Reason)
+	}
+	// A container created and never started is removed with its runtime state.
+	idle := createContainer(t, a, p, ctrConfig("idle", env.images.busybox, withShell("true")))
+	_, err = a.rt.RemoveContainer(ctxT(t), &runtimeapi.RemoveContainerRequest{ContainerId: idle})
+	must(t, err, "remove created container")
+	if _, err := os.Stat(filepath.Join(a.state, "shims", p.id, "oci", idle)); !os.IsNotExist(err) {
+		t.Errorf("runtime state of the removed created container: %v, want it gone", err)
 	}
 
 	shimDir := filepath.Join(a.state, "shims", p.id)
