@@ -80,6 +80,18 @@ chaos-short: build
 clean:
 	rm -rf $(BIN)
 
+# install: the binaries in $(PREFIX)/bin, berth.service (hack/systemd), a default
+# /etc/berth/config.toml and /etc/crictl.yaml where none exist; DESTDIR stages it. The logic is
+# hack/install.sh, which also runs where there is no make (the test VM). uninstall keeps the
+# configuration and the state.
+PREFIX ?= /usr/local
+.PHONY: install uninstall
+install: build
+	PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) hack/install.sh --bin-dir $(BIN)
+
+uninstall:
+	PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) hack/install.sh --uninstall
+
 # fuzz: each fuzz target for FUZZTIME, one after the other (the long job); fuzz-short: 10s
 # each (CI). A crasher is written to the package's testdata/fuzz/<Fuzz>/ and replayed by
 # every later `go test`. FuzzApply needs root (mknod, chown); it skips otherwise.
@@ -119,9 +131,21 @@ vm-test: build
 	hack/vm/run.sh
 
 # vm-smoke: what differs on a modern node, checked in the VM: the cgroup v2 pod layout with
-# limits (hack/vm/cgroupv2-smoke.sh) and AppArmor's RuntimeDefault (hack/vm/apparmor-smoke.sh).
+# limits (hack/vm/cgroupv2-smoke.sh), AppArmor's RuntimeDefault (hack/vm/apparmor-smoke.sh) and
+# berth as a systemd service with the systemd cgroup driver (vm-systemd-smoke).
 vm-smoke: build vm-image
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 		$(GO) run ./hack/testimage layout --out "$$tmp/busybox.tar" >/dev/null && \
 		VM_BINS="$$tmp/busybox.tar hack/vm/cgroupv2-smoke.sh" hack/vm/run.sh sh /share/bin/cgroupv2-smoke.sh
 	hack/vm/apparmor-smoke.sh
+	@$(MAKE) --no-print-directory vm-systemd-smoke
+
+# vm-systemd-smoke: hack/install.sh installs berth.service in the VM; pods in slices, containers
+# in scopes with their limits, then the agent restarted, stopped and SIGKILLed by systemd while
+# its containers run on (hack/vm/systemd-smoke.sh).
+.PHONY: vm-systemd-smoke
+vm-systemd-smoke: build vm-image
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+		$(GO) run ./hack/testimage layout --out "$$tmp/busybox.tar" >/dev/null && \
+		VM_BINS="$$tmp/busybox.tar hack/vm/systemd-smoke.sh hack/install.sh hack/systemd/berth.service" \
+		VM_TIMEOUT=$${VM_TIMEOUT:-1800} hack/vm/run.sh sh /share/bin/systemd-smoke.sh

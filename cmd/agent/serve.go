@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"google.golang.org/grpc"
 
 	"github.com/berth-runtime/berth/pkg/config"
@@ -67,10 +68,12 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, r *reloader
 		go r.watch(wctx, r.hup)
 	}
 	log.Info("berth serving the CRI", "socket", cfg.Listen, "version", version, "root", cfg.Root, "state", cfg.State)
+	notifySystemd(daemon.SdNotifyReady, log)
 
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down; containers keep running")
+		notifySystemd(daemon.SdNotifyStopping, log)
 		g.GracefulStop()
 		return ctx.Err()
 	case err := <-errc:
@@ -113,4 +116,13 @@ func listenUnix(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("chmod %s: %w", path, err)
 	}
 	return lis, nil
+}
+
+// notifySystemd tells a Type=notify unit's systemd the agent's state (READY=1 once the CRI
+// socket serves and recovery is done, STOPPING=1 on the way out). Without $NOTIFY_SOCKET (not
+// run by systemd, or another unit type) it does nothing.
+func notifySystemd(state string, log *slog.Logger) {
+	if _, err := daemon.SdNotify(false, state); err != nil {
+		log.Warn("notify systemd", "state", state, "err", err)
+	}
 }

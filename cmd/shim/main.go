@@ -50,11 +50,11 @@ func main() {
 }
 
 type flags struct {
-	id, dir, runtimeRoot string
-	ociRuntime           string
-	ociShimCgroups       bool
-	daemonize, debug     bool
-	readyFD              int
+	id, dir, runtimeRoot, cgroupDriver string
+	ociRuntime                         string
+	ociShimCgroups                     bool
+	daemonize, debug                   bool
+	readyFD                            int
 }
 
 func parseFlags(args []string) (flags, error) {
@@ -63,6 +63,7 @@ func parseFlags(args []string) (flags, error) {
 	fs.StringVar(&f.id, "id", "", "sandbox id")
 	fs.StringVar(&f.dir, "dir", "", "shim directory (socket, pid, log, exit records)")
 	fs.StringVar(&f.runtimeRoot, "runtime-root", "", "libcontainer state root")
+	fs.StringVar(&f.cgroupDriver, "cgroup-driver", "cgroupfs", "the agent's cgroup driver: cgroupfs or systemd")
 	fs.StringVar(&f.ociRuntime, strings.TrimPrefix(shim.OCIRuntimeFlag, "--"), "", "external OCI runtime binary to run the containers with (default: libcontainer)")
 	fs.BoolVar(&f.ociShimCgroups, strings.TrimPrefix(shim.OCIShimCgroupsFlag, "--"), false, "manage the external runtime's container cgroups in the shim (the runtime gets --cgroup-manager=disabled)")
 	fs.BoolVar(&f.daemonize, "daemonize", false, "re-execute detached in a new session and exit")
@@ -73,6 +74,9 @@ func parseFlags(args []string) (flags, error) {
 	}
 	if f.id == "" || f.dir == "" || f.runtimeRoot == "" {
 		return f, errors.New("--id, --dir and --runtime-root are required")
+	}
+	if f.cgroupDriver != "cgroupfs" && f.cgroupDriver != "systemd" {
+		return f, fmt.Errorf("--cgroup-driver %q: want cgroupfs or systemd", f.cgroupDriver)
 	}
 	return f, nil
 }
@@ -107,6 +111,13 @@ func serve(f flags, log *slog.Logger) error {
 	}
 	// The agent may die at any time; a closed pipe or hangup must not kill us.
 	signal.Ignore(unix.SIGPIPE, unix.SIGHUP)
+	systemd := f.cgroupDriver == "systemd"
+	if systemd {
+		// Before the socket exists: once the agent sees it, we are out of its unit.
+		if err := runtime.JoinShimScope(f.id); err != nil {
+			return err
+		}
+	}
 	podInit := staticPodInit()
 	log.Debug("pod init", "binary", podInit)
 	mgr, err := runtime.New(runtime.Options{
@@ -117,6 +128,7 @@ func serve(f flags, log *slog.Logger) error {
 		OCIRoot:        ociRoot(f),
 		OCIShimCgroups: f.ociShimCgroups,
 		Logger:         log,
+		SystemdCgroup:  systemd,
 	})
 	if err != nil {
 		return err

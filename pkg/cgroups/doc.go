@@ -17,15 +17,17 @@
 // container cgroups are domain cgroups that take limits. v1 uses the same layout.
 //
 // Drivers (ValidateDriver): "cgroupfs" always works; "systemd" only when systemd is PID 1,
-// because that driver asks systemd to create the cgroups.
+// offers the cpu, memory and pids controllers and answers on D-Bus (ConnectSystemd), because
+// that driver asks systemd for the cgroups: pod slices (EnsureSlice), container and pod init
+// scopes (created by the shims through runc's systemd driver, named ScopePath/RuncScopePath),
+// removed by stopping the unit (RemoveUnit).
 //
-// Paths (NormalizeParent): the CRI cgroup_parent is normalised before use. An empty parent
-// becomes DefaultParent ("/berth"). Relative paths, ".." and the root itself are refused with
-// errdefs.ErrInvalidArgument, since the path is joined onto hierarchy roots and Remove kills
-// whatever is inside. critest and kubelets that do not know the driver send systemd slice names
-// ("kubepods-burstable-pod<uid>.slice"); those are expanded to the directory systemd would use
-// ("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid>.slice"), so they work
-// under cgroupfs too.
+// Paths (NormalizeParent): the CRI cgroup_parent is normalised before use and must fit the
+// driver: a path under cgroupfs, a slice name ("kubepods-burstable-pod<uid>.slice", expanded
+// to "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid>.slice") under
+// systemd. An empty parent becomes DefaultParent ("/berth") or "/berth.slice". Relative
+// paths, ".." and the root itself are refused with errdefs.ErrInvalidArgument, since the path
+// is joined onto hierarchy roots and Remove kills whatever is inside.
 //
 // Resources (ToResources): CRI zero values mean "unset"; the CRI swap limit is memory+swap
 // (v1 memsw semantics, as in the OCI spec); Unified entries are refused unless the node is

@@ -14,21 +14,26 @@ func TestValidateDriverRules(t *testing.T) {
 		name           string
 		driver         string
 		systemdRunning bool
-		wantErr        bool
+		missing        []string
+		wantErr        error
+		wantText       string
 	}{
 		{name: "cgroupfs", driver: "cgroupfs"},
 		{name: "cgroupfs without systemd", driver: "cgroupfs", systemdRunning: false},
-		{name: "systemd with systemd is not implemented", driver: "systemd", systemdRunning: true, wantErr: true},
-		{name: "systemd without systemd", driver: "systemd", wantErr: true},
-		{name: "empty", driver: "", systemdRunning: true, wantErr: true},
-		{name: "unknown", driver: "Systemd", systemdRunning: true, wantErr: true},
+		{name: "cgroupfs ignores controllers", driver: "cgroupfs", missing: []string{"memory"}},
+		{name: "systemd with systemd", driver: "systemd", systemdRunning: true},
+		{name: "systemd without systemd", driver: "systemd", wantErr: errdefs.ErrInvalidArgument, wantText: "not PID 1"},
+		{name: "systemd without memory", driver: "systemd", systemdRunning: true, missing: []string{"memory", "pids"},
+			wantErr: errdefs.ErrFailedPrecondition, wantText: "controllers memory, pids are not enabled"},
+		{name: "empty", driver: "", systemdRunning: true, wantErr: errdefs.ErrInvalidArgument, wantText: "unknown cgroup_driver"},
+		{name: "unknown", driver: "Systemd", systemdRunning: true, wantErr: errdefs.ErrInvalidArgument, wantText: "unknown cgroup_driver"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := validateDriver(tt.driver, tt.systemdRunning)
-			if tt.wantErr {
-				if !errors.Is(err, errdefs.ErrInvalidArgument) && !errors.Is(err, errdefs.ErrNotImplemented) {
-					t.Fatalf("validateDriver(%q, %v) = %v, want InvalidArgument or NotImplemented", tt.driver, tt.systemdRunning, err)
+			err := validateDriver(tt.driver, tt.systemdRunning, tt.missing)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) || !strings.Contains(err.Error(), tt.wantText) || !strings.Contains(err.Error(), "cgroup_driver") {
+					t.Fatalf("validateDriver(%q, %v, %v) = %v, want %v naming cgroup_driver and %q", tt.driver, tt.systemdRunning, tt.missing, err, tt.wantErr, tt.wantText)
 				}
 				return
 			}
@@ -51,7 +56,7 @@ func TestValidateDriverOnThisNode(t *testing.T) {
 	if !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("ValidateDriver(systemd) = %v, want InvalidArgument", err)
 	}
-	if !strings.Contains(err.Error(), "systemd is not PID 1") {
+	if !strings.Contains(err.Error(), "systemd is not PID 1") || !strings.Contains(err.Error(), "cgroup_driver") {
 		t.Fatalf("error %q does not explain why", err)
 	}
 }

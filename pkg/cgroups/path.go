@@ -12,20 +12,24 @@ import (
 const DefaultParent = "/berth"
 
 // NormalizeParent turns a CRI cgroup_parent into a cgroupfs path relative to the hierarchy
-// roots. Slice names ("kubepods-burstable-pod<uid>.slice") are expanded the way systemd lays
-// them out, so callers that assume the systemd driver still work on a cgroupfs node. Relative
+// roots. The parent must fit the driver, as the kubelet's does: under cgroupfs a path
+// ("/kubepods/burstable/pod<uid>"), under systemd a slice name
+// ("kubepods-burstable-pod<uid>.slice", expanded the way systemd lays slices out). Relative
 // paths and ".." are refused: the result is later joined onto /sys/fs/cgroup/<controller>.
 func NormalizeParent(parent, driver string) (string, error) {
 	if driver != DriverCgroupfs && driver != DriverSystemd {
-		return "", fmt.Errorf("normalize cgroup parent %q: unknown cgroup driver %q: %w", parent, driver, errdefs.ErrInvalidArgument)
+		return "", fmt.Errorf("normalize cgroup parent %q: unknown cgroup_driver %q: %w", parent, driver, errdefs.ErrInvalidArgument)
 	}
 	if parent == "" {
 		if driver == DriverSystemd {
-			return "/berth.slice", nil
+			return "/" + DefaultSlice, nil
 		}
 		return DefaultParent, nil
 	}
 	if isSliceName(parent) {
+		if driver != DriverSystemd {
+			return "", fmt.Errorf("cgroup parent %q is a systemd slice but cgroup_driver is %q (the kubelet's cgroupDriver must match berth's): %w", parent, driver, errdefs.ErrInvalidArgument)
+		}
 		p, err := expandSlice(parent)
 		if err != nil {
 			return "", fmt.Errorf("normalize cgroup parent %q: %w", parent, err)
@@ -33,13 +37,24 @@ func NormalizeParent(parent, driver string) (string, error) {
 		return p, nil
 	}
 	if driver == DriverSystemd {
-		return "", fmt.Errorf("normalize cgroup parent %q: the systemd driver expects a slice name such as \"kubepods.slice\": %w", parent, errdefs.ErrInvalidArgument)
+		return "", fmt.Errorf("cgroup parent %q is not a slice name such as \"kubepods.slice\" but cgroup_driver is %q (the kubelet's cgroupDriver must match berth's): %w", parent, driver, errdefs.ErrInvalidArgument)
 	}
 	p, err := validatePath(parent)
 	if err != nil {
 		return "", fmt.Errorf("normalize cgroup parent: %w", err)
 	}
 	return p, nil
+}
+
+// PodPath is the cgroup berth makes for a pod below parent when the kubelet gives none:
+// <parent>/<sandbox id> under cgroupfs; under systemd a slice named after its parent slice, as
+// systemd requires ("/berth.slice" -> "/berth.slice/berth-<sandbox id>.slice").
+func PodPath(parent, driver, sandboxID string) string {
+	if driver == DriverSystemd {
+		stem := strings.TrimSuffix(path.Base(parent), ".slice")
+		return path.Join(parent, stem+"-"+sandboxID+".slice")
+	}
+	return path.Join(parent, sandboxID)
 }
 
 // ContainerPath is the cgroup of a container inside its pod's cgroup.

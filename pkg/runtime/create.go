@@ -70,8 +70,9 @@ func (m *Manager) create(opts CreateOptions) (*container, error) {
 	// helper process: keep the orphan reaper from stealing its exit.
 	release := m.reaper.hold()
 	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
-		CgroupName: opts.ID,
-		Spec:       spec,
+		CgroupName:       opts.ID,
+		UseSystemdCgroup: m.opts.SystemdCgroup,
+		Spec:             spec,
 	})
 	release()
 	if err != nil {

@@ -44,6 +44,8 @@ type ociRuntime struct {
 	root   string // --root: the runtime's state, one directory per container
 	// shimCgroups: the shim, not the runtime, manages the containers' cgroups.
 	shimCgroups bool
+	// systemd: the agent's cgroup driver is systemd (spec cgroupsPath "<slice>:<prefix>:<name>").
+	systemd bool
 	// hideUnified runs the runtime through OCIExecArg (decided once, in New).
 	hideUnified bool
 	// self is the shim binary, for OCIExecArg.
@@ -79,8 +81,11 @@ const ociExecHide = "hide-unified"
 // args is the command line of one runtime command on container id.
 func (r ociRuntime) args(id string, cmd ...string) []string {
 	a := []string{"--root", r.root, "--log", r.logPath(id)}
-	if r.shimCgroups {
+	switch {
+	case r.shimCgroups:
 		a = append(a, CgroupManagerDisabledFlag)
+	case r.systemd:
+		a = append(a, "--systemd-cgroup")
 	}
 	return append(append(a, cmd[0]), cmd[1:]...)
 }
@@ -234,7 +239,7 @@ func (m *Manager) createOCI(opts CreateOptions) (*container, error) {
 			logFile.Close()
 			return nil, fmt.Errorf("create container %q: %w", opts.ID, err)
 		}
-	} else if cg, err := ociCgroup(spec); err == nil {
+	} else if cg, err := m.ociCgroup(opts.ID, spec); err == nil {
 		c.oci.cg = cg
 	} else {
 		m.log.Warn("container cgroup; no stats or OOM kills will be reported", "id", opts.ID, "err", err)
@@ -251,7 +256,7 @@ func (m *Manager) createOCI(opts CreateOptions) (*container, error) {
 // process yet, so everything that process starts is accounted there.
 func (m *Manager) joinCgroup(id string, spec *specs.Spec, pid int) (cgroups.Manager, error) {
 	release := m.reaper.hold()
-	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: id, Spec: spec})
+	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: id, Spec: spec, UseSystemdCgroup: m.opts.SystemdCgroup})
 	release()
 	if err != nil {
 		return nil, fmt.Errorf("convert spec: %w", errors.Join(err, errdefs.ErrInvalidArgument))
@@ -271,14 +276,18 @@ func (m *Manager) joinCgroup(id string, spec *specs.Spec, pid int) (cgroups.Mana
 	return cg, nil
 }
 
-// ociCgroup is the cgroup the spec puts the container in (berth writes cgroupfs paths).
-func ociCgroup(spec *specs.Spec) (cgroups.Manager, error) {
-	p := spec.Linux.CgroupsPath
-	if p == "" || !filepath.IsAbs(p) {
-		return nil, fmt.Errorf("cgroupsPath %q is not an absolute cgroupfs path: %w", p, errdefs.ErrInvalidArgument)
+// ociCgroup is the cgroup the runtime put the container in (the spec's, in the agent's
+// driver's form), read for stats and OOM kills only.
+func (m *Manager) ociCgroup(id string, spec *specs.Spec) (cgroups.Manager, error) {
+	if spec.Linux.CgroupsPath == "" {
+		return nil, fmt.Errorf("spec names no cgroup: %w", errdefs.ErrInvalidArgument)
 	}
-	// The v1 manager requires non-nil Resources; empty Resources set no limits.
-	return manager.New(&cgroups.Cgroup{Path: p, Resources: &cgroups.Resources{}})
+	cg, err := specconv.CreateCgroupConfig(&specconv.CreateOpts{CgroupName: id,
+		Spec: &specs.Spec{Linux: &specs.Linux{CgroupsPath: spec.Linux.CgroupsPath}}, UseSystemdCgroup: m.opts.SystemdCgroup}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return manager.New(cg)
 }
 
 func (m *Manager) startOCI(c *container) error {

@@ -74,18 +74,25 @@ func (m *Manager) StartPodInit(opts PodInitOptions) (int, error) {
 	if opts.UserNS != "" {
 		start = m.startInUserNS
 	}
-	if opts.CgroupPath != "" {
+	join, startOpts := joinCgroup, opts
+	switch {
+	case opts.CgroupPath != "" && m.opts.SystemdCgroup:
+		// systemd creates a scope together with its first process, and the init cannot ask
+		// for it before Go starts: the shim does once the init runs. Should the shim die in
+		// between, the init stays in the shim's own scope, which the agent's release stops.
+		join, startOpts.CgroupPath = joinScope, ""
+	case opts.CgroupPath != "":
 		// Made before the fork: the init joins it by itself and creates nothing.
 		if err := ensureCgroup(opts.CgroupPath); err != nil {
 			return 0, err
 		}
 	}
-	pi, err := start(opts)
+	pi, err := start(startOpts)
 	if err != nil {
 		return 0, fmt.Errorf("start pod init: %w", err)
 	}
 	if opts.CgroupPath != "" {
-		if err := joinCgroup(opts.CgroupPath, pi.pid); err != nil {
+		if err := join(opts.CgroupPath, pi.pid); err != nil {
 			pi.signal(syscall.SIGKILL)
 			<-pi.done
 			return 0, err

@@ -34,7 +34,10 @@ type Options struct {
 	// OCIShimCgroups makes the shim manage the cgroups of the external runtime's containers
 	// (the runtime gets CgroupManagerDisabledFlag).
 	OCIShimCgroups bool
-	Logger         *slog.Logger
+	// SystemdCgroup selects runc's systemd cgroup driver: cgroup paths are
+	// "<slice>:<prefix>:<name>" and name scopes systemd creates over D-Bus.
+	SystemdCgroup bool
+	Logger        *slog.Logger
 }
 
 // Manager owns the containers of one pod. All methods are safe for
@@ -117,7 +120,7 @@ func New(opts Options) (*Manager, error) {
 		if err := os.MkdirAll(opts.OCIRoot, 0o700); err != nil {
 			return nil, fmt.Errorf("create %s: %w", opts.OCIRoot, err)
 		}
-		m.oci = &ociRuntime{binary: opts.OCIRuntime, root: opts.OCIRoot, shimCgroups: opts.OCIShimCgroups,
+		m.oci = &ociRuntime{binary: opts.OCIRuntime, root: opts.OCIRoot, shimCgroups: opts.OCIShimCgroups, systemd: opts.SystemdCgroup,
 			hideUnified: opts.OCIShimCgroups && hybridWithV2Controllers(), self: opts.InitBinary}
 	}
 	if err := m.loadRecords(); err != nil {

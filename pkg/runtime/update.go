@@ -27,8 +27,9 @@ func (m *Manager) Update(id string, res *specs.LinuxResources) error {
 	}
 	config := c.lc.Config()
 	cg, err := specconv.CreateCgroupConfig(&specconv.CreateOpts{
-		CgroupName: id,
-		Spec:       &specs.Spec{Linux: &specs.Linux{Resources: res}},
+		CgroupName:       id,
+		UseSystemdCgroup: m.opts.SystemdCgroup,
+		Spec:             &specs.Spec{Linux: &specs.Linux{Resources: res}},
 	}, nil)
 	if err != nil {
 		return fmt.Errorf("convert resources of %q: %w", id, err)

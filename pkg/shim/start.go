@@ -102,6 +102,9 @@ func spawnArgs(opts StartOptions) []string {
 	args := []string{DaemonizeFlag,
 		"--id", opts.SandboxID, "--dir", opts.Dir, "--runtime-root", opts.RuntimeRoot,
 		ReadyFDFlag, strconv.Itoa(readyFD)}
+	if opts.CgroupDriver != "" {
+		args = append(args, "--cgroup-driver", opts.CgroupDriver)
+	}
 	if opts.OCIRuntime != "" {
 		args = append(args, OCIRuntimeFlag, opts.OCIRuntime)
 	}

@@ -33,6 +33,9 @@ type StartOptions struct {
 	SandboxID   string
 	Dir         string // <state>/shims/<sandbox-id>
 	RuntimeRoot string // <state>/runc
+	// CgroupDriver is the agent's ("" = cgroupfs). Under "systemd" the shim moves itself into
+	// a scope of its own and asks systemd for its containers' and pod init's scopes.
+	CgroupDriver string
 	// OCIRuntime is the external OCI runtime binary of the pod's runtime handler; "" runs
 	// the containers with libcontainer in the shim.
 	OCIRuntime string

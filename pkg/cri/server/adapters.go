@@ -43,33 +43,103 @@ func (hostMounter) Unmount(target string) error {
 	return fmt.Errorf("unmount %s: %w", target, err)
 }
 
-// hostCgroups binds Cgroups to pkg/cgroups for one driver.
+// hostCgroups binds Cgroups to pkg/cgroups for one driver; sd is the systemd connection of
+// the systemd driver (nil under cgroupfs).
 type hostCgroups struct {
 	driver  string
 	mode    cgroups.Mode
 	hugetlb bool
+	sd      *cgroups.Systemd
 }
 
-func newHostCgroups(driver string) (*hostCgroups, error) {
+// newHostCgroups decides at startup what the driver can do here: systemd must be PID 1,
+// offer the controllers and answer on D-Bus, or the agent does not start.
+func newHostCgroups(ctx context.Context, driver string) (*hostCgroups, error) {
 	if driver == "" {
 		driver = cgroups.DriverCgroupfs
 	}
 	if err := cgroups.ValidateDriver(driver); err != nil {
 		return nil, err
 	}
-	return &hostCgroups{driver: driver, mode: cgroups.DetectMode(), hugetlb: cgroups.HasController("hugetlb")}, nil
+	h := &hostCgroups{driver: driver, mode: cgroups.DetectMode(), hugetlb: cgroups.HasController("hugetlb")}
+	if driver == cgroups.DriverSystemd {
+		sd, err := cgroups.ConnectSystemd(ctx)
+		if err != nil {
+			return nil, err
+		}
+		h.sd = sd
+	}
+	return h, nil
 }
+
+func (h *hostCgroups) Close() {
+	if h.sd != nil {
+		h.sd.Close()
+	}
+}
+
+func (h *hostCgroups) systemd() bool { return h.driver == cgroups.DriverSystemd }
 
 func (h *hostCgroups) NormalizeParent(parent string) (string, error) {
 	return cgroups.NormalizeParent(parent, h.driver)
 }
-func (h *hostCgroups) EnsurePod(path string) error   { return cgroups.EnsurePod(path) }
-func (h *hostCgroups) PodInitPath(pod string) string { return cgroups.PodInitPath(pod) }
-func (h *hostCgroups) EnsureLeaf(path string) error  { return cgroups.EnsureLeaf(path) }
-func (h *hostCgroups) Remove(path string) error      { return cgroups.Remove(path) }
-func (h *hostCgroups) ContainerPath(pod, id string) string {
-	return cgroups.ContainerPath(pod, id)
+
+func (h *hostCgroups) PodPath(parent, sandboxID string) string {
+	return cgroups.PodPath(parent, h.driver, sandboxID)
 }
+
+func (h *hostCgroups) EnsurePod(path string) error {
+	if h.systemd() {
+		return h.sd.EnsureSlice(path)
+	}
+	return cgroups.EnsurePod(path)
+}
+
+func (h *hostCgroups) PodInitCgroup(pod, sandboxID string) CgroupRef {
+	if h.systemd() {
+		return CgroupRef{
+			Path:    cgroups.ScopePath(pod, cgroups.PodInitScopePrefix, sandboxID),
+			Runtime: cgroups.RuncScopePath(pod, cgroups.PodInitScopePrefix, sandboxID),
+		}
+	}
+	p := cgroups.PodInitPath(pod)
+	return CgroupRef{Path: p, Runtime: p}
+}
+
+func (h *hostCgroups) EnsureLeaf(path string) error {
+	if cgroups.IsUnitPath(path) {
+		return nil // systemd creates a scope together with its first process
+	}
+	return cgroups.EnsureLeaf(path)
+}
+
+// Remove goes through systemd for a unit's cgroup (a ledger entry from the systemd driver)
+// and through cgroupfs otherwise.
+func (h *hostCgroups) Remove(path string) error {
+	if h.sd != nil && cgroups.IsUnitPath(path) {
+		return h.sd.RemoveUnit(context.Background(), path)
+	}
+	return cgroups.Remove(path)
+}
+
+func (h *hostCgroups) ContainerCgroup(pod, id string) CgroupRef {
+	if h.systemd() {
+		return CgroupRef{
+			Path:    cgroups.ScopePath(pod, cgroups.ContainerScopePrefix, id),
+			Runtime: cgroups.RuncScopePath(pod, cgroups.ContainerScopePrefix, id),
+		}
+	}
+	p := cgroups.ContainerPath(pod, id)
+	return CgroupRef{Path: p, Runtime: p}
+}
+
+func (h *hostCgroups) ShimCgroup(sandboxID string) string {
+	if h.systemd() {
+		return cgroups.ShimScopePath(sandboxID)
+	}
+	return ""
+}
+
 func (h *hostCgroups) V2() bool      { return h.mode.V2() }
 func (h *hostCgroups) Hugetlb() bool { return h.hugetlb }
 
@@ -109,14 +179,15 @@ func (hostNamespaces) Do(path string, fn func() error) error {
 
 // shimManager binds ShimManager to pkg/shim.
 type shimManager struct {
-	binary      string
-	runtimeRoot string
+	binary       string
+	runtimeRoot  string
+	cgroupDriver string
 }
 
 // newShimManager finds the shim binary: the configured path, else berth-shim beside the
 // agent, else on $PATH. A missing binary fails at the first pod, not at startup, so that
 // image-only use of the agent works without it.
-func newShimManager(binary, runtimeRoot string) *shimManager {
+func newShimManager(binary, runtimeRoot, cgroupDriver string) *shimManager {
 	if binary == "" {
 		binary = "berth-shim"
 		if exe, err := os.Executable(); err == nil {
@@ -125,7 +196,7 @@ func newShimManager(binary, runtimeRoot string) *shimManager {
 			}
 		}
 	}
-	return &shimManager{binary: binary, runtimeRoot: runtimeRoot}
+	return &shimManager{binary: binary, runtimeRoot: runtimeRoot, cgroupDriver: cgroupDriver}
 }
 
 func fileExists(p string) bool {
@@ -143,7 +214,7 @@ func (m *shimManager) Start(ctx context.Context, r ShimStartRequest) (ShimClient
 		bin = p
 	}
 	c, err := shim.Start(ctx, shim.StartOptions{Binary: bin, SandboxID: r.SandboxID, Dir: r.Dir, RuntimeRoot: m.runtimeRoot,
-		OCIRuntime: r.OCIRuntime, OCIShimCgroups: r.OCIShimCgroups})
+		CgroupDriver: m.cgroupDriver, OCIRuntime: r.OCIRuntime, OCIShimCgroups: r.OCIShimCgroups})
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-runtime/berth/pkg/cgroups"
 	"github.com/berth-runtime/berth/pkg/cri/spec"
 	"github.com/berth-runtime/berth/pkg/cri/store"
 )
@@ -183,7 +184,7 @@ func (s *Service) createContainer(ctx context.Context, id, name string, sb *stor
 		ID: id, Name: name, SandboxID: sb.ID(), Config: store.ContainerConfig{ContainerConfig: cfg},
 		CreatedAt: time.Now(), ImageName: imageName, ImageID: img.ID, StopSignal: img.Config.StopSignal,
 		Bundle: s.bundleDir(id), LayerDir: s.layerDir(id),
-		Cgroup: s.cgroups.ContainerPath(sbMD.CgroupParent, id),
+		Cgroup: s.cgroups.ContainerCgroup(sbMD.CgroupParent, id).Path,
 	}
 	md.Rootfs = filepath.Join(md.Bundle, "rootfs")
 	if plan.logRel != "" {
@@ -205,6 +206,7 @@ func (s *Service) createContainer(ctx context.Context, id, name string, sb *stor
 		{"generate spec", func() (err error) { sp, err = s.buildSpec(ctx, &md, sbMD, sbSt, img, imageVols, plan, cl); return err }},
 		{"create host paths", func() (err error) { md.LogPath, err = s.createHostPaths(cfg, plan, cl); return err }},
 		{"write spec", func() error { return writeSpecFile(md.Bundle, sp) }},
+		{"record cgroup", func() error { return s.recordContainerScope(md, cl) }},
 		{"create in shim", func() error { return s.shimCreate(ctx, md, cl) }},
 	}
 	for _, step := range steps {
@@ -213,6 +215,17 @@ func (s *Service) createContainer(ctx context.Context, id, name string, sb *stor
 		}
 	}
 	return md, st, nil
+}
+
+// recordContainerScope records a container's systemd scope (the shim has systemd create it)
+// so that removal, rollback and startup reconcile stop it: a scope is a unit of its own that
+// no removal of a kubelet-owned pod slice reaches, should its shim die with the container
+// running. A cgroupfs container cgroup needs no record: it goes with its pod's.
+func (s *Service) recordContainerScope(md store.ContainerMetadata, cl *cleanups) error {
+	if !cgroups.IsUnitPath(md.Cgroup) {
+		return nil
+	}
+	return s.acquire(cl, store.Resource{Kind: store.KindCgroup, Path: md.Cgroup, Owner: md.ID}, func() error { return nil })
 }
 
 func (s *Service) leaseImage(ctx context.Context, md store.ContainerMetadata, cl *cleanups) error {
@@ -275,7 +288,7 @@ func (s *Service) buildSpec(ctx context.Context, md *store.ContainerMetadata, sb
 		return nil, fmt.Errorf("pod's %v: %w", err, errdefs.ErrFailedPrecondition)
 	}
 	opts := spec.Options{
-		RootfsPath: md.Rootfs, CgroupsPath: md.Cgroup, ImageName: md.ImageName,
+		RootfsPath: md.Rootfs, CgroupsPath: s.cgroups.ContainerCgroup(sbMD.CgroupParent, md.ID).Runtime, ImageName: md.ImageName,
 		CgroupV2: s.cgroups.V2(), CgroupNS: s.cgroups.V2(), NoHugetlb: !s.cgroups.Hugetlb(),
 		ImageVolumes: imageVols, TargetPIDNSPath: plan.targetPIDNS,
 		RuntimeDefaultSeccomp: handler.seccompDefault,

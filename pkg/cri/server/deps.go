@@ -111,23 +111,36 @@ type NamespaceOptions struct {
 // NamespacePaths are the pinned namespaces; "" for one not created.
 type NamespacePaths struct{ Net, IPC, UTS, User string }
 
-// Cgroups manages pod cgroups and converts CRI resources.
+// Cgroups manages pod cgroups and converts CRI resources. Under the systemd driver the pod
+// cgroups are slices and the containers' and pod init's are scopes, created and removed
+// through systemd; paths stay cgroupfs paths (the unit's cgroup) for the ledger and stats.
 type Cgroups interface {
 	// NormalizeParent turns a CRI cgroup_parent into a cgroupfs path ("" = the default parent).
 	NormalizeParent(parent string) (string, error)
+	// PodPath is the cgroup berth makes for a pod below a parent of its own choosing.
+	PodPath(parent, sandboxID string) string
 	EnsurePod(path string) error
-	// PodInitPath is the leaf cgroup of the pod's init, below the pod's cgroup.
-	PodInitPath(podPath string) string
-	// EnsureLeaf creates a cgroup that will hold processes (no controllers enabled in it).
+	// PodInitCgroup is the leaf cgroup of the pod's init, below the pod's cgroup.
+	PodInitCgroup(podPath, sandboxID string) CgroupRef
+	// EnsureLeaf creates a cgroup that will hold processes (no controllers enabled in it); a
+	// scope, which systemd creates with its first process, is left to the shim.
 	EnsureLeaf(path string) error
-	// Remove kills leftovers and removes the cgroup; a missing one is not an error.
+	// Remove kills leftovers and removes the cgroup (stops the unit under systemd); a
+	// missing one is not an error.
 	Remove(path string) error
-	ContainerPath(podPath, containerID string) string
+	ContainerCgroup(podPath, containerID string) CgroupRef
+	// ShimCgroup is the cgroup a pod's shim moves itself into ("" = it stays where started).
+	ShimCgroup(sandboxID string) string
 	ToResources(r *runtimeapi.LinuxContainerResources) (*specs.LinuxResources, error)
 	V2() bool
 	// Hugetlb reports whether hugepage limits can be applied on this node.
 	Hugetlb() bool
 }
+
+// CgroupRef names one cgroup twice: Path is its cgroupfs path relative to the hierarchy roots
+// (the ledger, stats); Runtime is what the OCI spec and the shim get: Path under cgroupfs,
+// "<slice>:<prefix>:<name>" (runc's systemd form) under systemd.
+type CgroupRef struct{ Path, Runtime string }
 
 // Mounter makes and removes mounts.
 type Mounter interface {

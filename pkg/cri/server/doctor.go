@@ -335,7 +335,7 @@ func (d *doctorRun) networkFix(ctx context.Context, id string) func() error {
 func (d *doctorRun) checkCgroups(ctx context.Context) {
 	parent, _ := d.s.cgroups.NormalizeParent("")
 	for _, id := range sortedKeys(d.view.cgroups) {
-		path := filepath.Join(parent, id)
+		path := d.s.cgroups.PodPath(parent, id)
 		if d.ownedByLedger(store.KindCgroup, path) || d.sbLive[id] {
 			continue
 		}

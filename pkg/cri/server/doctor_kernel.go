@@ -143,8 +143,13 @@ func readPodCgroups(parent string) map[string]bool {
 	for _, d := range dirs {
 		ents, _ := os.ReadDir(d)
 		for _, e := range ents {
-			if e.IsDir() && isSandboxID(e.Name()) {
-				out[e.Name()] = true
+			// cgroupfs names a pod's cgroup by its id, the systemd driver <parent>-<id>.slice.
+			id := e.Name()
+			if s, ok := strings.CutSuffix(id, ".slice"); ok {
+				id = s[strings.LastIndexByte(s, '-')+1:]
+			}
+			if e.IsDir() && isSandboxID(id) {
+				out[id] = true
 			}
 		}
 	}

@@ -318,6 +318,8 @@ type fakeCgroups struct {
 	mu        sync.Mutex
 	paths     map[string]bool
 	ensureErr error
+	// scopes names container cgroups as the systemd driver does (units of their own).
+	scopes bool
 }
 
 func (f *fakeCgroups) NormalizeParent(parent string) (string, error) {
@@ -334,7 +336,11 @@ func (f *fakeCgroups) EnsurePod(path string) error {
 	return f.ensureErr
 }
 
-func (f *fakeCgroups) PodInitPath(pod string) string { return pod + "/pod-init" }
+func (f *fakeCgroups) PodPath(parent, id string) string { return parent + "/" + id }
+
+func (f *fakeCgroups) PodInitCgroup(pod, _ string) CgroupRef {
+	return CgroupRef{Path: pod + "/pod-init", Runtime: pod + "/pod-init"}
+}
 
 func (f *fakeCgroups) EnsureLeaf(path string) error {
 	f.mu.Lock()
@@ -350,7 +356,14 @@ func (f *fakeCgroups) Remove(path string) error {
 	return nil
 }
 
-func (f *fakeCgroups) ContainerPath(pod, id string) string { return pod + "/" + id }
+func (f *fakeCgroups) ContainerCgroup(pod, id string) CgroupRef {
+	if f.scopes {
+		return CgroupRef{Path: pod + "/berth-" + id + ".scope", Runtime: "pod.slice:berth:" + id}
+	}
+	return CgroupRef{Path: pod + "/" + id, Runtime: pod + "/" + id}
+}
+
+func (f *fakeCgroups) ShimCgroup(string) string { return "" }
 
 func (f *fakeCgroups) ToResources(r *runtimeapi.LinuxContainerResources) (*specs.LinuxResources, error) {
 	shares := uint64(r.GetCpuShares())

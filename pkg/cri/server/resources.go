@@ -131,6 +131,13 @@ func (s *Service) shutdownShim(ctx context.Context, sandboxID, dir string) error
 			return fmt.Errorf("shut down shim: %w", err)
 		}
 	}
+	// A shim's scope (systemd driver) also holds whatever it forked but had not yet placed
+	// (a pod init between its fork and its own scope) when it died: stopping the scope ends it.
+	if cg := s.cgroups.ShimCgroup(sandboxID); cg != "" {
+		if err := s.cgroups.Remove(cg); err != nil {
+			return fmt.Errorf("remove shim scope: %w", err)
+		}
+	}
 	return os.RemoveAll(dir)
 }
 

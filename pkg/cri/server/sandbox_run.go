@@ -274,7 +274,7 @@ func (s *Service) setupCgroup(md *store.SandboxMetadata, cfg *runtimeapi.PodSand
 		md.CgroupParent = path
 		return s.cgroups.EnsurePod(path)
 	}
-	md.CgroupParent = filepath.Join(path, md.ID)
+	md.CgroupParent = s.cgroups.PodPath(path, md.ID)
 	return s.acquire(cl, store.Resource{Kind: store.KindCgroup, Path: md.CgroupParent, Owner: md.ID}, func() error {
 		return s.cgroups.EnsurePod(md.CgroupParent)
 	})
@@ -311,14 +311,14 @@ func (s *Service) setupPodInit(ctx context.Context, md store.SandboxMetadata, st
 	if err != nil {
 		return err
 	}
-	leaf := s.cgroups.PodInitPath(md.CgroupParent)
-	if err := s.acquire(cl, store.Resource{Kind: store.KindCgroup, Path: leaf, Owner: md.ID}, func() error {
-		return s.cgroups.EnsureLeaf(leaf)
+	leaf := s.cgroups.PodInitCgroup(md.CgroupParent, md.ID)
+	if err := s.acquire(cl, store.Resource{Kind: store.KindCgroup, Path: leaf.Path, Owner: md.ID}, func() error {
+		return s.cgroups.EnsureLeaf(leaf.Path)
 	}); err != nil {
 		return err
 	}
 	pid, err := c.StartPodInit(ctx, ShimPodInitRequest{
-		NetNS: md.NetNS, IPCNS: md.IPCNS, UTSNS: md.UTSNS, CgroupPath: leaf,
+		NetNS: md.NetNS, IPCNS: md.IPCNS, UTSNS: md.UTSNS, CgroupPath: leaf.Runtime,
 		UserNS: podUserNSPath(md),
 	})
 	if err != nil {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -169,7 +170,7 @@ func New(opts Options) (*Service, error) {
 		s.cimages = containerImages{src}
 	}
 	if s.shims == nil {
-		s.shims = newShimManager(opts.Config.ShimBinary, filepath.Join(opts.Config.State, "runc"))
+		s.shims = newShimManager(opts.Config.ShimBinary, filepath.Join(opts.Config.State, "runc"), opts.Config.CgroupDriver)
 	}
 	if s.namespaces == nil {
 		s.namespaces = hostNamespaces{}
@@ -187,7 +188,7 @@ func New(opts Options) (*Service, error) {
 		s.mounter = hostMounter{}
 	}
 	if s.cgroups == nil {
-		cg, err := newHostCgroups(opts.Config.CgroupDriver)
+		cg, err := newHostCgroups(context.Background(), opts.Config.CgroupDriver)
 		if err != nil {
 			return nil, fmt.Errorf("new cri service: %w", err)
 		}
@@ -255,6 +256,9 @@ func (s *Service) Close() error {
 	}
 	s.clientsMu.Unlock()
 	s.exits.Wait()
+	if c, ok := s.cgroups.(interface{ Close() }); ok {
+		c.Close()
+	}
 	if s.ownsStore {
 		return s.store.Close()
 	}
