@@ -30,10 +30,15 @@ import (
 // init, and reads the cgroup the spec names for stats and OOM kills. A tty needs a console
 // socket path the runtime connects to; it is not offered yet (ErrNotImplemented).
 //
-// With ShimCgroups the runtime is told to leave cgroups alone (--cgroup-manager=disabled, a
+// With shimCgroups the runtime is told to leave cgroups alone (--cgroup-manager=disabled, a
 // crun flag) and the shim puts the init into the spec's cgroup between create and start, with
-// the spec's resources and device rules converted as for libcontainer. crun refuses a hybrid
-// node whose cgroup v2 hierarchy has controllers; the library libcontainer uses does not.
+// the spec's resources and device rules converted as for libcontainer; exec runs the runtime
+// already in that cgroup (OCIExecMain), so that the exec'd process is born there. crun
+// refuses a hybrid node whose cgroup v2 hierarchy has controllers, even with its cgroup
+// manager disabled: there it runs in a private mount namespace with that hierarchy hidden.
+// Its containers' mount namespaces then descend from a private copy of the node's mounts, so
+// a mount made on the node later does not propagate into them (mountPropagation
+// HostToContainer/Bidirectional).
 
 // ociErrTail bounds how much of the runtime's log an error quotes.
 const ociErrTail = 512
