@@ -40,6 +40,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == runtime.PodInitArg {
 		os.Exit(runtime.PodInitMain())
 	}
+	if len(os.Args) > 1 && os.Args[1] == runtime.OCIExecArg {
+		os.Exit(runtime.OCIExecMain())
+	}
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "berth-shim:", err)
 		os.Exit(1)
@@ -48,6 +51,8 @@ func main() {
 
 type flags struct {
 	id, dir, runtimeRoot, cgroupDriver string
+	ociRuntime                         string
+	ociShimCgroups                     bool
 	daemonize, debug                   bool
 	readyFD                            int
 }
@@ -59,6 +64,8 @@ func parseFlags(args []string) (flags, error) {
 	fs.StringVar(&f.dir, "dir", "", "shim directory (socket, pid, log, exit records)")
 	fs.StringVar(&f.runtimeRoot, "runtime-root", "", "libcontainer state root")
 	fs.StringVar(&f.cgroupDriver, "cgroup-driver", "cgroupfs", "the agent's cgroup driver: cgroupfs or systemd")
+	fs.StringVar(&f.ociRuntime, strings.TrimPrefix(shim.OCIRuntimeFlag, "--"), "", "external OCI runtime binary to run the containers with (default: libcontainer)")
+	fs.BoolVar(&f.ociShimCgroups, strings.TrimPrefix(shim.OCIShimCgroupsFlag, "--"), false, "manage the external runtime's container cgroups in the shim (the runtime gets --cgroup-manager=disabled)")
 	fs.BoolVar(&f.daemonize, "daemonize", false, "re-execute detached in a new session and exit")
 	fs.BoolVar(&f.debug, "debug", false, "debug logging")
 	fs.IntVar(&f.readyFD, strings.TrimPrefix(shim.ReadyFDFlag, "--"), -1, "descriptor to write the ready line on once serving")
@@ -114,11 +121,14 @@ func serve(f flags, log *slog.Logger) error {
 	podInit := staticPodInit()
 	log.Debug("pod init", "binary", podInit)
 	mgr, err := runtime.New(runtime.Options{
-		Root:          f.runtimeRoot,
-		StateDir:      filepath.Join(f.dir, "containers"),
-		PodInitBinary: podInit,
-		Logger:        log,
-		SystemdCgroup: systemd,
+		Root:           f.runtimeRoot,
+		StateDir:       filepath.Join(f.dir, "containers"),
+		PodInitBinary:  podInit,
+		OCIRuntime:     f.ociRuntime,
+		OCIRoot:        ociRoot(f),
+		OCIShimCgroups: f.ociShimCgroups,
+		Logger:         log,
+		SystemdCgroup:  systemd,
 	})
 	if err != nil {
 		return err
@@ -199,7 +209,17 @@ func staticPodInit() string {
 	return p
 }
 
+// ociRoot is the external runtime's --root: in the shim's directory, so that it goes with
+// the pod and never meets another pod's containers.
+func ociRoot(f flags) string {
+	if f.ociRuntime == "" {
+		return ""
+	}
+	return filepath.Join(f.dir, "oci")
+}
+
 func cleanup(dir string) {
+	_ = os.Remove(filepath.Join(dir, "oci")) // empty once every container is deleted
 	_ = os.Remove(filepath.Join(dir, shim.SocketName))
 	_ = os.Remove(filepath.Join(dir, shim.PidName))
 	_ = os.Remove(filepath.Join(dir, shim.IOSocketName))

@@ -62,6 +62,9 @@ func (m *Manager) Create(opts CreateOptions) (int, error) {
 }
 
 func (m *Manager) create(opts CreateOptions) (*container, error) {
+	if m.oci != nil {
+		return m.createOCI(opts)
+	}
 	spec, err := loadSpec(opts.Bundle)
 	if err != nil {
 		return nil, err
@@ -110,7 +113,15 @@ func (m *Manager) create(opts CreateOptions) (*container, error) {
 	}
 	c.lc = lc
 	c.proc = proc
+	m.recordCgroupPaths(c)
 	pid, _ := proc.Pid()
+	m.created(c, opts, pid, io)
+	return c, nil
+}
+
+// created records a container whose init waits for Start and starts copying its output and
+// waiting for its exit; both runtimes end their create here.
+func (m *Manager) created(c *container, opts CreateOptions, pid int, io *processIO) {
 	c.st = Status{
 		ID:        opts.ID,
 		Status:    StatusCreated,
@@ -124,10 +135,8 @@ func (m *Manager) create(opts CreateOptions) (*container, error) {
 	}
 	c.stdin = io.stdin
 	c.io = io
-	m.recordCgroupPaths(c)
 	go m.copyIO(c, io)
 	go m.monitor(c)
-	return c, nil
 }
 
 // startInit creates the libcontainer container and runs its init up to the

@@ -57,8 +57,11 @@ func (m *Manager) Exec(ctx context.Context, id string, opts ExecOptions) (ExecRe
 		return ExecResult{}, err
 	}
 	st := c.status()
-	if c.lc == nil || st.Status != StatusRunning {
+	if (c.lc == nil && c.oci == nil) || st.Status != StatusRunning {
 		return ExecResult{}, fmt.Errorf("exec in %q: container is %s: %w", id, st.Status, errdefs.ErrFailedPrecondition)
+	}
+	if c.oci != nil {
+		return m.execWithOCI(ctx, c, st, opts)
 	}
 	proc, err := m.execProcess(st, opts)
 	if err != nil {
@@ -74,7 +77,26 @@ func (m *Manager) Exec(ctx context.Context, id string, opts ExecOptions) (ExecRe
 	}
 	m.execs.Add(1)
 	defer m.execs.Add(-1)
-	return m.superviseExec(ctx, id, proc, pid, pio, opts)
+	return m.superviseExec(ctx, id, proc.Wait, pid, pio, opts)
+}
+
+// execWithOCI is Exec for a container of an external runtime.
+func (m *Manager) execWithOCI(ctx context.Context, c *container, st Status, opts ExecOptions) (ExecResult, error) {
+	if opts.Tty {
+		return ExecResult{}, fmt.Errorf("exec in %q: a tty is not supported with the external OCI runtime %s: %w", c.id, m.oci.binary, errdefs.ErrNotImplemented)
+	}
+	pio := &processIO{}
+	stdio, err := setupPipes(pio, opts.Stdin != nil)
+	if err != nil {
+		return ExecResult{}, err
+	}
+	p, err := m.execOCI(c, st, opts, pio, stdio)
+	if err != nil {
+		return ExecResult{}, err
+	}
+	m.execs.Add(1)
+	defer m.execs.Add(-1)
+	return m.superviseExec(ctx, c.id, p.Wait, p.Pid, pio, opts)
 }
 
 // execProcess builds the process from the container's spec, so an exec
@@ -124,7 +146,7 @@ func (m *Manager) runExec(c *container, proc *libcontainer.Process, pio *process
 	return pid, nil
 }
 
-func (m *Manager) superviseExec(ctx context.Context, id string, proc *libcontainer.Process, pid int, pio *processIO, opts ExecOptions) (ExecResult, error) {
+func (m *Manager) superviseExec(ctx context.Context, id string, wait func() (*os.ProcessState, error), pid int, pio *processIO, opts ExecOptions) (ExecResult, error) {
 	copied := pio.copyOut(opts.Stdout, opts.Stderr)
 	pio.copyIn(opts.Stdin, opts.Tty)
 	stopResize := startResizer(pio.console, opts.Resize)
@@ -132,7 +154,7 @@ func (m *Manager) superviseExec(ctx context.Context, id string, proc *libcontain
 
 	exited := make(chan *os.ProcessState, 1)
 	go func() {
-		ps, _ := proc.Wait()
+		ps, _ := wait()
 		exited <- ps
 	}()
 	var timeout <-chan time.Time

@@ -30,14 +30,14 @@ func (m *Manager) Start(id string) error {
 		return err
 	}
 	st := c.status()
-	if st.Status != StatusCreated || c.lc == nil {
+	if st.Status != StatusCreated || (c.lc == nil && c.oci == nil) {
 		return fmt.Errorf("start container %q in state %s: %w", id, st.Status, errdefs.ErrFailedPrecondition)
 	}
 	if plan := c.takePending(); plan != nil {
 		return m.startRestore(c, plan)
 	}
 	started := time.Now()
-	if err := c.lc.Exec(); err != nil {
+	if err := m.start(c); err != nil {
 		return fmt.Errorf("start container %q: %w", id, err)
 	}
 	m.update(c, func(st *Status) {
@@ -48,6 +48,24 @@ func (m *Manager) Start(id string) error {
 		st.StartedAt = started
 	})
 	return nil
+}
+
+func (m *Manager) start(c *container) error {
+	if c.oci != nil {
+		return m.startOCI(c)
+	}
+	return c.lc.Exec()
+}
+
+// waitInit waits for the container's init (a child of the shim with either runtime).
+func (c *container) waitInit() (*os.ProcessState, int, error) {
+	if c.oci != nil {
+		ps, err := c.oci.init.Wait()
+		return ps, c.oci.init.Pid, err
+	}
+	ps, err := c.proc.Wait()
+	pid, _ := c.proc.Pid()
+	return ps, pid, err
 }
 
 // oomKilled tells whether the kernel OOM killer fired in the container's memory cgroup. It is
@@ -70,8 +88,7 @@ func (m *Manager) oomKilled(c *container) bool {
 // wakes every Wait. The order matters: a leftover holding stdout would
 // otherwise keep the drain (and so the reported exit) waiting.
 func (m *Manager) monitor(c *container) {
-	ps, err := c.proc.Wait()
-	pid, _ := c.proc.Pid()
+	ps, pid, err := c.waitInit()
 	m.reaper.disown(pid)
 	finished := time.Now()
 	if ps == nil {
@@ -114,6 +131,10 @@ func (m *Manager) monitor(c *container) {
 // (cgroup.kill, or freeze, kill each, thaw), as runc kill does; with a
 // private one it reports ErrNotRunning, nothing being left to kill.
 func (m *Manager) killLeftovers(c *container) {
+	if c.oci != nil {
+		m.killLeftoversOCI(c)
+		return
+	}
 	if c.lc == nil {
 		return
 	}

@@ -37,12 +37,29 @@ func setupIO(proc *libcontainer.Process, opts CreateOptions) (*processIO, error)
 		proc.ConsoleSocket = child
 		return pio, nil
 	}
-	if opts.Stdin {
+	stdio, err := setupPipes(pio, opts.Stdin)
+	if err != nil {
+		return nil, err
+	}
+	if stdio.in != nil {
+		proc.Stdin = stdio.in
+	}
+	proc.Stdout, proc.Stderr = stdio.out, stdio.err
+	return pio, nil
+}
+
+// childStdio are the ends of the pipes the process gets; in is nil without stdin.
+type childStdio struct{ in, out, err *os.File }
+
+// setupPipes makes the stdin (when asked) and output pipes of a process without a tty.
+func setupPipes(pio *processIO, stdin bool) (childStdio, error) {
+	var c childStdio
+	if stdin {
 		r, w, err := os.Pipe()
 		if err != nil {
-			return nil, fmt.Errorf("stdin pipe: %w", err)
+			return c, fmt.Errorf("stdin pipe: %w", err)
 		}
-		proc.Stdin = r
+		c.in = r
 		pio.stdin = w
 		pio.child = append(pio.child, r)
 	}
@@ -51,14 +68,13 @@ func setupIO(proc *libcontainer.Process, opts CreateOptions) (*processIO, error)
 		if err != nil {
 			pio.closeChildEnds()
 			pio.closeParentEnds()
-			return nil, fmt.Errorf("output pipe: %w", err)
+			return c, fmt.Errorf("output pipe: %w", err)
 		}
 		*dst = r
 		pio.child = append(pio.child, w)
 	}
-	proc.Stdout = pio.child[len(pio.child)-2]
-	proc.Stderr = pio.child[len(pio.child)-1]
-	return pio, nil
+	c.out, c.err = pio.child[len(pio.child)-2], pio.child[len(pio.child)-1]
+	return c, nil
 }
 
 func (p *processIO) closeChildEnds() {

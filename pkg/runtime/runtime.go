@@ -28,6 +28,12 @@ type Options struct {
 	// pods without a user namespace; "" = InitBinary as "pod-init". A user-namespaced pod
 	// init always runs InitBinary: its C constructor joins the user namespace (podns).
 	PodInitBinary string
+	// OCIRuntime is the binary of an external OCI runtime (crun, runc's CLI) that runs this
+	// pod's containers instead of libcontainer; OCIRoot is its --root. "" = libcontainer.
+	OCIRuntime, OCIRoot string
+	// OCIShimCgroups makes the shim manage the cgroups of the external runtime's containers
+	// (the runtime gets CgroupManagerDisabledFlag).
+	OCIShimCgroups bool
 	// SystemdCgroup selects runc's systemd cgroup driver: cgroup paths are
 	// "<slice>:<prefix>:<name>" and name scopes systemd creates over D-Bus.
 	SystemdCgroup bool
@@ -41,6 +47,7 @@ type Manager struct {
 	log     *slog.Logger
 	records recordStore
 	reaper  *reaper
+	oci     *ociRuntime // nil: containers run with libcontainer
 
 	execs atomic.Int64 // exec'd processes under supervision
 
@@ -54,7 +61,9 @@ type container struct {
 	id   string
 	lc   *libcontainer.Container // nil for records of a previous shim
 	proc *libcontainer.Process
-	log  *LogFile
+	// oci is set instead of lc and proc for a container of an external runtime.
+	oci *ociContainer
+	log *LogFile
 	// stdin is kept open by the shim so that a container reading stdin
 	// does not see EOF as soon as it starts; attach writes to it.
 	stdin     *os.File
@@ -106,6 +115,16 @@ func New(opts Options) (*Manager, error) {
 		containers: map[string]*container{},
 	}
 	m.reaper = newReaper(opts.Logger)
+	if opts.OCIRuntime != "" {
+		if opts.OCIRoot == "" {
+			return nil, fmt.Errorf("external runtime %s: a state root is required: %w", opts.OCIRuntime, errdefs.ErrInvalidArgument)
+		}
+		if err := os.MkdirAll(opts.OCIRoot, 0o700); err != nil {
+			return nil, fmt.Errorf("create %s: %w", opts.OCIRoot, err)
+		}
+		m.oci = &ociRuntime{binary: opts.OCIRuntime, root: opts.OCIRoot, shimCgroups: opts.OCIShimCgroups, systemd: opts.SystemdCgroup,
+			hideUnified: opts.OCIShimCgroups && hybridWithV2Controllers(), self: opts.InitBinary}
+	}
 	if err := m.loadRecords(); err != nil {
 		return nil, err
 	}
@@ -120,6 +139,11 @@ func (m *Manager) loadRecords() error {
 	for _, st := range sts {
 		c := &container{id: st.ID, exited: make(chan struct{}), ioDone: make(chan struct{})}
 		close(c.ioDone)
+		if m.oci != nil {
+			m.loadOCIRecord(c, &st)
+			m.containers[st.ID] = c
+			continue
+		}
 		if lc, err := libcontainer.Load(m.opts.Root, st.ID); err == nil {
 			c.lc = lc
 		}
@@ -254,7 +278,13 @@ func (m *Manager) Kill(id string, sig syscall.Signal, all bool) error {
 		return err
 	}
 	st := c.status()
-	if st.Status == StatusStopped || c.lc == nil {
+	if st.Status == StatusStopped {
+		return nil
+	}
+	if c.oci != nil {
+		return m.killOCI(c, sig, all)
+	}
+	if c.lc == nil {
 		return nil
 	}
 	if plan := c.takePending(); plan != nil {
@@ -303,6 +333,9 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 		if c.lc != nil {
 			_ = c.lc.Signal(syscall.SIGKILL)
 		}
+		if c.oci != nil {
+			_ = m.killOCI(c, syscall.SIGKILL, false)
+		}
 		select {
 		case <-c.exited:
 		case <-ctx.Done():
@@ -312,6 +345,11 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 	if c.lc != nil {
 		if err := c.lc.Destroy(); err != nil {
 			return fmt.Errorf("destroy container %q: %w", id, err)
+		}
+	}
+	if c.oci != nil {
+		if err := m.destroyOCI(c); err != nil {
+			return err
 		}
 	}
 	if err := m.records.remove(id); err != nil {

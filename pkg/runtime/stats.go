@@ -35,17 +35,28 @@ func (m *Manager) Stats(id string) (Stats, error) {
 	if err != nil {
 		return Stats{}, err
 	}
-	if c.lc == nil {
-		return Stats{}, fmt.Errorf("stats of %q: no cgroup known: %w", id, errdefs.ErrFailedPrecondition)
-	}
-	s, err := c.lc.Stats()
-	if err != nil || s.CgroupStats == nil {
+	cg, err := m.cgroupStats(c)
+	if err != nil || cg == nil {
 		if c.status().Status == StatusStopped {
 			return Stats{}, fmt.Errorf("stats of %q: %v: %w", id, err, errdefs.ErrFailedPrecondition)
 		}
 		return Stats{}, fmt.Errorf("stats of %q: %w", id, err)
 	}
-	return convertStats(s.CgroupStats, time.Now()), nil
+	return convertStats(cg, time.Now()), nil
+}
+
+func (m *Manager) cgroupStats(c *container) (*cgroups.Stats, error) {
+	if c.oci != nil {
+		return m.statsOCI(c)
+	}
+	if c.lc == nil {
+		return nil, fmt.Errorf("stats of %q: no cgroup known: %w", c.id, errdefs.ErrFailedPrecondition)
+	}
+	s, err := c.lc.Stats()
+	if err != nil {
+		return nil, err
+	}
+	return s.CgroupStats, nil
 }
 
 // convertStats reads both cgroup versions' names: v1 reports hierarchical

@@ -18,11 +18,14 @@ func (m *Manager) Update(id string, res *specs.LinuxResources) error {
 	if err != nil {
 		return err
 	}
-	if c.lc == nil || c.status().Status == StatusStopped {
+	if (c.lc == nil && c.oci == nil) || c.status().Status == StatusStopped {
 		return fmt.Errorf("update container %q: not running: %w", id, errdefs.ErrFailedPrecondition)
 	}
-	config := c.lc.Config()
 	res = withoutDevices(res)
+	if c.oci != nil {
+		return m.updateOCI(c, res)
+	}
+	config := c.lc.Config()
 	cg, err := specconv.CreateCgroupConfig(&specconv.CreateOpts{
 		CgroupName:       id,
 		UseSystemdCgroup: m.opts.SystemdCgroup,

@@ -24,6 +24,12 @@ const DaemonizeFlag = "--daemonize"
 // listen: the agent waits on a pipe instead of polling for the socket.
 const ReadyFDFlag = "--ready-fd"
 
+// OCIRuntimeFlag passes StartOptions.OCIRuntime to the shim.
+const OCIRuntimeFlag = "--oci-runtime"
+
+// OCIShimCgroupsFlag passes StartOptions.OCIShimCgroups to the shim.
+const OCIShimCgroupsFlag = "--oci-shim-cgroups"
+
 // ReadyLine is what the shim writes on its ready descriptor.
 const ReadyLine = "ready\n"
 
@@ -79,12 +85,7 @@ func spawn(opts StartOptions) (*os.File, error) {
 		return nil, fmt.Errorf("ready pipe: %w", err)
 	}
 	defer w.Close() // the shim holds its copy: EOF without a line means it died
-	args := []string{DaemonizeFlag, "--id", opts.SandboxID, "--dir", opts.Dir, "--runtime-root", opts.RuntimeRoot,
-		ReadyFDFlag, strconv.Itoa(readyFD)}
-	if opts.CgroupDriver != "" {
-		args = append(args, "--cgroup-driver", opts.CgroupDriver)
-	}
-	cmd := exec.Command(opts.Binary, args...)
+	cmd := exec.Command(opts.Binary, spawnArgs(opts)...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.Dir = opts.Dir
@@ -94,6 +95,23 @@ func spawn(opts StartOptions) (*os.File, error) {
 		return nil, fmt.Errorf("spawn shim for %s: %w%s", opts.SandboxID, err, logTail(opts.Dir))
 	}
 	return r, nil
+}
+
+// spawnArgs are the intermediate shim's arguments.
+func spawnArgs(opts StartOptions) []string {
+	args := []string{DaemonizeFlag,
+		"--id", opts.SandboxID, "--dir", opts.Dir, "--runtime-root", opts.RuntimeRoot,
+		ReadyFDFlag, strconv.Itoa(readyFD)}
+	if opts.CgroupDriver != "" {
+		args = append(args, "--cgroup-driver", opts.CgroupDriver)
+	}
+	if opts.OCIRuntime != "" {
+		args = append(args, OCIRuntimeFlag, opts.OCIRuntime)
+	}
+	if opts.OCIShimCgroups {
+		args = append(args, OCIShimCgroupsFlag)
+	}
+	return args
 }
 
 // waitReady waits for the shim's ready line, then connects.

@@ -38,6 +38,11 @@ type StartOptions struct {
 	// CgroupDriver is the agent's ("" = cgroupfs). Under "systemd" the shim moves itself into
 	// a scope of its own and asks systemd for its containers' and pod init's scopes.
 	CgroupDriver string
+	// OCIRuntime is the external OCI runtime binary of the pod's runtime handler; "" runs
+	// the containers with libcontainer in the shim.
+	OCIRuntime string
+	// OCIShimCgroups: the shim, not OCIRuntime, manages the containers' cgroups.
+	OCIShimCgroups bool
 }
 
 // CreateRequest describes a container for Create.

@@ -214,7 +214,7 @@ func fileExists(p string) bool {
 	return err == nil
 }
 
-func (m *shimManager) Start(ctx context.Context, sandboxID, dir string) (ShimClient, error) {
+func (m *shimManager) Start(ctx context.Context, r ShimStartRequest) (ShimClient, error) {
 	bin := m.binary
 	if !filepath.IsAbs(bin) {
 		p, err := exec.LookPath(bin)
@@ -223,7 +223,8 @@ func (m *shimManager) Start(ctx context.Context, sandboxID, dir string) (ShimCli
 		}
 		bin = p
 	}
-	c, err := shim.Start(ctx, shim.StartOptions{Binary: bin, SandboxID: sandboxID, Dir: dir, RuntimeRoot: m.runtimeRoot, CgroupDriver: m.cgroupDriver})
+	c, err := shim.Start(ctx, shim.StartOptions{Binary: bin, SandboxID: r.SandboxID, Dir: r.Dir, RuntimeRoot: m.runtimeRoot,
+		CgroupDriver: m.cgroupDriver, OCIRuntime: r.OCIRuntime, OCIShimCgroups: r.OCIShimCgroups})
 	if err != nil {
 		return nil, err
 	}

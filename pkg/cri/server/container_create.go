@@ -331,6 +331,9 @@ func (s *Service) buildSpec(ctx context.Context, md *store.ContainerMetadata, sb
 		return nil, err
 	}
 	md.NotHonoured = s.fitToNode(md.ID, cfg, sp)
+	if handler.ociVersion != "" {
+		sp.Version = handler.ociVersion
+	}
 	if sp.Process != nil {
 		u := sp.Process.User
 		md.User = store.User{UID: u.UID, GID: u.GID, SupplementalGroups: u.AdditionalGids, Username: u.Username}

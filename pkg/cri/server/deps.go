@@ -15,10 +15,19 @@ import (
 // The runtime RPCs consume these small interfaces; adapters.go binds them to pkg/shim,
 // pkg/network/netns and pkg/cgroups, and tests bind them to fakes.
 
+// ShimStartRequest describes the shim of one sandbox.
+type ShimStartRequest struct {
+	SandboxID, Dir string
+	// OCIRuntime is the external OCI runtime binary of the sandbox's handler; "" = builtin.
+	OCIRuntime string
+	// OCIShimCgroups: the shim manages the cgroups of OCIRuntime's containers.
+	OCIShimCgroups bool
+}
+
 // ShimManager starts and reconnects the per-pod shims.
 type ShimManager interface {
-	// Start spawns the shim of a sandbox with its socket and state in dir.
-	Start(ctx context.Context, sandboxID, dir string) (ShimClient, error)
+	// Start spawns the shim of a sandbox with its socket and state in r.Dir.
+	Start(ctx context.Context, r ShimStartRequest) (ShimClient, error)
 	// Connect reaches the shim that already runs in dir (after an agent restart).
 	Connect(ctx context.Context, dir string) (ShimClient, error)
 }

@@ -25,6 +25,7 @@ var errInjected = errors.New("injected failure")
 type fakeShims struct {
 	mu       sync.Mutex
 	shims    map[string]*fakeShim // by dir
+	started  []ShimStartRequest
 	startErr error
 	podInit  error
 	connErr  error
@@ -50,13 +51,15 @@ func (s *slowStep) wait() {
 
 func newFakeShims() *fakeShims { return &fakeShims{shims: map[string]*fakeShim{}} }
 
-func (f *fakeShims) Start(ctx context.Context, sandboxID, dir string) (ShimClient, error) {
+func (f *fakeShims) Start(ctx context.Context, r ShimStartRequest) (ShimClient, error) {
+	dir := r.Dir
 	f.slowStart.wait()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.startErr != nil {
 		return nil, f.startErr
 	}
+	f.started = append(f.started, r)
 	sh := &fakeShim{dir: dir, containers: map[string]*fakeCtr{}, podInitErr: f.podInit}
 	f.shims[dir] = sh
 	return sh, nil

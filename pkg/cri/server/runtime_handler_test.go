@@ -97,6 +97,11 @@ func TestNewRuntimeHandlers(t *testing.T) {
 	good := writeExec(t, filepath.Join(dir, "good"), "echo 'fake-oci version 1.8.1'; echo commit: x")
 	failing := writeExec(t, filepath.Join(dir, "failing"), "echo unsupported >&2; exit 1")
 	silent := writeExec(t, filepath.Join(dir, "silent"), "exit 0")
+	// runcLike has a features document and no --cgroup-manager flag.
+	runcLike := func(name, max string) string {
+		return writeExec(t, filepath.Join(dir, name), `case "$1" in --version) echo runc version 1.2.0;; features) echo '{"ociVersionMin":"1.0.0","ociVersionMax":"`+max+`"}';; *) exit 1;; esac`)
+	}
+	olderSpec, sameSpec := runcLike("older", "1.2.1"), runcLike("same", specs.Version)
 	plain := filepath.Join(dir, "plain")
 	if err := os.WriteFile(plain, []byte("data"), 0o644); err != nil {
 		t.Fatal(err)
@@ -120,6 +125,20 @@ func TestNewRuntimeHandlers(t *testing.T) {
 		{name: "external runtime answers", h: config.RuntimeHandler{Name: "crun", Runtime: good}, node: node, check: func(t *testing.T, h runtimeHandler) {
 			if h.version != "fake-oci version 1.8.1" || h.features != (HandlerFeatures{}) {
 				t.Errorf("version %q features %+v, want the first line and no features", h.version, h.features)
+			}
+			// No features document: the oldest 1.x spec version; every flag taken.
+			if h.ociVersion != ociVersionFallback || !h.shimCgroups {
+				t.Errorf("ociVersion %q shimCgroups %v, want %q and true", h.ociVersion, h.shimCgroups, ociVersionFallback)
+			}
+		}},
+		{name: "external runtime reading an older spec", h: config.RuntimeHandler{Name: "runc", Runtime: olderSpec}, check: func(t *testing.T, h runtimeHandler) {
+			if h.ociVersion != "1.2.1" || h.shimCgroups {
+				t.Errorf("ociVersion %q shimCgroups %v, want its ociVersionMax 1.2.1 and the runtime's own cgroups", h.ociVersion, h.shimCgroups)
+			}
+		}},
+		{name: "external runtime reading berth's spec", h: config.RuntimeHandler{Name: "runc", Runtime: sameSpec}, check: func(t *testing.T, h runtimeHandler) {
+			if h.ociVersion != "" {
+				t.Errorf("ociVersion %q, want berth's own (\"\")", h.ociVersion)
 			}
 		}},
 		{name: "missing binary", h: config.RuntimeHandler{Name: "crun", Runtime: filepath.Join(dir, "absent")}, wantErr: []string{`runtime handler "crun"`, "absent", "no such file"}},
@@ -214,7 +233,7 @@ func TestRunPodSandboxHandlerChecks(t *testing.T) {
 		pod           *runtimeapi.PodSandboxConfig
 		want          func(error) bool
 	}{
-		{name: "external runtime", handler: "ext", pod: podConfig("a"), want: errdefs.IsNotImplemented},
+		{name: "user namespace on an external runtime", handler: "ext", pod: podConfig("a", withUserNS(kubeletUserNS())), want: errdefs.IsNotImplemented},
 		{name: "user namespace on a handler without", handler: "nouserns", pod: podConfig("b", withUserNS(kubeletUserNS())), want: errdefs.IsFailedPrecondition},
 		{name: "no user namespace on a handler requiring one", handler: "userns", pod: podConfig("c"), want: errdefs.IsFailedPrecondition},
 	}
@@ -230,10 +249,17 @@ func TestRunPodSandboxHandlerChecks(t *testing.T) {
 	for _, ok := range []struct {
 		handler string
 		pod     *runtimeapi.PodSandboxConfig
-	}{{"nouserns", podConfig("d")}, {"userns", podConfig("e", withUserNS(kubeletUserNS()))}} {
+		runtime string // the shim's external runtime
+	}{{"nouserns", podConfig("d"), ""}, {"userns", podConfig("e", withUserNS(kubeletUserNS())), ""}, {"ext", podConfig("f"), ext}} {
 		resp, err := e.svc.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: ok.pod, RuntimeHandler: ok.handler})
 		if err != nil {
 			t.Fatalf("RunPodSandbox(%s) = %v, want a pod", ok.handler, err)
+		}
+		e.shims.mu.Lock()
+		last := e.shims.started[len(e.shims.started)-1]
+		e.shims.mu.Unlock()
+		if last.OCIRuntime != ok.runtime || last.OCIShimCgroups != (ok.runtime != "") {
+			t.Errorf("handler %s: shim started with runtime %q (shim cgroups %v), want %q", ok.handler, last.OCIRuntime, last.OCIShimCgroups, ok.runtime)
 		}
 		if _, err := e.svc.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: resp.PodSandboxId}); err != nil {
 			t.Fatal(err)

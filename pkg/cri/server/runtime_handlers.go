@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/opencontainers/runtime-spec/specs-go/features"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-runtime/berth/pkg/config"
@@ -38,6 +41,10 @@ type runtimeHandler struct {
 	seccompDefault *runtimeapi.SecurityProfile
 	// version is the first line of an external runtime's `--version`.
 	version string
+	// ociVersion is what its containers' specs declare as ociVersion; "" keeps berth's own.
+	ociVersion string
+	// shimCgroups: the external runtime can be told to leave cgroups to the shim.
+	shimCgroups bool
 }
 
 // runtimeHandlers is every handler berth serves, fixed at startup.
@@ -71,9 +78,12 @@ func newRuntimeHandler(name string, cfg config.RuntimeHandler, node HandlerFeatu
 		if err != nil {
 			return h, fmt.Errorf("runtime %s: %w", cfg.Runtime, err)
 		}
-		// The shim drives only libcontainer so far: pods of this handler are refused, so it
-		// advertises nothing it could not give.
+		// The shim drives the binary through its command line: no user namespaces (the pod
+		// init's user namespace is not handed to it) and no recursive read-only mounts
+		// (not asked of it), so it advertises neither.
 		h.version, h.features = v, HandlerFeatures{}
+		h.ociVersion = probeOCIVersion(cfg.Runtime)
+		h.shimCgroups = probeCgroupManagerDisabled(cfg.Runtime)
 	}
 	switch cfg.UserNSMode() {
 	case config.UserNSDisabled:
@@ -90,6 +100,14 @@ func newRuntimeHandler(name string, cfg config.RuntimeHandler, node HandlerFeatu
 	}
 	h.seccompDefault = def
 	return h, nil
+}
+
+// ociRuntime is the external runtime binary its pods' shims drive; "" for the builtin one.
+func (h runtimeHandler) ociRuntime() string {
+	if h.cfg.IsBuiltin() {
+		return ""
+	}
+	return h.cfg.Runtime
 }
 
 func (h runtimeHandler) runtime() string {
@@ -143,6 +161,58 @@ func probeOCIRuntime(path string) (string, error) {
 	return first, nil
 }
 
+// ociVersionFallback is declared to a runtime that has no features command (runtime-spec
+// 1.1): a 1.x runtime reads every 1.0.x spec, while older ones refuse a newer ociVersion
+// outright (crun before 1.9: "unknown version specified"). The fields a newer spec may hold
+// and the runtime does not know are ignored by it; those berth relies on for isolation
+// (user namespaces, recursive read-only mounts) are not offered on external handlers.
+const ociVersionFallback = "1.0.2"
+
+// probeOCIVersion decides the ociVersion the runtime's specs declare: berth's own when the
+// runtime's features document says it reads it, else the newest it reads.
+func probeOCIVersion(path string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), ociRuntimeProbeTimeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, "features").Output()
+	if err != nil {
+		return ociVersionFallback
+	}
+	var f features.Features
+	if err := json.Unmarshal(out, &f); err != nil || f.OCIVersionMax == "" {
+		return ociVersionFallback
+	}
+	if !versionBefore(f.OCIVersionMax, specs.Version) {
+		return ""
+	}
+	return f.OCIVersionMax
+}
+
+// probeCgroupManagerDisabled says whether the runtime takes --cgroup-manager=disabled (crun
+// does, runc does not). Such a runtime gets it and the shim manages its containers' cgroups
+// with the library libcontainer uses, so that they work on every node berth does: crun
+// refuses a hybrid node whose cgroup v2 hierarchy holds controllers.
+func probeCgroupManagerDisabled(path string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), ociRuntimeProbeTimeout)
+	defer cancel()
+	// The flag is the one the shim passes (pkg/runtime CgroupManagerDisabledFlag).
+	return exec.CommandContext(ctx, path, "--cgroup-manager=disabled", "--version").Run() == nil
+}
+
+// versionBefore compares the numeric major.minor.patch of two spec versions.
+func versionBefore(a, b string) bool {
+	parse := func(v string) (n [3]int) {
+		_, _ = fmt.Sscanf(v, "%d.%d.%d", &n[0], &n[1], &n[2])
+		return n
+	}
+	na, nb := parse(a), parse(b)
+	for i := range na {
+		if na[i] != nb[i] {
+			return na[i] < nb[i]
+		}
+	}
+	return false
+}
+
 // lookup returns a handler berth serves; an unknown one is NotFound: running it with another
 // runtime would give the pod an isolation its RuntimeClass did not ask for.
 func (hs runtimeHandlers) lookup(name string) (runtimeHandler, error) {
@@ -153,11 +223,11 @@ func (hs runtimeHandlers) lookup(name string) (runtimeHandler, error) {
 	return h, nil
 }
 
-// checkPod refuses, before anything is created, a pod its handler cannot run: an external
-// runtime (not driven by the shim yet) or a user namespace setting the handler forbids.
+// checkPod refuses, before anything is created, a pod its handler cannot run: a user
+// namespace with an external runtime, or a user namespace setting the handler forbids.
 func (h runtimeHandler) checkPod(userNS bool) error {
-	if !h.cfg.IsBuiltin() {
-		return fmt.Errorf("runtime handler %q: the external OCI runtime %s cannot run pods yet (only the builtin runtime can): %w",
+	if !h.cfg.IsBuiltin() && userNS {
+		return fmt.Errorf("runtime handler %q: the external OCI runtime %s cannot run pods with a user namespace (hostUsers: false) yet: %w",
 			h.name, h.cfg.Runtime, errdefs.ErrNotImplemented)
 	}
 	// With user_namespaces = "allowed" the pod's request goes ahead even where the probe

@@ -286,7 +286,12 @@ func (s *Service) setupShim(ctx context.Context, md store.SandboxMetadata, cl *c
 		if err := os.MkdirAll(md.ShimDir, 0o700); err != nil {
 			return err
 		}
-		c, err := s.shims.Start(ctx, md.ID, md.ShimDir)
+		handler, err := s.handlers.lookup(md.RuntimeHandler)
+		if err != nil {
+			return err
+		}
+		c, err := s.shims.Start(ctx, ShimStartRequest{SandboxID: md.ID, Dir: md.ShimDir,
+			OCIRuntime: handler.ociRuntime(), OCIShimCgroups: handler.shimCgroups})
 		if err != nil {
 			return err
 		}
