@@ -29,10 +29,12 @@ build:
 run: deps build
 	$(BIN)/berth
 
-# test: unit tests, the e2e tests against a real agent, the kubelet scenarios, critest, a short
-# chaos run and a short pass of every fuzz target, the cgroup v2 / AppArmor checks in the VM,
-# then a leak check. The long runs are `make chaos` and `make fuzz`.
-test: deps build unit e2e kubelet-e2e critest chaos-short fuzz-short vm-smoke leaks
+# test: unit tests, the e2e tests against a real agent, the kubelet scenarios, the cluster
+# scenarios (a control plane and kubectl on berth), critest, a short chaos run and a short pass of
+# every fuzz target, then in the VM (cgroup v2, systemd): the layout, AppArmor and systemd checks
+# and the suites' v2 subset; last, a leak check. The long runs are `make chaos`, `make fuzz` and
+# `make vm-test-full`.
+test: deps build unit e2e kubelet-e2e cluster-e2e critest chaos-short fuzz-short vm-smoke vm-subset leaks
 
 unit:
 	$(GO) vet -tags $(TAGS) ./...
