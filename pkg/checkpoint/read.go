@@ -76,6 +76,12 @@ func Extract(ctx context.Context, p, dest string) (Contents, error) {
 }
 
 func extractTar(ctx context.Context, root *os.Root, r io.Reader) error {
+	return eachEntry(ctx, r, func(hdr *tar.Header, r io.Reader) error { return extractEntry(root, hdr, r) })
+}
+
+// eachEntry calls fn for every entry of the tar stream r, checking ctx between entries. A
+// stream that does not read as tar is InvalidArgument; fn's errors name the entry.
+func eachEntry(ctx context.Context, r io.Reader, fn func(*tar.Header, io.Reader) error) error {
 	tr := tar.NewReader(r)
 	for {
 		hdr, err := tr.Next()
@@ -88,7 +94,7 @@ func extractTar(ctx context.Context, root *os.Root, r io.Reader) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := extractEntry(root, hdr, tr); err != nil {
+		if err := fn(hdr, tr); err != nil {
 			return fmt.Errorf("%s: %w", hdr.Name, err)
 		}
 	}

@@ -160,22 +160,7 @@ func ApplyRootfsDiff(ctx context.Context, dir, rootfs string) error {
 }
 
 func applyDiffTar(ctx context.Context, root *os.Root, r io.Reader) error {
-	tr := tar.NewReader(r)
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := applyEntry(root, hdr, tr); err != nil {
-			return fmt.Errorf("%s: %w", hdr.Name, err)
-		}
-	}
+	return eachEntry(ctx, r, func(hdr *tar.Header, r io.Reader) error { return applyEntry(root, hdr, r) })
 }
 
 func applyEntry(root *os.Root, hdr *tar.Header, r io.Reader) error {

@@ -350,13 +350,13 @@ func joinCgroup(path string, pid int) error {
 // constructor, which joins them before it enters the pod's user namespace (and so before
 // the init is forked) as joinOwnCgroup does for an init without one.
 func cgroupProcsFiles(path string) ([]string, error) {
-	mounts, err := cgroups.GetCgroupMounts(true)
+	dirs, err := cgroupDirs(path)
 	if err != nil {
-		return nil, fmt.Errorf("list cgroup mounts: %w", err)
+		return nil, err
 	}
-	var files []string
-	for _, mnt := range mounts {
-		f := filepath.Join(mnt.Mountpoint, filepath.Clean("/"+path), "cgroup.procs")
+	files := make([]string, 0, len(dirs))
+	for _, dir := range dirs {
+		f := filepath.Join(dir, "cgroup.procs")
 		if strings.Contains(f, ":") {
 			return nil, fmt.Errorf("cgroup path %q has a colon: %w", f, errdefs.ErrInvalidArgument)
 		}
