@@ -100,7 +100,10 @@ func (p *profiler) run(w string) error {
 	var wg sync.WaitGroup
 	var cpuErr, perfErr error
 	wg.Add(2)
-	go func() { defer wg.Done(); cpuErr = p.fetch("/debug/pprof/profile?seconds="+secs(p.window), w+".agent-cpu.pprof") }()
+	go func() {
+		defer wg.Done()
+		cpuErr = p.fetch("/debug/pprof/profile?seconds="+secs(p.window), w+".agent-cpu.pprof")
+	}()
 	go func() { defer wg.Done(); perfErr = p.perfRecord(w) }()
 	var floor strings.Builder
 	n, loadErr := p.load(w, &floor)
