@@ -51,7 +51,8 @@ type summaryFs struct {
 // reports a pod's and its container's cpu and memory. The kubelet 1.37 takes container
 // cpu, memory and writable layer from the runtime's ListContainerStats (cAdvisor cannot
 // name berth's containers); ListPodSandboxStats only behind the PodAndContainerStatsFromCRI
-// gate, off by default, so the pod's totals come from cAdvisor's view of the pod cgroup.
+// gate, off by default, so the pod's totals come from cAdvisor's view of the pod cgroup (zero
+// until its first housekeeping of the new cgroup, some 15-20 s: the wait covers it).
 // The container's counters lie between two readings of berth's CRI stats taken around the
 // summary: they are berth's.
 func TestStatsSummary(t *testing.T) {
