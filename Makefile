@@ -65,8 +65,9 @@ cluster-down:
 cluster-status:
 	hack/cluster.sh status || true
 
-# cluster-e2e: kubectl scenarios (run, logs, exec, port-forward, scaling, Job, volumes, namespace
-# deletion) against a cluster the test brings up and takes down. Not in `make test`.
+# cluster-e2e: kubectl scenarios (run, logs, exec, attach, cp, port-forward, scaling, Job, volumes,
+# namespace deletion, in-place resize, stats summary) against a cluster the test brings up and
+# takes down.
 cluster-e2e: build
 	hack/cluster.sh build
 	$(E2E_ENV) $(GOTEST) -timeout 40m -v ./test/e2e/cluster/

@@ -1,15 +1,9 @@
 package cgroups
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/containerd/errdefs"
 	cg "github.com/opencontainers/cgroups"
@@ -42,42 +36,6 @@ func SetPod(path string, r Resources, mode Mode) error {
 		return fmt.Errorf("set pod cgroup %q: %w", p, err)
 	}
 	return nil
-}
-
-// checkMemoryFits refuses a memory limit below the memory cgroup's current usage.
-func checkMemoryFits(dir string, limit int64, mode Mode) error {
-	if limit <= 0 || dir == "" {
-		return nil
-	}
-	usage, err := memoryUsage(dir, mode)
-	if err != nil {
-		return err
-	}
-	if uint64(limit) < usage {
-		return fmt.Errorf("memory limit %d is below the current usage %d: %w", limit, usage, errdefs.ErrFailedPrecondition)
-	}
-	return nil
-}
-
-// memoryUsage reads the memory cgroup's usage (v2 memory.current, v1 memory.usage_in_bytes).
-func memoryUsage(dir string, mode Mode) (uint64, error) {
-	file := "memory.usage_in_bytes"
-	if mode.V2() {
-		file = "memory.current"
-	}
-	b, err := os.ReadFile(filepath.Join(dir, file))
-	if errors.Is(err, fs.ErrNotExist) {
-		// No memory controller in this cgroup: there is no usage to protect.
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("read memory usage: %w", err)
-	}
-	v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("parse %s: %w", file, err)
-	}
-	return v, nil
 }
 
 // toCgroupResources converts r for the cgroup library. Devices are skipped: a pod update

@@ -6,6 +6,8 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berth-runtime/berth/pkg/cgroups"
 )
 
 // Update applies new resource limits to a container's cgroup. Device rules
@@ -22,6 +24,9 @@ func (m *Manager) Update(id string, res *specs.LinuxResources) error {
 		return fmt.Errorf("update container %q: not running: %w", id, errdefs.ErrFailedPrecondition)
 	}
 	res = withoutDevices(res)
+	if err := memoryFits(c, res); err != nil {
+		return fmt.Errorf("update container %q: %w", id, err)
+	}
 	if c.oci != nil {
 		return m.updateOCI(c, res)
 	}
@@ -36,11 +41,25 @@ func (m *Manager) Update(id string, res *specs.LinuxResources) error {
 	}
 	cg.Resources.Devices = config.Cgroups.Resources.Devices
 	cg.Resources.SkipDevices = config.Cgroups.Resources.SkipDevices
-	config.Cgroups.Resources = cg.Resources
+	// Config() copies the config but shares its *Cgroups with the container: writing the new
+	// resources through that pointer would make them the container's before Set ran, and a
+	// failed Set would "restore" the very limits it failed to apply.
+	cgroupsCopy := *config.Cgroups
+	cgroupsCopy.Resources = cg.Resources
+	config.Cgroups = &cgroupsCopy
 	if err := c.lc.Set(config); err != nil {
 		return fmt.Errorf("update container %q: %w", id, err)
 	}
 	return nil
+}
+
+// memoryFits refuses a memory limit below what the container uses now, before anything is
+// written (see cgroups.MemoryFits for what the kernel would do instead).
+func memoryFits(c *container, res *specs.LinuxResources) error {
+	if res.Memory == nil || res.Memory.Limit == nil {
+		return nil
+	}
+	return cgroups.MemoryFits(c.cgroupPaths, *res.Memory.Limit)
 }
 
 func withoutDevices(res *specs.LinuxResources) *specs.LinuxResources {

@@ -40,6 +40,39 @@ func TestUpdateContainerResources(t *testing.T) {
 	}
 }
 
+// A container memory limit below what the container uses is refused (FailedPrecondition,
+// naming the usage) before anything is written; the limit and the reported resources stay.
+func TestUpdateContainerResourcesBelowUsage(t *testing.T) {
+	a := env.shared
+	p := runPod(t, a, podConfig(t, "update-below"))
+	// 4 MB in the pod's /dev/shm (tmpfs, charged to the container, not reclaimable without
+	// swap): the usage stays well above the refused limit below.
+	c := ctrConfig("busy", env.images.busybox, withMemoryLimit(64<<20),
+		withShell("head -c 4000000 /dev/zero > /dev/shm/fill; echo ready; sleep 3600"))
+	id := runContainer(t, a, p, c)
+	waitLog(t, logPath(p, c), "ready", 30*time.Second)
+
+	_, err := a.rt.UpdateContainerResources(ctxT(t), &runtimeapi.UpdateContainerResourcesRequest{
+		ContainerId: id,
+		Linux:       &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 1 << 20},
+	})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), id) || !strings.Contains(err.Error(), "current usage") {
+		t.Fatalf("shrink below usage: err = %v, want FailedPrecondition naming the container and its usage", err)
+	}
+	// The container's own view of its cgroup: v1's file, else (cgroup v2) the unified one.
+	out, code := execIn(t, a, id, "sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max")
+	if code != 0 || strings.TrimSpace(out) != strconv.Itoa(64<<20) {
+		t.Errorf("memory limit after a refused shrink = %q (exit %d), want the old %d", out, code, 64<<20)
+	}
+	st := containerStatus(t, a, id)
+	if got := st.Resources.GetLinux().GetMemoryLimitInBytes(); got != 64<<20 {
+		t.Errorf("status memory limit after a refused shrink = %d, want %d", got, 64<<20)
+	}
+	if st.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("container state after a refused shrink = %v, want running", st.State)
+	}
+}
+
 // The Stream* RPCs return what the List* RPCs return.
 func TestStreamListsMatchLists(t *testing.T) {
 	a := env.shared

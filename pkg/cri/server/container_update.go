@@ -47,8 +47,10 @@ func (s *Service) updateResources(ctx context.Context, c *store.Container, r *ru
 	if res, err = s.nriUpdateContainer(ctx, c, res); err != nil {
 		return err
 	}
+	// The shim client's error names the stage ("shim update <id>") and keeps the class: a
+	// memory limit below the container's usage is FailedPrecondition, written nowhere.
 	if err := cl.Update(ctx, c.ID(), res); err != nil {
-		return fmt.Errorf("shim update: %w", err)
+		return err
 	}
 	err = c.Update(func(st *store.ContainerStatus) error {
 		st.Resources = store.Resources{LinuxContainerResources: proto.Clone(r).(*runtimeapi.LinuxContainerResources)}

@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -60,6 +61,13 @@ func TestExec(t *testing.T) {
 // it printed.
 func execTTY(t *testing.T, extraEnv []string, args ...string) string {
 	t.Helper()
+	return onTTY(t, extraEnv, "", "", args...)
+}
+
+// onTTY runs kubectl on a pseudo-terminal 40x100, types input once its output contains after
+// (nothing when after is empty), and returns what it printed once it exited.
+func onTTY(t *testing.T, extraEnv []string, after, input string, args ...string) string {
+	t.Helper()
 	master, slave, err := openPTY(40, 100)
 	if err != nil {
 		t.Fatalf("open a pty: %v", err)
@@ -79,11 +87,19 @@ func execTTY(t *testing.T, extraEnv []string, args ...string) string {
 	timer := time.AfterFunc(2*time.Minute, func() { _ = cmd.Process.Kill() })
 	defer timer.Stop()
 	var out strings.Builder
+	typed := after == ""
 	buf := make([]byte, 4096)
 	for {
 		// Reading the master fails with EIO once the last holder of the slave is gone.
 		n, err := master.Read(buf)
 		out.Write(buf[:n])
+		if !typed && strings.Contains(out.String(), after) {
+			// The pty holds what is typed until kubectl reads it, once it is attached.
+			if _, werr := io.WriteString(master, input); werr != nil {
+				t.Errorf("type into kubectl's terminal: %v", werr)
+			}
+			typed = true
+		}
 		if err != nil {
 			break
 		}
