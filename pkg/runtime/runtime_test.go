@@ -44,7 +44,14 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if os.Geteuid() == 0 {
+		if err := runtimetest.RemoveCgroupRoot(); err != nil {
+			fmt.Fprintln(os.Stderr, "cgroups left by the tests:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 type testEnv struct {
@@ -303,7 +310,7 @@ func TestDeleteCleansUp(t *testing.T) {
 	if err := e.m.Delete(ctx, id); !errdefs.IsFailedPrecondition(err) {
 		t.Fatalf("delete of running container: %v, want failed precondition", err)
 	}
-	cgroupDirs := runtimetest.CgroupDirs(t, "/berth-test/"+id)
+	cgroupDirs := runtimetest.CgroupDirs(t, runtimetest.CgroupRoot+"/"+id)
 	if !runtimetest.Exists(cgroupDirs[0]) {
 		t.Fatalf("cgroup %s missing while running", cgroupDirs[0])
 	}
@@ -388,7 +395,7 @@ func TestUpdate(t *testing.T) {
 		t.Fatal(err)
 	}
 	var memDir string
-	for _, d := range runtimetest.CgroupDirs(t, "/berth-test/"+id) {
+	for _, d := range runtimetest.CgroupDirs(t, runtimetest.CgroupRoot+"/"+id) {
 		if strings.Contains(d, "/memory") {
 			memDir = d
 		}

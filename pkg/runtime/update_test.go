@@ -17,7 +17,7 @@ import (
 // memoryLimitFile reads the container's memory limit (v1 memory.limit_in_bytes, v2 memory.max).
 func memoryLimitFile(t *testing.T, id string) string {
 	t.Helper()
-	for _, d := range runtimetest.CgroupDirs(t, "/berth-test/"+id) {
+	for _, d := range runtimetest.CgroupDirs(t, runtimetest.CgroupRoot+"/"+id) {
 		for _, f := range []string{"memory.limit_in_bytes", "memory.max"} {
 			if b, err := os.ReadFile(filepath.Join(d, f)); err == nil {
 				return strings.TrimSpace(string(b))

@@ -41,7 +41,14 @@ func runTests(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "build shim:", err)
 		return 1
 	}
-	return m.Run()
+	code := m.Run()
+	if os.Geteuid() == 0 {
+		if err := runtimetest.RemoveCgroupRoot(); err != nil {
+			fmt.Fprintln(os.Stderr, "cgroups left by the tests:", err)
+			return 1
+		}
+	}
+	return code
 }
 
 type shimEnv struct {
@@ -304,7 +311,7 @@ func TestShimShutdownCleansUp(t *testing.T) {
 	if processRunning(pid) || processRunning(shimPid) {
 		t.Errorf("pod init %d or shim %d survived Shutdown", pid, shimPid)
 	}
-	for _, d := range runtimetest.CgroupDirs(t, "/berth-test/"+id) {
+	for _, d := range runtimetest.CgroupDirs(t, runtimetest.CgroupRoot+"/"+id) {
 		if runtimetest.Exists(d) {
 			t.Errorf("cgroup %s of the leftover container survived Shutdown", d)
 		}

@@ -7,6 +7,8 @@ import (
 	"debug/elf"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -185,19 +187,51 @@ func Bundle(t *testing.T, spec *specs.Spec) string {
 }
 
 // CgroupPath returns a unique cgroup path for a test and removes it (in every
-// hierarchy, deepest first) when the test ends.
+// hierarchy) when the test ends. A test's container may still hold it then (its manager's
+// cleanup, registered earlier, runs later): RemoveCgroupRoot, from TestMain, removes what
+// is left once every test is done.
 func CgroupPath(t *testing.T, name string) string {
 	t.Helper()
-	path := "/berth-test/" + name
+	path := CgroupRoot + "/" + name
 	t.Cleanup(func() {
 		for _, dir := range CgroupDirs(t, path) {
 			_ = unix.Rmdir(dir)
 		}
-		for _, dir := range CgroupDirs(t, "/berth-test") {
-			_ = unix.Rmdir(dir) // fails while other tests use it; fine
-		}
 	})
 	return path
+}
+
+// CgroupRoot holds this test process's cgroups: one per process, because go test runs
+// packages in parallel and one package's RemoveCgroupRoot must not meet another's tests.
+var CgroupRoot = fmt.Sprintf("/berth-test-%d", os.Getpid())
+
+// RemoveCgroupRoot removes the tests' cgroups, deepest first, after the package's tests
+// ran (TestMain). What cannot be removed holds a process: a leak the leak check reports.
+func RemoveCgroupRoot() error {
+	mounts, err := cgroups.GetCgroupMounts(true)
+	if err != nil {
+		return err
+	}
+	roots := []string{"/sys/fs/cgroup/unified" + CgroupRoot}
+	for _, m := range mounts {
+		roots = append(roots, filepath.Join(m.Mountpoint, CgroupRoot))
+	}
+	var errs []error
+	for _, root := range roots {
+		var dirs []string
+		_ = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, path)
+			}
+			return nil
+		})
+		for i := len(dirs) - 1; i >= 0; i-- {
+			if err := unix.Rmdir(dirs[i]); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("remove %s: %w", dirs[i], err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // CgroupDirs lists path's directory in every cgroup v1 hierarchy.
