@@ -65,9 +65,11 @@ func TestPodCgroupLayout(t *testing.T) {
 			t.Errorf("container %s (pid %d) is in cgroup %q (%v), want %s", c.Name, insp.pid(), got, err, cg)
 		}
 	}
-	if got := childCgroups(filepath.Join(root, podPath)); !sameSet(got, want) {
+	got := childCgroups(filepath.Join(root, podPath))
+	if !sameSet(got, want) {
 		t.Errorf("the pod cgroup %s holds %v, want %v", podPath, got, want)
 	}
+	t.Logf("driver %s: pod cgroup %s holds %v", env.driver, podPath, got)
 	limitedID := ""
 	if st, ok := p.container("limited"); ok {
 		limitedID = runtimeID(st.ContainerID)
