@@ -50,7 +50,9 @@ run_gotest() {
 	fi
 	rc=$?
 	[ "$rc" -eq 0 ] || failed=1
-	line="$name: $(gotest_counts "$res/$name.log") (exit $rc, $(($(date +%s) - start))s)"
+	# The kubelet scenarios name the cgroup driver they ran berth and the kubelet with.
+	driver=$(sed -n 's/^e2e\/kubelet: cgroup driver \([a-z]*\).*/, driver \1/p' "$res/$name.log" | head -n 1)
+	line="$name: $(gotest_counts "$res/$name.log") (exit $rc, $(($(date +%s) - start))s$driver)"
 	echo "$line" | tee -a "$res/counts"
 	grep '^--- FAIL' "$res/$name.log" | sed "s/^/  $name /"
 }

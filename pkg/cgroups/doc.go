@@ -23,9 +23,11 @@
 // removed by stopping the unit (RemoveUnit).
 //
 // Paths (NormalizeParent): the CRI cgroup_parent is normalised before use and must fit the
-// driver: a path under cgroupfs, a slice name ("kubepods-burstable-pod<uid>.slice", expanded
-// to "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid>.slice") under
-// systemd. An empty parent becomes DefaultParent ("/berth") or "/berth.slice". Relative
+// driver: a path under cgroupfs, a slice under systemd, by name
+// ("kubepods-burstable-pod<uid>.slice", expanded to
+// "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid>.slice") or by that
+// expanded path (what the kubelet sends); a path that is not where systemd puts its last slice
+// is refused. An empty parent becomes DefaultParent ("/berth") or "/berth.slice". Relative
 // paths, ".." and the root itself are refused with errdefs.ErrInvalidArgument, since the path
 // is joined onto hierarchy roots and Remove kills whatever is inside.
 //

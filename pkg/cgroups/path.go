@@ -13,8 +13,10 @@ const DefaultParent = "/berth"
 
 // NormalizeParent turns a CRI cgroup_parent into a cgroupfs path relative to the hierarchy
 // roots. The parent must fit the driver, as the kubelet's does: under cgroupfs a path
-// ("/kubepods/burstable/pod<uid>"), under systemd a slice name
-// ("kubepods-burstable-pod<uid>.slice", expanded the way systemd lays slices out). Relative
+// ("/kubepods/burstable/pod<uid>"), under systemd a slice, by name
+// ("kubepods-burstable-pod<uid>.slice", expanded the way systemd lays slices out) or by that
+// expanded path, which is what the kubelet sends
+// ("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid>.slice"). Relative
 // paths and ".." are refused: the result is later joined onto /sys/fs/cgroup/<controller>.
 func NormalizeParent(parent, driver string) (string, error) {
 	if driver != DriverCgroupfs && driver != DriverSystemd {
@@ -37,7 +39,7 @@ func NormalizeParent(parent, driver string) (string, error) {
 		return p, nil
 	}
 	if driver == DriverSystemd {
-		return "", fmt.Errorf("cgroup parent %q is not a slice name such as \"kubepods.slice\" but cgroup_driver is %q (the kubelet's cgroupDriver must match berth's): %w", parent, driver, errdefs.ErrInvalidArgument)
+		return slicePath(parent)
 	}
 	p, err := validatePath(parent)
 	if err != nil {
@@ -60,6 +62,19 @@ func PodPath(parent, driver, sandboxID string) string {
 // ContainerPath is the cgroup of a container inside its pod's cgroup.
 func ContainerPath(podPath, containerID string) string {
 	return path.Join(podPath, containerID)
+}
+
+// slicePath accepts a slice's cgroupfs path under the systemd driver: its last element a slice
+// name and the path the one systemd gives that slice, since systemd places a slice by its name
+// alone (the kubelet's ToSystemd writes these).
+func slicePath(parent string) (string, error) {
+	if !isSliceName(path.Base(parent)) {
+		return "", fmt.Errorf("cgroup parent %q is not a systemd slice (a name such as \"kubepods.slice\" or its path) but cgroup_driver is %q (the kubelet's cgroupDriver must match berth's): %w", parent, DriverSystemd, errdefs.ErrInvalidArgument)
+	}
+	if _, _, err := splitSlicePath(parent); err != nil {
+		return "", fmt.Errorf("normalize cgroup parent: %w", err)
+	}
+	return path.Clean(parent), nil
 }
 
 func isSliceName(s string) bool {

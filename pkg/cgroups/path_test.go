@@ -36,7 +36,15 @@ func TestNormalizeParent(t *testing.T) {
 		{name: "trailing dash slice refused", parent: "kubepods-.slice", driver: DriverSystemd, wantErr: errdefs.ErrInvalidArgument},
 		{name: "dotdot slice part refused", parent: "kubepods-...slice", driver: DriverSystemd, wantErr: errdefs.ErrInvalidArgument},
 		{name: "systemd wants a slice", parent: "/kubepods/pod1", driver: DriverSystemd, wantErr: errdefs.ErrInvalidArgument},
-		{name: "systemd refuses a slice path", parent: "/kubepods.slice", driver: DriverSystemd, wantErr: errdefs.ErrInvalidArgument},
+		// The kubelet's ToSystemd sends the expanded path of the pod's slice.
+		{name: "slice path as the kubelet sends it", parent: "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1a2b_3c4d.slice", driver: DriverSystemd,
+			want: "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1a2b_3c4d.slice"},
+		{name: "top slice path", parent: "/kubepods.slice", driver: DriverSystemd, want: "/kubepods.slice"},
+		{name: "slice path not where systemd puts it", parent: "/kubepods.slice/other.slice", driver: DriverSystemd, wantErr: errdefs.ErrInvalidArgument},
+		{name: "slice path with a missing level", parent: "/kubepods.slice/kubepods-burstable-pod1.slice", driver: DriverSystemd, wantErr: errdefs.ErrInvalidArgument},
+		{name: "slice path below a directory", parent: "/kubepods/kubepods-pod1.slice", driver: DriverSystemd, wantErr: errdefs.ErrInvalidArgument},
+		{name: "relative slice path", parent: "kubepods.slice/kubepods-pod1.slice", driver: DriverSystemd, wantErr: errdefs.ErrInvalidArgument},
+		{name: "slice path with dotdot", parent: "/kubepods.slice/../kubepods.slice", driver: DriverSystemd, wantErr: errdefs.ErrInvalidArgument},
 		{name: "systemd refuses dotdot", parent: "../x.slice", driver: DriverSystemd, wantErr: errdefs.ErrInvalidArgument},
 		{name: "unknown driver", parent: "/kubepods", driver: "lxcfs", wantErr: errdefs.ErrInvalidArgument},
 	}

@@ -5,6 +5,9 @@ import (
 	"testing"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-runtime/berth/pkg/cgroups"
+	"github.com/berth-runtime/berth/pkg/config"
 )
 
 func TestVersionStatusRuntimeConfig(t *testing.T) {
@@ -40,5 +43,20 @@ func TestVersionStatusRuntimeConfig(t *testing.T) {
 	})
 	if err != nil || e.svc.podCIDR.Load().(string) != "10.88.0.0/16" {
 		t.Fatalf("UpdateRuntimeConfig = %v, cidr %v", err, e.svc.podCIDR.Load())
+	}
+}
+
+// The kubelet (1.37) takes its cgroup driver from RuntimeConfig, overriding its own config:
+// berth must report the driver it runs with.
+func TestRuntimeConfigReportsDriver(t *testing.T) {
+	for driver, want := range map[string]runtimeapi.CgroupDriver{
+		cgroups.DriverCgroupfs: runtimeapi.CgroupDriver_CGROUPFS,
+		cgroups.DriverSystemd:  runtimeapi.CgroupDriver_SYSTEMD,
+	} {
+		s := &Service{cfg: config.Config{CgroupDriver: driver}}
+		rc, err := s.RuntimeConfig(context.Background(), &runtimeapi.RuntimeConfigRequest{})
+		if err != nil || rc.GetLinux().GetCgroupDriver() != want {
+			t.Errorf("cgroup_driver %q: RuntimeConfig = %v, %v; want %v", driver, rc, err, want)
+		}
 	}
 }

@@ -26,8 +26,8 @@ const (
 	kubeletSubnet = "10.247.77.0/24"
 )
 
-// startAgent starts berth with the suite's network config, or the TOML in the
-// file $BERTH_E2E_CONFIG instead.
+// startAgent starts berth with the suite's cgroup driver and network config, or the TOML in
+// the file $BERTH_E2E_CONFIG instead.
 func startAgent() (*agent, error) {
 	p, err := agentproc.New(agentproc.Options{
 		Bin: env.berthBin, ShimBin: env.shimBin, RootPrefix: "berth-kubelet-e2e-", StatePrefix: "berth-ke2e-",
@@ -37,8 +37,8 @@ func startAgent() (*agent, error) {
 				b, err := os.ReadFile(p)
 				return string(b), err
 			}
-			return fmt.Sprintf("[network]\ncni_conf_dir = %q\ndefault_subnet = %q\ndefault_bridge = %q\n[nri]\nsocket_path = %q\n",
-				filepath.Join(root, "net.d"), berthSubnet, podBridge, filepath.Join(state, "nri.sock")), nil
+			return fmt.Sprintf("cgroup_driver = %q\n[network]\ncni_conf_dir = %q\ndefault_subnet = %q\ndefault_bridge = %q\n[nri]\nsocket_path = %q\n",
+				env.driver, filepath.Join(root, "net.d"), berthSubnet, podBridge, filepath.Join(state, "nri.sock")), nil
 		},
 	})
 	if err != nil {

@@ -11,18 +11,6 @@ import (
 	"github.com/opencontainers/cgroups"
 )
 
-// podCgroup is the pod cgroup the kubelet makes with the cgroupfs driver and
-// cgroupsPerQOS: /kubepods/pod<uid> for Guaranteed pods, else below the QoS class.
-func podCgroup(p pod) string {
-	switch qos := strings.ToLower(p.Status.QOSClass); qos {
-	case "guaranteed":
-		return "/kubepods/pod" + p.Metadata.UID
-	case "burstable", "besteffort":
-		return "/kubepods/" + qos + "/pod" + p.Metadata.UID
-	}
-	return "/kubepods/besteffort/pod" + p.Metadata.UID
-}
-
 // hierarchies are the cgroup hierarchy roots: the one unified hierarchy on cgroup v2, each
 // mounted v1 hierarchy (a controller's, or a named one) otherwise.
 func hierarchies() []string {

@@ -14,8 +14,9 @@ func TestCrashLoopBackOff(t *testing.T) {
 	t.Parallel()
 	const name = "crashloop"
 	// The run counter lives in the emptyDir, which survives container restarts,
-	// so each attempt's log names its attempt.
-	script := `n=$(cat /state/n 2>/dev/null || echo 0); echo $((n+1)) > /state/n; echo "run $n started"; sleep 3; echo "run $n crashing" >&2; exit 3`
+	// so each attempt's log names its attempt. Each attempt runs 8s: --previous is read while
+	// an attempt after the first runs, and one poll below (crictl) takes seconds in the VM.
+	script := `n=$(cat /state/n 2>/dev/null || echo 0); echo $((n+1)) > /state/n; echo "run $n started"; sleep 8; echo "run $n crashing" >&2; exit 3`
 	runPod(t, newPod(name, withEmptyDir("state"), withContainer(withMount(shell("crash", script), "state", "/state"))))
 
 	created := map[int]time.Time{} // attempt -> creation, as crictl shows it
@@ -23,6 +24,7 @@ func TestCrashLoopBackOff(t *testing.T) {
 	previousChecked := false
 	var p pod
 	var seen []string // distinct container states the kubelet reported, in order
+	sandboxID := ""   // the pod's one sandbox, looked up once: each crictl call costs seconds in the VM
 	waitFor(t, 3*time.Minute, "four attempts of the crashing container", func() (bool, string) {
 		var found bool
 		var err error
@@ -37,11 +39,14 @@ func TestCrashLoopBackOff(t *testing.T) {
 		if st := fmt.Sprintf("%d:%s", c.RestartCount, c.State); len(seen) == 0 || seen[len(seen)-1] != st {
 			seen = append(seen, st)
 		}
-		sb, err := crictlReadyPod(name)
-		if err != nil {
-			return false, err.Error()
+		if sandboxID == "" {
+			sb, err := crictlReadyPod(name)
+			if err != nil {
+				return false, err.Error()
+			}
+			sandboxID = sb.ID
 		}
-		cs, err := crictlContainers(sb.ID, "crash")
+		cs, err := crictlContainers(sandboxID, "crash")
 		if err != nil {
 			return false, err.Error()
 		}
@@ -70,7 +75,7 @@ func TestCrashLoopBackOff(t *testing.T) {
 	if !previousChecked {
 		t.Error("crictl: never saw a running attempt after the first to read --previous logs of")
 	}
-	// The first restart is immediate; then each attempt runs 3s and the
+	// The first restart is immediate; then each attempt runs 8s and the
 	// back-off doubles from 10s, so the next gap is about 10s longer.
 	gap1, gap2 := created[2].Sub(created[1]), created[3].Sub(created[2])
 	t.Logf("attempts created %v, %v, %v apart", created[1].Sub(created[0]), gap1, gap2)

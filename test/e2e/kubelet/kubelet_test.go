@@ -91,12 +91,32 @@ func (k *kubelet) start(sock string) error {
 	}
 	k.done = make(chan error, 1)
 	go func() { k.done <- k.cmd.Wait() }()
-	return k.waitHealthy(ports[2])
+	if err := k.waitHealthy(ports[2]); err != nil {
+		return err
+	}
+	return k.checkDriver()
 }
 
-// config is the KubeletConfiguration for this machine: the cgroupfs driver (berth has no
-// systemd driver yet, so also on a systemd node), no swap check, loopback only, and nothing
-// that evicts pods or collects images because the disk happens to be busy.
+// checkDriver checks that the kubelet took its cgroup driver from berth's RuntimeConfig, and
+// that it is the suite's: a kubelet falling back to its own config would hide a berth that
+// reports the wrong driver. The kubelet logs the driver before it serves /healthz.
+func (k *kubelet) checkDriver() error {
+	const msg = "Using cgroup driver setting received from the CRI runtime"
+	want := fmt.Sprintf("cgroupDriver=%q", env.driver)
+	lines := k.logLines(msg)
+	for _, l := range lines {
+		if strings.Contains(l, want) {
+			return nil
+		}
+	}
+	return fmt.Errorf("the kubelet did not take cgroup driver %s from berth's RuntimeConfig (log lines %q):\n%s",
+		env.driver, lines, agentproc.Tail(k.logPath, 30))
+}
+
+// config is the KubeletConfiguration for this machine: berth's cgroup driver (systemd on a
+// systemd node; the kubelet takes berth's from RuntimeConfig anyway, see checkDriver), no swap
+// check, loopback only, and nothing that evicts pods or collects images because the disk
+// happens to be busy.
 func (k *kubelet) config(sock, resolv string, ports []int) map[string]any {
 	cfg := map[string]any{
 		"apiVersion":                    "kubelet.config.k8s.io/v1beta1",
@@ -114,7 +134,7 @@ func (k *kubelet) config(sock, resolv string, ports []int) map[string]any {
 		"podLogsDir":                    k.podLogs,
 		"volumePluginDir":               filepath.Join(k.dir, "volume-plugins"),
 		"resolvConf":                    resolv,
-		"cgroupDriver":                  "cgroupfs",
+		"cgroupDriver":                  env.driver,
 		"cgroupsPerQOS":                 true,
 		"cgroupRoot":                    "/",
 		"failSwapOn":                    false,

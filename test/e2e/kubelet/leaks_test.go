@@ -102,23 +102,24 @@ func suiteProcesses() []string {
 		cmdline, _ := os.ReadFile(filepath.Join("/proc", e, "cmdline"))
 		cg, _ := os.ReadFile(filepath.Join("/proc", e, "cgroup"))
 		args := strings.ReplaceAll(strings.TrimRight(string(cmdline), "\x00"), "\x00", " ")
-		if strings.Contains(args, env.agent.state) || strings.Contains(string(cg), "/kubepods/") {
+		if strings.Contains(args, env.agent.state) || strings.Contains(string(cg), "/"+kubepodsRoot()+"/") {
 			out = append(out, fmt.Sprintf("%d %s", pid, args))
 		}
 	}
 	return out
 }
 
-// podCgroups are the pod cgroups (kubepods/.../pod<uid> and below) left in any hierarchy.
+// podCgroups are the pod cgroups (kubepods/.../pod<uid>, or kubepods.slice/.../*-pod<uid>.slice,
+// and below) left in any hierarchy.
 func podCgroups() []string {
 	var out []string
 	for _, h := range hierarchies() {
-		root := filepath.Join(h, "kubepods")
+		root := filepath.Join(h, kubepodsRoot())
 		_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 			if err != nil || !d.IsDir() {
 				return nil
 			}
-			if strings.HasPrefix(d.Name(), "pod") {
+			if isPodCgroupName(d.Name()) {
 				out = append(out, strings.TrimPrefix(p, cgroupRoot+"/"))
 				return filepath.SkipDir
 			}
@@ -129,8 +130,15 @@ func podCgroups() []string {
 }
 
 // removeKubepods removes the kubepods hierarchy the kubelet creates and never
-// removes, bottom-up in every hierarchy; a non-empty cgroup cannot be removed.
+// removes: through systemd under the systemd driver (its slices are units), else bottom-up in
+// every hierarchy; a non-empty cgroup cannot be removed.
 func removeKubepods() []error {
+	if env.driver == driverSystemd {
+		if err := stopKubepodsSlice(); err != nil {
+			return []error{err}
+		}
+		return nil
+	}
 	var errs []error
 	for _, h := range hierarchies() {
 		var dirs []string

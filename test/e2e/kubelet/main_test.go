@@ -1,5 +1,7 @@
 // Package kubelet_test runs the real kubelet in standalone mode (static pods, no API
 // server) against a real berth agent, and checks each pod through the kubelet and crictl.
+// Both use the systemd cgroup driver where systemd is PID 1 (the VM of hack/vm) and cgroupfs
+// elsewhere; $BERTH_E2E_CGROUP_DRIVER chooses.
 package kubelet_test
 
 import (
@@ -24,6 +26,7 @@ type suite struct {
 	agent                                    *agent
 	kubelet                                  *kubelet
 	before                                   snapshot // kernel objects present before the suite
+	driver                                   string   // cgroup driver of berth and the kubelet: cgroupDriver()
 }
 
 var env suite
@@ -61,6 +64,11 @@ func setupSuite() (cleanup func(), err error) {
 	if env.crictlBin, err = lookBinary("CRICTL_BIN", "crictl"); err != nil {
 		return cleanup, fmt.Errorf("%w (install it with hack/deps.sh)", err)
 	}
+	env.driver = cgroupDriver()
+	if env.driver != driverCgroupfs && env.driver != driverSystemd {
+		return cleanup, fmt.Errorf("cgroup driver %q (from $BERTH_E2E_CGROUP_DRIVER): want %s or %s", env.driver, driverCgroupfs, driverSystemd)
+	}
+	fmt.Fprintf(os.Stderr, "e2e/kubelet: cgroup driver %s (berth and the kubelet)\n", env.driver)
 	env.before = takeSnapshot()
 	if env.berthBin, env.shimBin, err = agentproc.Binaries(&undo, "../../.."); err != nil {
 		return cleanup, err

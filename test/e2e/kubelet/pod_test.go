@@ -33,6 +33,7 @@ type podSpec struct {
 	Volumes                       []volume    `json:"volumes,omitempty"`
 	RestartPolicy                 string      `json:"restartPolicy,omitempty"`
 	TerminationGracePeriodSeconds *int64      `json:"terminationGracePeriodSeconds,omitempty"`
+	ShareProcessNamespace         bool        `json:"shareProcessNamespace,omitempty"`
 }
 
 type container struct {

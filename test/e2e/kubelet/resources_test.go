@@ -56,9 +56,11 @@ func TestResourceLimits(t *testing.T) {
 		return path
 	}
 	memPath, cpuPath := cgroupOf("memory"), cgroupOf("cpu")
+	// Directly in the kubelet's pod cgroup: a directory named after the container, or its
+	// scope under the systemd driver (kubepods.slice/kubepods-pod<uid>.slice/berth-<id>.scope).
 	for _, path := range []string{memPath, cpuPath} {
-		if !strings.HasPrefix(path, podPath+"/") {
-			t.Errorf("container cgroup %s is not below the kubelet's pod cgroup %s", path, podPath)
+		if want := containerCgroup(podPath, id); path != want {
+			t.Errorf("container cgroup %s, want %s (in the kubelet's pod cgroup, driver %s)", path, want, env.driver)
 		}
 	}
 	checks := []struct {
