@@ -159,7 +159,7 @@ vm-test: build
 
 # vm-test-full: the e2e suite, the kubelet scenarios and critest inside the VM (hack/vm/suites.sh),
 # hours under TCG: not in `make test`. vm-subset: the cgroup/resources/stats/OOM part of each
-# (~10 min); known failures in the VM are listed in hack/vm/known-failures.txt.
+# (about 4 min on a quiet machine); known failures in the VM are listed in hack/vm/known-failures.txt.
 .PHONY: vm-test-full vm-subset
 vm-test-full: build
 	VM_TIMEOUT=$${VM_TIMEOUT:-10800} hack/vm/suites.sh

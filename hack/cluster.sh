@@ -392,8 +392,9 @@ start_controllers() {
 }
 
 # start_kubelet: the 1.37 defaults except what this node needs: failCgroupV1=false (the host
-# is cgroup v1, which 1.35+ refuses by default), the cgroupfs driver (berth has no systemd
-# driver), and its own cgroup root, pod log dir and root dir.
+# is cgroup v1, which 1.35+ refuses by default), the cgroupfs driver (this host has no
+# systemd as PID 1 for berth's systemd driver to talk to), and its own cgroup root, pod log
+# dir and root dir.
 start_kubelet() {
 	local ip=$1
 	mkdir -p "$CLUSTER_DIR/kubelet" "$CLUSTER_DIR/pod-logs"
