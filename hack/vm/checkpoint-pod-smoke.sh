@@ -55,6 +55,7 @@ podckpt() { /share/bin/podckpt --sock "$sock" "$@"; }
 base=docker.io/berth/busybox:latest
 pod_json src
 pod=$(crictl runp /tmp/src.json 2>/tmp/err) || fail "runp: $(cat /tmp/err)"
+src_one='' src_two=''
 for n in one two; do
 	ctr_json $n $base
 	c=$(crictl create "$pod" /tmp/$n.json /tmp/src.json 2>/tmp/err) || fail "create $n: $(grep -v level=warning /tmp/err)"
