@@ -2,6 +2,7 @@
 # Measure berth against containerd side by side in one run, on the same CRI workloads.
 #
 #   hack/bench-compare.sh [--quick] [--pods N] [--containers N] [--rounds N]
+#   hack/bench-compare.sh --profile [--seconds N] [--workloads lifecycle,throughput4,cni,pull,memory]
 #
 # Builds berth (make build, if missing), containerd + runc (hack/containerd.sh, cached) and
 # the driver (hack/benchcompare); starts a loopback registry with the test images, a private
@@ -10,6 +11,11 @@
 # round, and stops everything by pid, leaving nothing behind.
 # Prints the table; table.txt, results.json and ratios.png are kept in $BENCH_OUT (default
 # /var/tmp/berth-bench-compare/<time>) with both runtimes' logs.
+# --profile runs berth alone, with its metrics server on BENCH_METRICS_ADDR (default
+# 127.0.0.1:19157), and profiles each workload for N seconds (default 20): the mean time of
+# each step of each CRI operation, the agent's Go CPU profile, a system-wide perf profile and,
+# for memory, the largest mappings of the agent, a shim and a pod init; for cni, the same
+# conflist's ADD and DEL through libcni with no runtime (<workload>.txt).
 # Env: GO, BERTH_BIN, BERTH_SHIM_BIN, CNI_BIN_DIR (default /opt/cni/bin), BENCH_OUT.
 set -euo pipefail
 
@@ -21,12 +27,16 @@ CNI_BIN_DIR=${CNI_BIN_DIR:-/opt/cni/bin}
 OUT=${BENCH_OUT:-/var/tmp/berth-bench-compare/$(date +%Y%m%d-%H%M%S)}
 
 driver_args=()
+PROFILE="" profile_args=()
+METRICS_ADDR=${BENCH_METRICS_ADDR:-127.0.0.1:19157}
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--quick) driver_args+=(--quick); shift ;;
 	--pods | --containers | --rounds) driver_args+=("$1" "${2:?$1 needs a number}"); shift 2 ;;
 	--pods=* | --containers=* | --rounds=*) driver_args+=("$1"); shift ;;
-	-h | --help) sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	--profile) PROFILE=yes; shift ;;
+	--seconds | --workloads) profile_args+=("$1" "${2:?$1 needs a value}"); shift 2 ;;
+	-h | --help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "bench-compare.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
@@ -113,7 +123,8 @@ if [[ ! -x $BERTH_BIN || ! -x $BERTH_SHIM_BIN ]]; then
 	log "building berth (make build)"
 	make -C "$REPO" build
 fi
-CTRD_BIN=$("$REPO/hack/containerd.sh")
+CTRD_BIN=""
+[[ -n $PROFILE ]] || CTRD_BIN=$("$REPO/hack/containerd.sh")
 TMP=$(mktemp -d /tmp/berth-bench-compare.XXXXXX)
 log "building the driver"
 (cd "$REPO" && "$GO" build -o "$TMP/benchcompare" ./hack/benchcompare)
@@ -179,6 +190,9 @@ certs_dir = "$CERTS"
 
 [nri]
 enable = false
+
+[metrics]
+address = "${PROFILE:+$METRICS_ADDR}"
 
 [network]
 cni_conf_dir = "$B_ROOT/net.d"
@@ -259,6 +273,15 @@ wait_sock() {
 log "starting berth ($BERTH_BIN), log in $OUT/berth.log"
 "$BERTH_BIN" --config "$B_ROOT/config.toml" >"$OUT/berth.log" 2>&1 &
 BERTH_PID=$!
+if [[ -n $PROFILE ]]; then
+	wait_sock "$BERTH_PID" "$B_STATE/berth.sock" berth
+	log "profiling berth alone (${profile_args[*]:-default workloads})"
+	CNI_BIN_DIR=$CNI_BIN_DIR "$TMP/benchcompare" profile --out "$OUT" --cgroup-parent "$CGROUP_PARENT" --metrics "$METRICS_ADDR" \
+		--berth "$B_STATE/berth.sock" --berth-pid "$BERTH_PID" --berth-state "$B_STATE" --berth-root "$B_ROOT" \
+		--berth-bin "$BERTH_BIN" "${profile_args[@]}" 2>&1 | tee "$OUT/run.log"
+	log "summaries (<workload>.txt), profiles and logs in $OUT"
+	exit 0
+fi
 # The shim binary must be on containerd's PATH; runc is named in its options.
 log "starting containerd ($CTRD_BIN), log in $OUT/containerd.log"
 PATH=$CTRD_BIN:$PATH "$CTRD_BIN/containerd" --config "$C_ROOT/config.toml" >"$OUT/containerd.log" 2>&1 &

@@ -11,6 +11,9 @@
 //	    and writes DIR/results.json and DIR/ratios.png.
 //	benchcompare chart RESULTS.json OUT.png
 //	    draws the chart again from a results file.
+//	benchcompare profile --berth SOCK --berth-pid PID --berth-state DIR --berth-root DIR
+//	    --berth-bin BIN --metrics ADDR --out DIR [--seconds N] [--workloads a,b]
+//	    profiles workloads on berth alone (see profile.go); hack/bench-compare.sh --profile.
 package main
 
 import (
@@ -30,6 +33,8 @@ func main() {
 		err = run(os.Args[2:])
 	case "chart":
 		err = redraw(os.Args[2:])
+	case "profile":
+		err = profile(os.Args[2:])
 	default:
 		usage()
 	}
@@ -42,6 +47,7 @@ func main() {
 func usage() {
 	fmt.Fprintln(os.Stderr, "usage: benchcompare registry --certs-dir DIR [--pidfile F]")
 	fmt.Fprintln(os.Stderr, "       benchcompare chart RESULTS.json OUT.png")
+	fmt.Fprintln(os.Stderr, "       benchcompare profile --berth SOCK --berth-pid PID --berth-state DIR --berth-root DIR --berth-bin BIN --metrics ADDR --out DIR [--seconds N] [--workloads a,b]")
 	fmt.Fprintln(os.Stderr, "       benchcompare run --berth SOCK --berth-pid PID --berth-state DIR --containerd SOCK --containerd-pid PID --containerd-state DIR --out DIR [--quick] [--pods N] [--containers N]")
 	os.Exit(2)
 }

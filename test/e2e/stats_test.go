@@ -129,6 +129,21 @@ func TestStatsContainerAndPod(t *testing.T) {
 	if len(pods.Stats) != 1 {
 		t.Fatalf("list pod stats by id = %d items", len(pods.Stats))
 	}
+	podStream, err := a.rt.StreamPodSandboxStats(ctxT(t), &runtimeapi.StreamPodSandboxStatsRequest{Filter: &runtimeapi.PodSandboxStatsFilter{Id: p.id}})
+	must(t, err, "stream pod stats")
+	var streamedPods []*runtimeapi.PodSandboxStats
+	for {
+		r, err := podStream.Recv()
+		if err == io.EOF {
+			break
+		}
+		must(t, err, "receive pod stats")
+		streamedPods = append(streamedPods, r.PodSandboxStats...)
+	}
+	if len(streamedPods) != 1 || streamedPods[0].GetAttributes().GetId() != p.id ||
+		len(streamedPods[0].GetLinux().GetContainers()) != 1 {
+		t.Fatalf("streamed pod stats %v, want %s once with its container", streamedPods, p.id)
+	}
 }
 
 func TestStatsUnknownIDsAreNotFound(t *testing.T) {
@@ -212,6 +227,24 @@ func TestMetricsPodSandboxMetrics(t *testing.T) {
 		}
 		return nil
 	})
+
+	// The streamed form carries the same pods and containers as the list.
+	stream, err := a.rt.StreamPodSandboxMetrics(ctxT(t), &runtimeapi.StreamPodSandboxMetricsRequest{})
+	must(t, err, "stream pod metrics")
+	var streamed []*runtimeapi.PodSandboxMetrics
+	for {
+		r, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		must(t, err, "receive pod metrics")
+		streamed = append(streamed, r.PodSandboxMetrics...)
+	}
+	if len(streamed) != 1 || streamed[0].PodSandboxId != p.id ||
+		len(streamed[0].ContainerMetrics) != 1 || streamed[0].ContainerMetrics[0].ContainerId != id ||
+		len(streamed[0].ContainerMetrics[0].Metrics) == 0 {
+		t.Fatalf("streamed pod metrics %v, want pod %s with metrics of container %s", streamed, p.id, id)
+	}
 }
 
 // TestOOM checks that OOMKilled is reported only when the container's main process was

@@ -191,10 +191,7 @@ func (s *Service) createContainer(ctx context.Context, id, name string, sb *stor
 
 	var imageVols map[string]string
 	var sp *specs.Spec
-	steps := []struct {
-		name string
-		fn   func() error
-	}{
+	steps := []runStep{
 		{"lease image", func() error { return s.leaseImage(ctx, md, cl) }},
 		{"mount rootfs", func() error { return s.mountRootfs(ctx, md, sbMD, cl) }},
 		{"apply checkpoint rootfs", func() error {
@@ -213,12 +210,7 @@ func (s *Service) createContainer(ctx context.Context, id, name string, sb *stor
 		{"record cgroup", func() error { return s.recordContainerScope(md, cl) }},
 		{"create in shim", func() error { return s.shimCreate(ctx, md, rs, cl) }},
 	}
-	for _, step := range steps {
-		if err := step.fn(); err != nil {
-			return md, st, fmt.Errorf("%s: %w", step.name, err)
-		}
-	}
-	return md, st, nil
+	return md, st, s.runSteps("CreateContainer", steps)
 }
 
 // recordContainerScope records a container's systemd scope (the shim has systemd create it)

@@ -69,12 +69,17 @@ func (s *Service) stopContainer(ctx context.Context, c *store.Container, timeout
 		return s.recordExit(c, ShimState{ExitCode: 255, Message: "container's shim is gone: " + err.Error()})
 	}
 	timeout = graceWithin(ctx, timeout)
+	// One Wait for the whole stop, started before the first signal and bounded by the longest
+	// the stop can take. A Wait per phase, each with the phase's deadline, would be cut off by
+	// the agent while the shim answers it, and every stop past its grace period would leave a
+	// late answer on a stream the agent had closed.
+	exited := waitForExit(ctx, cl, md.ID, timeout+killWait+killMargin)
 	if st.State == store.ContainerRunning && timeout > 0 {
 		sig := stopSignal(md)
 		if err := cl.Kill(ctx, md.ID, sig, false); err != nil && !errdefs.IsNotFound(err) {
 			return fmt.Errorf("signal %s: %w", sig, err)
 		}
-		done, err := s.waitExit(ctx, cl, c, timeout)
+		done, err := s.awaitStop(ctx, c, exited, timeout)
 		if err != nil || done {
 			return err
 		}
@@ -87,7 +92,7 @@ func (s *Service) stopContainer(ctx context.Context, c *store.Container, timeout
 	if err := cl.Kill(kctx, md.ID, sigKill, true); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("kill: %w", err)
 	}
-	done, err := s.waitExit(kctx, cl, c, killWait)
+	done, err := s.awaitStop(kctx, c, exited, killWait)
 	if err != nil {
 		return err
 	}
@@ -97,23 +102,50 @@ func (s *Service) stopContainer(ctx context.Context, c *store.Container, timeout
 	return nil
 }
 
-// waitExit waits up to d for the container to exit and records the exit. It reports false
-// when the container is still running at the deadline.
-func (s *Service) waitExit(ctx context.Context, cl ShimClient, c *store.Container, d time.Duration) (bool, error) {
-	wctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	st, err := cl.Wait(wctx, c.ID())
+// waitResult is the answer to a shim Wait.
+type waitResult struct {
+	st  ShimState
+	err error
+}
+
+// waitForExit asks the shim, once, to report the container's exit within d; the answer
+// arrives on the channel. The call outlives the caller's cancellation (it ends at the exit
+// or after d), so that its answer is always read.
+func waitForExit(ctx context.Context, cl ShimClient, id string, d time.Duration) <-chan waitResult {
+	ch := make(chan waitResult, 1)
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d)
+	go func() {
+		defer cancel()
+		st, err := cl.Wait(wctx, id)
+		ch <- waitResult{st, err}
+	}()
+	return ch
+}
+
+// awaitStop waits up to d for the exit that waitForExit reports and records it. It reports
+// false when the container is still running at the deadline. The channel is read at most
+// once: a stop returns as soon as it has the answer.
+func (s *Service) awaitStop(ctx context.Context, c *store.Container, exited <-chan waitResult, d time.Duration) (bool, error) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	var r waitResult
+	select {
+	case r = <-exited:
+	case <-t.C:
+		return false, nil
+	case <-ctx.Done():
+		return false, fmt.Errorf("wait: %w", ctx.Err())
+	}
 	switch {
-	case err == nil:
-		return true, s.recordExit(c, st)
-	case errdefs.IsNotFound(err):
+	case r.err == nil:
+		return true, s.recordExit(c, r.st)
+	case errdefs.IsNotFound(r.err):
 		return true, s.recordExit(c, ShimState{ExitCode: 255, Message: "container vanished from its shim"})
-	case ctx.Err() == nil && (wctx.Err() != nil || errdefs.IsDeadlineExceeded(err) || errors.Is(err, context.DeadlineExceeded)):
-		// The shim sees the propagated deadline too and may answer before wctx
-		// notices: either way the wait, not the caller, ran out of time.
+	case errdefs.IsDeadlineExceeded(r.err) || errors.Is(r.err, context.DeadlineExceeded):
+		// The shim's wait ran out: the stop's whole budget is spent.
 		return false, nil
 	}
-	return false, fmt.Errorf("wait: %w", err)
+	return false, fmt.Errorf("wait: %w", r.err)
 }
 
 // graceWithin shortens a stop's grace period so that the SIGKILL still falls

@@ -137,6 +137,9 @@ type fakeShim struct {
 	creates []ShimCreateRequest
 	// podInitSeccomp is the seccomp filter the pod init was asked to load.
 	podInitSeccomp *specs.LinuxSeccomp
+	// waitsCut counts the Waits that the caller's context ended before the exit: a real
+	// shim's late answer to those lands on a closed ttrpc stream.
+	waitsCut int
 }
 
 func (f *fakeShim) isShutdown() bool {
@@ -218,6 +221,9 @@ func (f *fakeShim) Wait(ctx context.Context, id string) (ShimState, error) {
 	case <-c.done:
 		return f.State(ctx, id)
 	case <-ctx.Done():
+		f.mu.Lock()
+		f.waitsCut++
+		f.mu.Unlock()
 		return ShimState{}, ctx.Err()
 	}
 }

@@ -28,6 +28,7 @@ type promMetrics struct {
 	rpcErrors *prometheus.CounterVec
 	pulls     *prometheus.HistogramVec
 	pullBytes prometheus.Counter
+	steps     *prometheus.HistogramVec
 }
 
 func newPromMetrics(st *store.Store) *promMetrics {
@@ -47,8 +48,13 @@ func newPromMetrics(st *store.Store) *promMetrics {
 		pullBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "berth_image_pull_bytes_total", Help: "Compressed bytes of the images pulled.",
 		}),
+		steps: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "berth_operation_step_duration_seconds",
+			Help:    "Wall time of each step of building and tearing down pods and containers, successful or not.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16), // 0.5ms .. 16s
+		}, []string{"operation", "step"}),
 	}
-	m.reg.MustRegister(m.rpc, m.rpcErrors, m.pulls, m.pullBytes, stateCollector{st},
+	m.reg.MustRegister(m.rpc, m.rpcErrors, m.pulls, m.pullBytes, m.steps, stateCollector{st},
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

@@ -26,6 +26,9 @@ func (s *Service) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePo
 	return &runtimeapi.RemovePodSandboxResponse{}, nil
 }
 
+// opRemovePod names RemovePodSandbox's steps in berth_operation_step_duration_seconds.
+const opRemovePod = "RemovePodSandbox"
+
 func (s *Service) removeSandbox(ctx context.Context, sb *store.Sandbox) error {
 	defer s.events.sandbox(sb.ID())
 	// Wait for creates in flight, and hold off new ones (they then find the sandbox gone),
@@ -38,16 +41,22 @@ func (s *Service) removeSandbox(ctx context.Context, sb *store.Sandbox) error {
 	if err != nil {
 		return err
 	}
-	if err := s.stopSandbox(ctx, sb); err != nil {
+	if err := s.stopSandbox(ctx, sb, opRemovePod); err != nil {
 		return fmt.Errorf("stop: %w", err)
 	}
 	md := sb.Metadata()
-	for _, c := range s.store.ContainersOf(md.ID) {
-		if err := s.removeContainer(ctx, c); err != nil {
-			return fmt.Errorf("remove container %s: %w", c.ID(), err)
+	err = s.timeStep(opRemovePod, "remove containers", func() error {
+		for _, c := range s.store.ContainersOf(md.ID) {
+			if err := s.removeContainer(ctx, c); err != nil {
+				return fmt.Errorf("remove container %s: %w", c.ID(), err)
+			}
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	if err := s.releaseAll(ctx, md.ID); err != nil {
+	if err := s.timeStep(opRemovePod, "release resources", func() error { return s.releaseAll(ctx, md.ID) }); err != nil {
 		return err
 	}
 	if err := s.store.Sandboxes.Delete(md.ID); err != nil {

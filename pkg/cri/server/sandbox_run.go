@@ -141,7 +141,7 @@ func (s *Service) runSandbox(ctx context.Context, id, name string, req *runtimea
 		{"mount shm", func() error { return s.setupShm(&md, cfg, cl) }},
 		{"create namespaces", func() error { return s.setupNamespaces(&md, cfg, cl) }},
 	}
-	if err := runSteps(first); err != nil {
+	if err := s.runSteps("RunPodSandbox", first); err != nil {
 		return md, st, err
 	}
 	netMD, netSt, netCl := md, st, &cleanups{log: cl.log}
@@ -156,27 +156,40 @@ func (s *Service) runSandbox(ctx context.Context, id, name string, req *runtimea
 		{"start pod init", func() error { return s.setupPodInit(ctx, md, &st, cl) }},
 	}
 	netErr := make(chan error, 1)
-	go func() { netErr <- runSteps(network) }()
-	podErr := runSteps(pod)
+	go func() { netErr <- s.runSteps("RunPodSandbox", network) }()
+	podErr := s.runSteps("RunPodSandbox", pod)
 	err := errors.Join(podErr, <-netErr)
 	cl.adopt(netCl)
 	st.PodIP = netSt.PodIP
 	return md, st, err
 }
 
-// runStep is one step of building a pod; each pushes its undo onto a cleanup stack.
+// runStep is one step of building a pod or a container; each pushes its undo onto a cleanup
+// stack.
 type runStep struct {
 	name string
 	fn   func() error
 }
 
-func runSteps(steps []runStep) error {
+// runSteps runs the steps of operation op in order, timing each (see timeStep), and stops
+// at the first failure, which names its step.
+func (s *Service) runSteps(op string, steps []runStep) error {
 	for _, step := range steps {
-		if err := step.fn(); err != nil {
+		if err := s.timeStep(op, step.name, step.fn); err != nil {
 			return fmt.Errorf("%s: %w", step.name, err)
 		}
 	}
 	return nil
+}
+
+// timeStep runs one step of an operation and records its wall time in
+// berth_operation_step_duration_seconds: where a pod's start or stop spends its time, on a
+// live node, without a profiler.
+func (s *Service) timeStep(op, step string, fn func() error) error {
+	start := time.Now()
+	err := fn()
+	s.prom.steps.WithLabelValues(op, step).Observe(time.Since(start).Seconds())
+	return err
 }
 
 func (s *Service) setupPodDir(md *store.SandboxMetadata, cfg *runtimeapi.PodSandboxConfig, cl *cleanups) error {

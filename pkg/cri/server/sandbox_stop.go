@@ -27,23 +27,28 @@ func (s *Service) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSan
 	if err != nil {
 		return nil, fmt.Errorf("stop pod sandbox: %w", err)
 	}
-	if err := s.stopSandbox(ctx, sb); err != nil {
+	if err := s.stopSandbox(ctx, sb, opStopPod); err != nil {
 		return nil, fmt.Errorf("stop pod sandbox %s: %w", sb.ID(), err)
 	}
 	return &runtimeapi.StopPodSandboxResponse{}, nil
 }
 
-func (s *Service) stopSandbox(ctx context.Context, sb *store.Sandbox) error {
+// opStopPod names StopPodSandbox's steps in berth_operation_step_duration_seconds.
+const opStopPod = "StopPodSandbox"
+
+// stopSandbox stops a pod's containers, shim and network; op names the CRI operation whose
+// steps these are (a RemovePodSandbox stops the pod again, usually finding it stopped).
+func (s *Service) stopSandbox(ctx context.Context, sb *store.Sandbox, op string) error {
 	defer s.events.sandbox(sb.ID())
 	md := sb.Metadata()
-	if err := s.stopContainers(ctx, s.store.ContainersOf(md.ID)); err != nil {
+	if err := s.timeStep(op, "stop containers", func() error { return s.stopContainers(ctx, s.store.ContainersOf(md.ID)) }); err != nil {
 		return fmt.Errorf("stop containers: %w", err)
 	}
 	defer s.nri.BlockSync()() // from the NRI event until the pod is marked stopped: see nri.go
 	if err := s.nriStopPodSandbox(ctx, sb); err != nil {
 		return err
 	}
-	if err := s.stopShimAndNetwork(ctx, md); err != nil {
+	if err := s.stopShimAndNetwork(ctx, md, op); err != nil {
 		return err
 	}
 	if md.ShmPath != "" && md.ShmPath != "/dev/shm" {
@@ -65,7 +70,7 @@ func (s *Service) stopSandbox(ctx context.Context, sb *store.Sandbox) error {
 // stopShimAndNetwork shuts the shim down and tears the pod network down side by side: they
 // are independent (the plugins work on the pinned netns, not on the pod's processes), and
 // each costs process starts and exits, so a pod's stop takes the longer of the two.
-func (s *Service) stopShimAndNetwork(ctx context.Context, md store.SandboxMetadata) error {
+func (s *Service) stopShimAndNetwork(ctx context.Context, md store.SandboxMetadata, op string) error {
 	var shimErr, netErr error
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -73,12 +78,15 @@ func (s *Service) stopShimAndNetwork(ctx context.Context, md store.SandboxMetada
 		defer wg.Done()
 		// The shim's exit records are no longer needed: every exit is in the store now.
 		// Shutting it down kills the pod init, and with it the pod's pid namespace.
-		if err := s.releaseHeld(ctx, store.Resource{Kind: store.KindShim, Path: md.ShimDir, Owner: md.ID}); err != nil {
+		err := s.timeStep(op, "stop shim", func() error {
+			return s.releaseHeld(ctx, store.Resource{Kind: store.KindShim, Path: md.ShimDir, Owner: md.ID})
+		})
+		if err != nil {
 			shimErr = fmt.Errorf("stop shim: %w", err)
 		}
 	}()
 	// DEL before the netns is unpinned (at remove), so the plugins find the pod's interface.
-	if err := s.teardownNetwork(ctx, md); err != nil {
+	if err := s.timeStep(op, "tear down network", func() error { return s.teardownNetwork(ctx, md) }); err != nil {
 		netErr = fmt.Errorf("tear down network: %w", err)
 	}
 	wg.Wait()
