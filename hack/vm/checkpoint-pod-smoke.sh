@@ -35,12 +35,20 @@ ctr_json() {
 	cat >"/tmp/$1.json" <<J
 {"metadata": {"name": "$1"},
  "image": {"image": "$2"},
- "command": ["/bin/sh", "-c", "i=0; while true; do i=\$((i+1)); echo \$i > /count; sleep 0.2; done"],
+ "command": ["/bin/sh", "-c", "i=0; while true; do i=\$((i+1)); echo \$i > /count.new; mv /count.new /count; sleep 0.2; done"],
  "log_path": "$1.log",
  "linux": {"security_context": {"apparmor": {"profile_type": 1}}}}
 J
 }
-count() { crictl exec "$1" cat /count 2>/dev/null; }
+# count CTR: the counter's value. The counter renames each value into place, so a read never
+# sees a half-written file (echo > /count truncates first: the slow VM once read it empty); an
+# exec that answers nothing is tried again, twice.
+count() {
+	for _ in 1 2 3; do
+		v=$(crictl exec "$1" cat /count 2>/dev/null) && [ -n "$v" ] && echo "$v" && return 0
+	done
+	return 1
+}
 state() { crictl inspect -o go-template --template '{{.status.state}}' "$1"; }
 wait_count() { # wait_count CTR N
 	i=0
