@@ -189,8 +189,22 @@ vm-systemd-smoke: build vm-image
 
 # vm-checkpoint: checkpoint and restore with CRIU in the Debian 12 VM (kernel 6.1), which the
 # build hosts' kernels (>= 6.13) do not allow CRIU 3.17; the host's criu goes in with its libraries.
+# One boot runs the container smoke (hack/vm/checkpoint-smoke.sh), then the pod one
+# (hack/vm/checkpoint-pod-smoke.sh: CheckpointPod, RestorePod, a checkpoint image), which
+# vm-checkpoint-pod runs alone.
+.PHONY: vm-checkpoint-pod vm-checkpoint-run
 vm-checkpoint: build vm-image
+	@$(MAKE) --no-print-directory vm-checkpoint-run \
+		VM_CKPT_CMD='sh /share/bin/checkpoint-smoke.sh && sh /share/bin/checkpoint-pod-smoke.sh'
+
+vm-checkpoint-pod: build vm-image
+	@$(MAKE) --no-print-directory vm-checkpoint-run VM_CKPT_CMD='sh /share/bin/checkpoint-pod-smoke.sh'
+
+vm-checkpoint-run:
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 		$(GO) run ./hack/testimage layout --out "$$tmp/busybox.tar" >/dev/null && \
+		CGO_ENABLED=0 $(GO) build -o "$$tmp/podckpt" ./hack/podckpt && \
+		CGO_ENABLED=0 $(GO) build -o "$$tmp/testimage" ./hack/testimage && \
 		tar -chf "$$tmp/criu.tar" -C / usr/sbin/criu $$(ldd /usr/sbin/criu | awk '$$3 ~ /^\// {print substr($$3, 2)}') && \
-		VM_BINS="$$tmp/busybox.tar $$tmp/criu.tar hack/vm/checkpoint-smoke.sh" hack/vm/run.sh sh /share/bin/checkpoint-smoke.sh
+		VM_BINS="$$tmp/busybox.tar $$tmp/criu.tar $$tmp/podckpt $$tmp/testimage hack/vm/checkpoint-smoke.sh hack/vm/checkpoint-pod-smoke.sh" \
+		hack/vm/run.sh '$(VM_CKPT_CMD)'

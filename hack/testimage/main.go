@@ -5,10 +5,15 @@
 //	    [--auth user:pass] [--tls --ca-out ca.pem] [--manifest pushed.json]
 //	go run ./hack/testimage layout --out busybox.tar [--name docker.io/berth/busybox:latest]
 //	    [--format oci|docker] [--user 1000] [--multiarch]
+//	go run ./hack/testimage checkpoint --archive counter.tar --container counter --out image.tar
+//	    [--name localhost/checkpoints/counter:latest]
 //
 // serve pushes berth/busybox:latest, berth/busybox:nonroot (User 1000),
 // berth/multiarch:latest (index) and, with --big, berth/big:latest (~200 MB),
-// prints "serving on ADDR" once ready, and runs until SIGTERM or SIGINT.
+// prints "serving on ADDR" once ready, and runs until SIGTERM or SIGINT;
+// --checkpoint REPO:TAG=ARCHIVE also pushes a checkpoint image built from a container
+// checkpoint archive. checkpoint writes such an image as an OCI layout tarball instead
+// (for `berth images import`).
 package main
 
 import (
@@ -17,6 +22,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,6 +42,8 @@ func main() {
 		err = serve(os.Args[2:])
 	case "layout":
 		err = writeLayout(os.Args[2:])
+	case "checkpoint":
+		err = writeCheckpointImage(os.Args[2:])
 	default:
 		usage()
 	}
@@ -48,6 +56,7 @@ func main() {
 func usage() {
 	fmt.Fprintln(os.Stderr, "usage: testimage serve [--addr 127.0.0.1:5000] [--pidfile F] [--big] [--alias NEW=EXISTING]... [--auth user:pass] [--tls --ca-out F] [--manifest F]")
 	fmt.Fprintln(os.Stderr, "       testimage layout --out FILE.tar [--name NAME] [--format oci|docker] [--user U] [--multiarch]")
+	fmt.Fprintln(os.Stderr, "       testimage checkpoint --archive CKPT.tar --container NAME --out FILE.tar [--name NAME]")
 	os.Exit(2)
 }
 
@@ -100,6 +109,8 @@ func serve(args []string) error {
 	caOut := fs.String("ca-out", "", "with --tls, write the CA certificate (PEM) here")
 	var aliases stringList
 	fs.Var(&aliases, "alias", "NEW=EXISTING: also push EXISTING (a served name) as NEW; repeatable")
+	var ckpts stringList
+	fs.Var(&ckpts, "checkpoint", "REPO:TAG=ARCHIVE: also push a checkpoint image of a container checkpoint archive; repeatable")
 	_ = fs.Parse(args)
 
 	set, err := standardSet(new(fixture.Builder), *big)
@@ -107,6 +118,9 @@ func serve(args []string) error {
 		return fmt.Errorf("build images: %w", err)
 	}
 	if err := addAliases(set, aliases); err != nil {
+		return err
+	}
+	if err := addCheckpoints(set, ckpts); err != nil {
 		return err
 	}
 	var opts []fixture.RegistryOption
@@ -246,6 +260,46 @@ func writeLayout(args []string) error {
 		return fmt.Errorf("layout: unknown --format %q", *format)
 	}
 	if err != nil {
+		return err
+	}
+	d, _ := img.Digest()
+	fmt.Printf("wrote %s: %s %s\n", *out, *imgName, d)
+	return nil
+}
+
+// addCheckpoints adds a checkpoint image per REPO:TAG=ARCHIVE, annotated with the repository's
+// last path element as the container name.
+func addCheckpoints(set map[string]content, specs []string) error {
+	for _, spec := range specs {
+		ref, archive, ok := strings.Cut(spec, "=")
+		if !ok {
+			return fmt.Errorf("--checkpoint %q: want REPO:TAG=ARCHIVE", spec)
+		}
+		repo, _, _ := strings.Cut(ref, ":")
+		img, err := fixture.CheckpointImage(archive, path.Base(repo))
+		if err != nil {
+			return err
+		}
+		set[ref] = content{image: img}
+	}
+	return nil
+}
+
+func writeCheckpointImage(args []string) error {
+	fs := flag.NewFlagSet("checkpoint", flag.ExitOnError)
+	archive := fs.String("archive", "", "container checkpoint archive (CheckpointContainer's tar)")
+	container := fs.String("container", "", "checkpointed container's name (the annotation's value)")
+	out := fs.String("out", "", "OCI layout tarball to write")
+	imgName := fs.String("name", "localhost/checkpoints/checkpoint:latest", "image name recorded in the layout")
+	_ = fs.Parse(args)
+	if *archive == "" || *out == "" || *container == "" {
+		return errors.New("checkpoint: --archive, --container and --out are required")
+	}
+	img, err := fixture.CheckpointImage(*archive, *container)
+	if err != nil {
+		return err
+	}
+	if err := fixture.OCIArchive(*out, map[string]v1.Image{*imgName: img}); err != nil {
 		return err
 	}
 	d, _ := img.Digest()

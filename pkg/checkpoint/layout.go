@@ -16,6 +16,11 @@ const (
 	DeletedFilesFile = "deleted.files"
 )
 
+// ImageAnnotation marks an OCI image as a checkpoint image: a manifest annotation whose
+// value is the checkpointed container's name (CRI-O's key; buildah's `config --annotation`
+// and hack/testimage's checkpoint command write it). Its layer holds an archive's files.
+const ImageAnnotation = "io.kubernetes.cri-o.annotations.checkpoint.name"
+
 // Version of berth's metadata in config.dump; a reader refuses newer ones.
 const Version = 1
 

@@ -123,6 +123,52 @@ func extractEntry(root *os.Root, hdr *tar.Header, r io.Reader) error {
 	}
 }
 
+// ExtractLayers copies an unpacked checkpoint image into dest (an existing empty directory)
+// and reads its metadata, as Extract does an archive. layers are the image's layer
+// directories, topmost first (as the image store lists them); a checkpoint image is an
+// archive's files in one layer. Only regular files and directories are taken.
+func ExtractLayers(ctx context.Context, layers []string, dest string) (Contents, error) {
+	root, err := os.OpenRoot(dest)
+	if err != nil {
+		return Contents{}, fmt.Errorf("open %s: %w", dest, err)
+	}
+	defer root.Close()
+	for i := len(layers) - 1; i >= 0; i-- {
+		if err := copyLayer(ctx, root, layers[i]); err != nil {
+			return Contents{}, fmt.Errorf("copy checkpoint image layer %s: %w", layers[i], err)
+		}
+	}
+	return Load(dest)
+}
+
+func copyLayer(ctx context.Context, root *os.Root, dir string) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil || rel == "." {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return root.MkdirAll(rel, 0o700)
+		case d.Type().IsRegular():
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			return writeEntry(root, rel, 0o600, f)
+		default:
+			return fmt.Errorf("%s: not a regular file or directory: %w", rel, errdefs.ErrInvalidArgument)
+		}
+	})
+}
+
 // Load reads the metadata of an extracted archive in dir.
 func Load(dir string) (Contents, error) {
 	c := Contents{ImagesDir: filepath.Join(dir, ImagesDir)}

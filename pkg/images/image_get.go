@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/containerd/errdefs"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -110,6 +111,9 @@ func resolvePrefix(tx *bolt.Tx, ref, prefix string) (imageRecord, error) {
 type parsedConfig struct {
 	cfg ImageConfig
 	raw []byte
+	// annotations are the manifest's, read once (annotations.go).
+	annOnce     sync.Once
+	annotations map[string]string
 }
 
 func (s *Service) toImage(rec imageRecord) (Image, error) {
@@ -126,6 +130,8 @@ func (s *Service) toImage(rec imageRecord) (Image, error) {
 		return Image{}, err
 	}
 	img.Config, img.ConfigJSON = pc.cfg, pc.raw
+	pc.annOnce.Do(func() { pc.annotations = s.manifestAnnotations(rec) })
+	img.Annotations = pc.annotations
 	return img, nil
 }
 

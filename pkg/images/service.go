@@ -57,7 +57,8 @@ type Image struct {
 	RepoDigests []string // docker.io/library/busybox@sha256:<manifest digest>
 	Size        uint64   // sum of compressed layer sizes
 	Config      ImageConfig
-	ConfigJSON  []byte // raw OCI image config, for verbose status
+	ConfigJSON  []byte            // raw OCI image config, for verbose status
+	Annotations map[string]string // the manifest's (a checkpoint image is marked there)
 	Pinned      bool
 }
 

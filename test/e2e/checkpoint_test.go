@@ -157,3 +157,102 @@ func TestCheckpointBadInputs(t *testing.T) {
 		}
 	}
 }
+
+// Pod checkpoints: bad requests get a clear error and leave the output directory empty; where
+// CRIU cannot run, CheckpointPod and RestorePod are Unimplemented with the reason.
+func TestCheckpointPodBadInputs(t *testing.T) {
+	a := env.shared
+	ok, _ := criuWorks()
+	p := runPod(t, a, podConfig(t, "podckpt-bad"))
+	running := runContainer(t, a, p, ctrConfig("sleeper", env.images.busybox, withCommand("sleep", "1000")))
+	full := t.TempDir()
+	if err := os.WriteFile(filepath.Join(full, "mine"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		req  *runtimeapi.CheckpointPodRequest
+		want codes.Code
+	}{
+		{"unknown pod", &runtimeapi.CheckpointPodRequest{PodSandboxId: "0123456789abcdef", OutputPath: t.TempDir(), ContainerIds: []string{running}}, codes.NotFound},
+		{"no containers", &runtimeapi.CheckpointPodRequest{PodSandboxId: p.id, OutputPath: t.TempDir()}, codes.InvalidArgument},
+		{"output not empty", &runtimeapi.CheckpointPodRequest{PodSandboxId: p.id, OutputPath: full, ContainerIds: []string{running}}, codes.InvalidArgument},
+		{"unknown option", &runtimeapi.CheckpointPodRequest{PodSandboxId: p.id, OutputPath: t.TempDir(), ContainerIds: []string{running}, Options: map[string]string{"x": "y"}}, codes.InvalidArgument},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := a.rt.CheckpointPod(ctxT(t), tt.req)
+			want := tt.want
+			if !ok {
+				want = codes.Unimplemented
+			}
+			if status.Code(err) != want {
+				t.Fatalf("err = %v; want %s", err, want)
+			}
+			if !ok && !strings.Contains(err.Error(), "criu check") {
+				t.Errorf("the refusal does not say why: %v", err)
+			}
+			if ents, _ := os.ReadDir(tt.req.OutputPath); tt.req.OutputPath != full && len(ents) != 0 {
+				t.Errorf("output directory not empty: %v", ents)
+			}
+		})
+	}
+	t.Run("restore from a directory that is no checkpoint", func(t *testing.T) {
+		_, err := a.rt.RestorePod(ctxT(t), &runtimeapi.RestorePodRequest{
+			CheckpointPath: t.TempDir(), Config: podConfig(t, "podckpt-none"),
+			ContainerConfigs: []*runtimeapi.ContainerConfig{ctrConfig("sleeper", env.images.busybox, withCommand("sleep", "1000"))},
+		})
+		want := codes.InvalidArgument
+		if !ok {
+			want = codes.Unimplemented
+		}
+		if status.Code(err) != want {
+			t.Fatalf("err = %v; want %s", err, want)
+		}
+	})
+}
+
+// Two counters checkpointed together by CheckpointPod, their pod removed and the agent
+// restarted, restored by RestorePod + StartContainer: both go on from where they were.
+func TestCheckpointPodRestoreCounters(t *testing.T) {
+	if ok, why := criuWorks(); !ok {
+		t.Skipf("criu cannot run on this kernel: %s", why)
+	}
+	a := newAgent(t, agentOptions{})
+	p := runPod(t, a, podConfig(t, "podckpt-src"))
+	var ids []string
+	var cfgs []*runtimeapi.ContainerConfig
+	for _, name := range []string{"one", "two"} {
+		cfg := ctrConfig(name, env.images.busybox, withShell(counterScript))
+		ids = append(ids, runContainer(t, a, p, cfg))
+		cfgs = append(cfgs, cfg)
+	}
+	for _, id := range ids {
+		waitCount(t, a, id, 10)
+	}
+	dir := t.TempDir()
+	if _, err := a.rt.CheckpointPod(ctxT(t), &runtimeapi.CheckpointPodRequest{PodSandboxId: p.id, OutputPath: dir, ContainerIds: ids}); err != nil {
+		t.Fatalf("CheckpointPod: %v", err)
+	}
+	for _, id := range ids {
+		// Thawed: the source counts on.
+		waitCount(t, a, id, readCount(t, a, id)+2)
+	}
+	stopPod(t, a, p)
+	if err := a.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.start(); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := a.rt.RestorePod(ctxT(t), &runtimeapi.RestorePodRequest{CheckpointPath: dir, Config: podConfig(t, "podckpt-dst"), ContainerConfigs: cfgs})
+	if err != nil {
+		t.Fatalf("RestorePod: %v", err)
+	}
+	t.Cleanup(func() { stopPod(t, a, pod{id: resp.PodSandboxId}) })
+	for _, rc := range resp.RestoredContainers {
+		startContainer(t, a, rc.ContainerId)
+		if first := readCount(t, a, rc.ContainerId); first < 10 {
+			t.Errorf("restored %s reads %d: it started over", rc.Name, first)
+		}
+	}
+}

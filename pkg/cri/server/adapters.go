@@ -122,6 +122,10 @@ func (h *hostCgroups) Remove(path string) error {
 	return cgroups.Remove(path)
 }
 
+// Freeze writes the freezer through cgroupfs under either driver: systemd has no freeze of
+// its own that the kernel's would not bypass, and the unit's cgroup is its cgroupfs path.
+func (h *hostCgroups) Freeze(path string, frozen bool) error { return cgroups.Freeze(path, frozen) }
+
 func (h *hostCgroups) ContainerCgroup(pod, id string) CgroupRef {
 	if h.systemd() {
 		return CgroupRef{
@@ -304,7 +308,7 @@ func (c containerImages) Resolve(ctx context.Context, ref string) (ImageInfo, er
 	if err != nil {
 		return ImageInfo{}, err
 	}
-	return ImageInfo{ID: img.ID, Config: spec.ImageConfig(img.Config)}, nil
+	return ImageInfo{ID: img.ID, Config: spec.ImageConfig(img.Config), Annotations: img.Annotations}, nil
 }
 
 // spec.Generate is the default SpecGenerator; keep the signatures in step.

@@ -63,19 +63,36 @@ func (s *Service) checkpointContainer(ctx context.Context, c *store.Container, l
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(s.checkpointScratch(), 0o700); err != nil {
-		return err
-	}
-	scratch, err := os.MkdirTemp(s.checkpointScratch(), md.ID+"-")
+	scratch, err := s.newCheckpointScratch(md.ID)
 	if err != nil {
-		return fmt.Errorf("checkpoint scratch: %w", err)
+		return err
 	}
 	defer os.RemoveAll(scratch)
-	images, work := filepath.Join(scratch, checkpoint.ImagesDir), filepath.Join(scratch, "work")
-	if err := os.Mkdir(work, 0o700); err != nil {
+	return s.dumpToArchive(ctx, ctx, cl, md, st, sp, scratch, location)
+}
+
+// newCheckpointScratch makes a directory for CRIU's images of one checkpoint; the caller
+// removes it, and startup removes what a crash left.
+func (s *Service) newCheckpointScratch(owner string) (string, error) {
+	if err := os.MkdirAll(s.checkpointScratch(), 0o700); err != nil {
+		return "", err
+	}
+	scratch, err := os.MkdirTemp(s.checkpointScratch(), owner+"-")
+	if err != nil {
+		return "", fmt.Errorf("checkpoint scratch: %w", err)
+	}
+	return scratch, nil
+}
+
+// dumpToArchive has the shim dump a container into dir (CRIU's images and work files) and
+// writes the archive at location from them and the container's writable layer. dumpCtx
+// bounds the dump, ctx the archive; Write leaves no partial archive.
+func (s *Service) dumpToArchive(dumpCtx, ctx context.Context, cl ShimClient, md store.ContainerMetadata, st store.ContainerStatus, sp *specs.Spec, dir, location string) error {
+	images, work := filepath.Join(dir, checkpoint.ImagesDir), filepath.Join(dir, "work")
+	if err := os.MkdirAll(work, 0o700); err != nil {
 		return err
 	}
-	if err := cl.Checkpoint(ctx, ShimCheckpointRequest{ID: md.ID, ImagesDir: images, WorkDir: work}); err != nil {
+	if err := cl.Checkpoint(dumpCtx, ShimCheckpointRequest{ID: md.ID, ImagesDir: images, WorkDir: work}); err != nil {
 		return fmt.Errorf("dump: %w", err)
 	}
 	contents := checkpointContents(md, st, sp)

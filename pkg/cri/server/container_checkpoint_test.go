@@ -264,13 +264,3 @@ func TestRestoreRefusedWithTTYOrWithoutCRIU(t *testing.T) {
 	}
 	e.assertNothingLeft(t)
 }
-
-func TestCheckpointPodRefused(t *testing.T) {
-	e := newTestEnv(t)
-	if _, err := e.svc.CheckpointPod(context.Background(), &runtimeapi.CheckpointPodRequest{PodSandboxId: "x"}); !errdefs.IsNotImplemented(err) {
-		t.Errorf("CheckpointPod: err = %v", err)
-	}
-	if _, err := e.svc.RestorePod(context.Background(), &runtimeapi.RestorePodRequest{CheckpointPath: "/x"}); !errdefs.IsNotImplemented(err) {
-		t.Errorf("RestorePod: err = %v", err)
-	}
-}

@@ -224,8 +224,9 @@ func (s *Service) recordContainerScope(md store.ContainerMetadata, cl *cleanups)
 	return s.acquire(cl, store.Resource{Kind: store.KindCgroup, Path: md.Cgroup, Owner: md.ID}, func() error { return nil })
 }
 
-// containerImage resolves the request's image; for a checkpoint archive (container_restore.go)
-// it extracts the archive and resolves its base image, whose name the container then reports.
+// containerImage resolves the request's image; for a checkpoint archive or checkpoint image
+// (container_restore.go) it extracts the checkpoint and resolves its base image, whose name
+// the container then reports.
 func (s *Service) containerImage(ctx context.Context, id string, cfg *runtimeapi.ContainerConfig, imageName string, cl *cleanups) (*restoreSource, ImageInfo, string, error) {
 	isCkpt, err := isCheckpointImage(imageName)
 	if err != nil {
@@ -245,6 +246,14 @@ func (s *Service) containerImage(ctx context.Context, id string, cfg *runtimeapi
 			return nil, ImageInfo{}, "", fmt.Errorf("image %q not found: %w", imageName, errdefs.ErrNotFound)
 		}
 		return nil, ImageInfo{}, "", fmt.Errorf("resolve image %q: %w", imageName, err)
+	}
+	if isCheckpointImageInfo(img) {
+		rs, err := s.prepareImageRestore(ctx, id, cfg, imageName, img, cl)
+		if err != nil {
+			return nil, ImageInfo{}, "", err
+		}
+		base, name, err := s.baseImage(ctx, rs)
+		return rs, base, name, err
 	}
 	return nil, img, imageName, nil
 }

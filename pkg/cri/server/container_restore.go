@@ -15,16 +15,17 @@ import (
 	"github.com/berth-runtime/berth/pkg/cri/store"
 )
 
-// A CreateContainer whose image is the path of a checkpoint archive (as CRI-O accepts)
-// creates the container for a restore: the archive is extracted below the agent's root,
+// A CreateContainer whose image is the path of a checkpoint archive, or a checkpoint image in
+// the image store (a manifest annotated with checkpoint.ImageAnnotation), as CRI-O accepts
+// both, creates the container for a restore: the archive is extracted below the agent's root,
 // the container's rootfs is its base image with the archive's rootfs diff on top, and the
 // shim creates it without a process; StartContainer then restores the checkpointed
 // processes with CRIU (memory, open files) in the target pod, whose network namespace is
 // new. The extracted archive is a resource of the container, released with it.
 
-// restoreSource is an extracted checkpoint archive for one new container.
+// restoreSource is an extracted checkpoint archive (or checkpoint image) for one new container.
 type restoreSource struct {
-	archive  string
+	archive  string // the archive's path or the checkpoint image's reference
 	dir      string // <root>/checkpoints/<container id>
 	contents checkpoint.Contents
 }
@@ -56,27 +57,59 @@ func isCheckpointImage(image string) (bool, error) {
 // prepareRestore checks that the node and the request allow a restore, then extracts the
 // archive as a resource of the container.
 func (s *Service) prepareRestore(ctx context.Context, id string, cfg *runtimeapi.ContainerConfig, archive string, cl *cleanups) (*restoreSource, error) {
+	return s.prepareRestoreFrom(id, cfg, archive, cl, func(dest string) (checkpoint.Contents, error) {
+		return checkpoint.Extract(ctx, archive, dest)
+	})
+}
+
+// isCheckpointImageInfo reports whether a resolved image is a checkpoint image (CRI-O's
+// manifest annotation, checkpoint.ImageAnnotation).
+func isCheckpointImageInfo(img ImageInfo) bool {
+	_, ok := img.Annotations[checkpoint.ImageAnnotation]
+	return ok
+}
+
+// prepareImageRestore is prepareRestore for a checkpoint image in the image store: its
+// unpacked layer holds an archive's files, copied out as the container's resource (the
+// image itself is not leased: nothing reads it after the create).
+func (s *Service) prepareImageRestore(ctx context.Context, id string, cfg *runtimeapi.ContainerConfig, ref string, img ImageInfo, cl *cleanups) (*restoreSource, error) {
+	return s.prepareRestoreFrom(id, cfg, ref, cl, func(dest string) (checkpoint.Contents, error) {
+		layers, err := s.cimages.Lowers(ctx, img.ID)
+		if err != nil {
+			return checkpoint.Contents{}, fmt.Errorf("checkpoint image %q snapshots: %w", ref, err)
+		}
+		c, err := checkpoint.ExtractLayers(ctx, layers, dest)
+		if err != nil {
+			return c, fmt.Errorf("checkpoint image %q: %w", ref, err)
+		}
+		return c, nil
+	})
+}
+
+// prepareRestoreFrom checks the node and the request, makes the container's restore
+// directory (recorded before it is made) and has extract fill it.
+func (s *Service) prepareRestoreFrom(id string, cfg *runtimeapi.ContainerConfig, source string, cl *cleanups, extract func(dest string) (checkpoint.Contents, error)) (*restoreSource, error) {
 	if err := s.checkpointAllowed(); err != nil {
 		return nil, err
 	}
 	if cfg.GetTty() {
-		return nil, fmt.Errorf("restore from %q: the container has a tty: berth does not restore terminals: %w", archive, errdefs.ErrFailedPrecondition)
+		return nil, fmt.Errorf("restore from %q: the container has a tty: berth does not restore terminals: %w", source, errdefs.ErrFailedPrecondition)
 	}
-	r := &restoreSource{archive: archive, dir: filepath.Join(s.cfg.Root, "checkpoints", id)}
+	r := &restoreSource{archive: source, dir: filepath.Join(s.cfg.Root, "checkpoints", id)}
 	err := s.acquire(cl, store.Resource{Kind: store.KindDir, Path: r.dir, Owner: id}, func() error {
 		return os.MkdirAll(r.dir, 0o700)
 	})
 	if err != nil {
 		return nil, err
 	}
-	if r.contents, err = checkpoint.Extract(ctx, archive, r.dir); err != nil {
+	if r.contents, err = extract(r.dir); err != nil {
 		return nil, err
 	}
 	if err := os.Mkdir(r.workDir(), 0o700); err != nil {
 		return nil, err
 	}
 	if r.contents.Config.RootfsImageName == "" && r.contents.Config.RootfsImageRef == "" {
-		return nil, fmt.Errorf("checkpoint archive %q names no base image: %w", archive, errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("checkpoint %q names no base image: %w", source, errdefs.ErrInvalidArgument)
 	}
 	return r, nil
 }

@@ -142,6 +142,9 @@ type Cgroups interface {
 	// missing one is not an error.
 	Remove(path string) error
 	ContainerCgroup(podPath, containerID string) CgroupRef
+	// Freeze freezes (true) or thaws a container's cgroup (its CgroupRef.Path); frozen, it
+	// returns once every task is stopped. Only a pod checkpoint freezes (sandbox_checkpoint.go).
+	Freeze(path string, frozen bool) error
 	// ShimCgroup is the cgroup a pod's shim moves itself into ("" = it stays where started).
 	ShimCgroup(sandboxID string) string
 	ToResources(r *runtimeapi.LinuxContainerResources) (*specs.LinuxResources, error)
@@ -182,6 +185,8 @@ type ContainerImages interface {
 type ImageInfo struct {
 	ID     string // sha256:<config digest>
 	Config spec.ImageConfig
+	// Annotations are the manifest's; a checkpoint image is marked there (container_restore.go).
+	Annotations map[string]string
 }
 
 // Network attaches pod network namespaces to the pod network (pkg/network/cni). Calls for

@@ -131,6 +131,8 @@ type fakeShim struct {
 	// checkpoints are the Checkpoint requests; checkpointErr fails them.
 	checkpoints   []ShimCheckpointRequest
 	checkpointErr error
+	// onCheckpoint, when set, runs at each Checkpoint (before checkpointErr applies).
+	onCheckpoint func(ShimCheckpointRequest)
 	// creates are the Create requests.
 	creates []ShimCreateRequest
 	// podInitSeccomp is the seccomp filter the pod init was asked to load.
@@ -305,6 +307,9 @@ func (f *fakeShim) Checkpoint(ctx context.Context, req ShimCheckpointRequest) er
 		return fmt.Errorf("checkpoint %s: not running: %w", req.ID, errdefs.ErrFailedPrecondition)
 	}
 	f.checkpoints = append(f.checkpoints, req)
+	if f.onCheckpoint != nil {
+		f.onCheckpoint(req)
+	}
 	if f.checkpointErr != nil {
 		return f.checkpointErr
 	}
@@ -372,6 +377,32 @@ type fakeCgroups struct {
 	set      map[string]*runtimeapi.LinuxContainerResources
 	setErr   error // returned (once) by the next SetPod, which then writes nothing
 	setCalls int
+	// frozen are the container cgroups frozen now; freezeErr fails freezing the path.
+	frozen    map[string]bool
+	freezeErr map[string]error
+}
+
+func (f *fakeCgroups) Freeze(path string, frozen bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.freezeErr[path]; err != nil && frozen {
+		return err
+	}
+	if f.frozen == nil {
+		f.frozen = map[string]bool{}
+	}
+	if frozen {
+		f.frozen[path] = true
+	} else {
+		delete(f.frozen, path)
+	}
+	return nil
+}
+
+func (f *fakeCgroups) frozenCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.frozen)
 }
 
 func (f *fakeCgroups) SetPod(path string, r *runtimeapi.LinuxContainerResources) error {
@@ -491,6 +522,8 @@ type fakeImages struct {
 	images map[string]ImageInfo
 	leases map[string]string // owner -> image id
 	lower  string
+	// layers are an image's snapshot directories when not the one lower.
+	layers map[string][]string
 }
 
 func (f *fakeImages) Resolve(ctx context.Context, ref string) (ImageInfo, error) {
@@ -502,6 +535,9 @@ func (f *fakeImages) Resolve(ctx context.Context, ref string) (ImageInfo, error)
 }
 
 func (f *fakeImages) Lowers(ctx context.Context, id string) ([]string, error) {
+	if l, ok := f.layers[id]; ok {
+		return l, nil
+	}
 	return []string{f.lower}, nil
 }
 

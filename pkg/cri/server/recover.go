@@ -42,7 +42,9 @@ func (s *Service) Recover(ctx context.Context) error {
 	}
 	s.recoverOrphanContainers()
 	// A checkpoint cut short by an agent restart leaves CRIU images in scratch; nothing
-	// refers to them (the archive is written elsewhere, complete or not at all).
+	// refers to them (the archive is written elsewhere, complete or not at all). A pod
+	// checkpoint may also have left its containers frozen.
+	s.thawInterrupted()
 	if err := os.RemoveAll(s.checkpointScratch()); err != nil {
 		s.log.Warn("recover: remove checkpoint scratch", "err", err)
 	}

@@ -99,6 +99,8 @@ type Service struct {
 	mounter    Mounter
 	network    Network
 	netLocks   keyedLocks
+	// podCheckpoints serializes CheckpointPod per pod (sandbox_checkpoint.go).
+	podCheckpoints keyedLocks
 	// sandboxLocks orders CreateContainer against RemovePodSandbox (sandbox_lock.go).
 	sandboxLocks sandboxLocks
 	// kept holds creates finished after their caller left, for the kubelet's retry (keep.go).
