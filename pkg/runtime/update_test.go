@@ -28,12 +28,13 @@ func memoryLimitFile(t *testing.T, id string) string {
 	return ""
 }
 
-// startHolding starts a container, limited to 64 MiB, that puts 4 MB in its /dev/shm (tmpfs,
+// startHolding starts a container, limited to 64 MiB, that puts 8 MB in its /dev/shm (tmpfs,
 // charged to it and not reclaimable without swap), and waits until its cgroup is charged more
-// than 2 MiB.
+// than 6 MiB: more than runc init alone (about 2.5 MiB, charged to the container before it
+// execs), so the fill is there.
 func startHolding(t *testing.T, e *testEnv, name string) string {
 	t.Helper()
-	id, _ := e.create(t, name, []string{"sh", "-c", "head -c 4000000 /dev/zero > /dev/shm/fill; sleep 1000"},
+	id, _ := e.create(t, name, []string{"sh", "-c", "head -c 8000000 /dev/zero > /dev/shm/fill; sleep 1000"},
 		withMemoryLimit(64<<20))
 	if err := e.m.Start(id); err != nil {
 		t.Fatal(err)
@@ -44,11 +45,11 @@ func startHolding(t *testing.T, e *testEnv, name string) string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.MemoryUsageBytes > 2<<20 {
+		if st.MemoryUsageBytes > 6<<20 {
 			return id
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("container %s usage %d never exceeded 2 MiB", id, st.MemoryUsageBytes)
+			t.Fatalf("container %s usage %d never exceeded 6 MiB", id, st.MemoryUsageBytes)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

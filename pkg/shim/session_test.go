@@ -226,9 +226,18 @@ func TestShimStats(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	id := e.running(t, ctx, "stats", []string{"sleep", "1000"}, nil)
-	st, err := e.c.Stats(ctx, id)
-	if err != nil {
-		t.Fatal(err)
+	// pids.current counts tasks: until the init has exec'd sleep, runc init's threads are
+	// there too (Start returns once the exec is under way, not done).
+	var st Stats
+	for {
+		var err error
+		if st, err = e.c.Stats(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if st.PidsCurrent == 1 || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if st.MemoryUsageBytes == 0 || st.CPUUsageNanos == 0 || st.PidsCurrent != 1 || st.Timestamp.IsZero() {
 		t.Errorf("stats = %+v", st)
