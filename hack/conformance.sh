@@ -7,7 +7,8 @@
 #   hack/conformance.sh run [--focus REGEX] [--skip REGEX] [--report-dir DIR]
 #                                run the specs against the cluster (brought up, and down
 #                                afterwards, if it does not run yet) and print
-#                                "N passed, N failed, N skipped" from the JUnit report
+#                                "N passed, N failed, N skipped" from the JUnit report;
+#                                --focus replaces the default, --skip adds to skips.txt
 #
 # Focus defaults to [Conformance] and [NodeConformance]; skip to the patterns in
 # hack/conformance/skips.txt (specs a single offline node cannot run, each with its reason).
@@ -66,7 +67,7 @@ build() {
 		-ldflags "-s -w" -o "$dir/agnhost" k8s.io/kubernetes/test/images/agnhost)
 	log "built agnhost in $((SECONDS - start))s; building e2e.test"
 	start=$SECONDS
-	(cd "$MOD" && CGO_ENABLED=0 "$GO" test -c -mod=readonly -buildvcs=false -trimpath \
+	(cd "$MOD" && CGO_ENABLED=0 "$GO" test -c -vet=off -mod=readonly -buildvcs=false -trimpath \
 		-ldflags "-s -w $(version_ldflags)" -o "$dir/e2e.test" k8s.io/kubernetes/test/e2e)
 	log "built e2e.test in $((SECONDS - start))s"
 	# porter (an agnhost subcommand) serves TLS with the certificate upstream's image carries.
@@ -103,13 +104,14 @@ run() {
 	while (($#)); do
 		case $1 in
 		--focus) focus=$2; shift 2 ;;
-		--skip) skip=$2; shift 2 ;;
+		--skip) skip=${skip:+$skip|}$2; shift 2 ;;
 		--report-dir) rdir=$2; shift 2 ;;
 		*) die "unknown flag $1" ;;
 		esac
 	done
 	dir=$(build)
 	rdir=${rdir:-$REPO/_output/conformance/$(date -u +%Y%m%dT%H%M%SZ)}
+	mkdir -p "$rdir"
 	KCFG=$CLUSTER_DIR/kubeconfig
 	if ! "$REPO/hack/cluster.sh" status >/dev/null 2>&1; then
 		log "no cluster runs: bringing one up (and down afterwards)"
