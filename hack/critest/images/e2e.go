@@ -16,12 +16,15 @@ import (
 // [Conformance] and [NodeConformance] specs a single offline node runs; served only when
 // the registry is given the agnhost binary (hack/conformance.sh builds it from the
 // kubernetes module). Stand-ins reproduce what the specs check, nothing more.
-const agnhostPorterDir = "agnhost-porter" // localhost.crt/key beside the agnhost binary
+const (
+	agnhostPorterDir = "agnhost-porter" // localhost.crt/key beside the agnhost binary
+	hostCurl         = "/usr/bin/curl"
+)
 
 // e2eCatalogue builds the e2e images on the fixture busybox. agnhost is the real program
 // (static, from test/images/agnhost at the cluster's version); upstream's image is alpine
-// with curl, dig, nc and iperf added, of which only busybox's applets (nc, wget, nslookup)
-// are here.
+// with curl, dig, nc and iperf added: here are the host's curl and busybox's applets (nc,
+// wget, nslookup), no dig.
 func e2eCatalogue(b *fixture.Builder, agnhostPath string, nnp []byte) ([]Image, error) {
 	agnhost, err := os.ReadFile(agnhostPath)
 	if err != nil {
@@ -46,6 +49,13 @@ func e2eCatalogue(b *fixture.Builder, agnhostPath string, nnp []byte) ([]Image, 
 		return nil, err
 	}
 	agnFiles = append(agnFiles, regFiles...)
+	// Specs run curl in agnhost pods (lifecycle hooks, Services, HostPort): the host's curl
+	// with its libraries, since busybox has none.
+	curl, err := fixture.HostBinary(hostCurl, "/usr/bin/curl")
+	if err != nil {
+		return nil, fmt.Errorf("agnhost's curl: %w", err)
+	}
+	agnFiles = append(agnFiles, curl...)
 	agnhostOpts := func(k string, extra ...fixture.Option) []fixture.Option {
 		return append([]fixture.Option{kind(k), fixture.WithFiles(agnFiles...),
 			fixture.WithEntrypoint("/agnhost"), fixture.WithCmd("pause")}, extra...)
@@ -62,8 +72,8 @@ func e2eCatalogue(b *fixture.Builder, agnhostPath string, nnp []byte) ([]Image, 
 		{[]string{e2e + "agnhost:2.66.1"},
 			"the real agnhost (test/images/agnhost at the cluster's version) at /agnhost and /agnhost-2, " +
 				"porter's localhost.crt/key, /uploads, user-defined-in-image (1000) in group-defined-in-image (50000), " +
-				"pause:3.10.2's stand-in as pause:testing in /var/registry (fake-registry-server); " +
-				"busybox instead of alpine (no curl, dig, iperf)",
+				"pause:3.10.2's stand-in as pause:testing in /var/registry (fake-registry-server), the host's curl; " +
+				"busybox instead of alpine (no dig, iperf, socat)",
 			withUser, agnhostOpts("e2e-agnhost")},
 		{[]string{e2e + "agnhost:2.55"},
 			"as agnhost:2.66.1 (the previous version's image, used by version-skew specs), another digest",

@@ -95,6 +95,16 @@ func TestE2ECatalogue(t *testing.T) {
 	if !strings.Contains(files["/etc/group"], "group-defined-in-image:x:50000:user-defined-in-image") {
 		t.Errorf("/etc/group lacks group-defined-in-image:\n%s", files["/etc/group"])
 	}
+	// curl runs in the image: its libraries and loader came along.
+	root := t.TempDir()
+	if err := untar(mutate.Extract(imageOf(t, imgs, e2eRefs[0])), root); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := chrootCmd(root, nil, "/usr/bin/curl", "--version").CombinedOutput(); err != nil ||
+		!strings.HasPrefix(string(out), "curl ") {
+		t.Errorf("curl --version in the agnhost image: %v: %s", err, out)
+	}
+
 	// The fake registry's pause:testing is the served pause:3.10.2, every blob in place.
 	pause := digestOf(t, imgs, "registry.k8s.io/pause:3.10.2")
 	if got := strings.TrimSpace(files["/var/registry/pause/manifests/testing"]); got != pause.String() {
