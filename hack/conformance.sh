@@ -127,7 +127,7 @@ run() {
 	log "running e2e.test, report in $rdir"
 	e2e_run "$dir" "$rdir" --ginkgo.focus="$focus" ${skip:+--ginkgo.skip="$skip"} >"$rdir/e2e.log" 2>&1 || rc=$?
 	(cd "$MOD" && "$GO" run -mod=readonly ./cmd/junitsum -selected "$rdir/selected/junit_01.xml" \
-		-report "$rdir/junit_01.xml" -details "$rdir/summary.md")
+		-report "$rdir/junit_01.xml" -skip "$skip" -details "$rdir/summary.md")
 	log "details in $rdir/summary.md, log in $rdir/e2e.log (e2e.test exit $rc)"
 	if $started; then
 		trap - EXIT

@@ -1,9 +1,10 @@
 // Command junitsum counts an e2e.test JUnit report (Ginkgo v2's, --report-dir) against the
 // specs the focus selected: it prints "N passed, N failed, N skipped", where skipped is every
 // selected spec that did not run (listed in hack/conformance/skips.txt, or skipped by the spec
-// itself, e.g. for want of a second node), and with -details the failed and skipped specs.
+// itself, e.g. for want of a second node, or never reached by an interrupted run), and with
+// -details the failed and skipped specs.
 //
-//	junitsum -selected DRYRUN.xml -report RUN.xml [-details FILE]
+//	junitsum -selected DRYRUN.xml -report RUN.xml [-skip REGEX] [-details FILE]
 //
 // DRYRUN.xml is the report of `e2e.test --ginkgo.dry-run` with the focus alone: every spec
 // it reports as passed is selected.
@@ -15,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 )
@@ -52,6 +54,7 @@ func run(args []string, out io.Writer) error {
 	selected := fs.String("selected", "", "JUnit report of a dry run with the focus alone")
 	report := fs.String("report", "", "JUnit report of the run")
 	details := fs.String("details", "", "write the failed and skipped specs here")
+	skip := fs.String("skip", "", "the run's --ginkgo.skip: a selected spec it matches is skipped by the skip list")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -63,7 +66,13 @@ func run(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	s := summarize(sel, got)
+	var skipRE *regexp.Regexp
+	if *skip != "" {
+		if skipRE, err = regexp.Compile(*skip); err != nil {
+			return fmt.Errorf("skip regex: %w", err)
+		}
+	}
+	s := summarize(sel, got, skipRE)
 	fmt.Fprintf(out, "%d passed, %d failed, %d skipped\n", len(s.passed), len(s.failed), len(s.skipped))
 	if *details == "" {
 		return nil
@@ -99,7 +108,7 @@ func suiteNode(name string) bool {
 	return !strings.HasPrefix(name, "[It] ")
 }
 
-func summarize(selected, got []testCase) summary {
+func summarize(selected, got []testCase, skip *regexp.Regexp) summary {
 	s := summary{failed: map[string]string{}, skipped: map[string]string{}}
 	ran := map[string]testCase{}
 	for _, c := range got {
@@ -122,8 +131,11 @@ func summarize(selected, got []testCase) summary {
 			s.failed[c.Name] = firstLine(r)
 		case r.Skipped != nil && r.Skipped.Message != "skipped":
 			s.skipped[c.Name] = strings.TrimPrefix(r.Skipped.Message, "skipped - ")
+		case skip != nil && skip.MatchString(strings.TrimPrefix(c.Name, "[It] ")):
+			s.skipped[c.Name] = "skip list (--ginkgo.skip)"
 		default:
-			s.skipped[c.Name] = "skips.txt"
+			// Ginkgo reports the specs an interrupted run never reached as skipped.
+			s.skipped[c.Name] = "not run (" + r.Status + ")"
 		}
 	}
 	return s

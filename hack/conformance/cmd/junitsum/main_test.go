@@ -17,8 +17,8 @@ func writeReport(t *testing.T, cases string) string {
 	return p
 }
 
-// The dry run selects a, b, c, d, e (f is outside the focus); the run passes a, fails b,
-// d skips itself, e was removed by the skip list, c never ran.
+// The dry run selects a to e and g (f is outside the focus); the run passes a, fails b,
+// d skips itself, e was removed by the skip list, c is missing, g was never reached.
 func TestSummarize(t *testing.T) {
 	sel := writeReport(t, `
 <testcase name="[SynchronizedBeforeSuite]" status="passed"></testcase>
@@ -27,6 +27,7 @@ func TestSummarize(t *testing.T) {
 <testcase name="[It] c" status="passed"></testcase>
 <testcase name="[It] d" status="passed"></testcase>
 <testcase name="[It] e" status="passed"></testcase>
+<testcase name="[It] g" status="passed"></testcase>
 <testcase name="[It] f" status="skipped"><skipped message="skipped"></skipped></testcase>`)
 	got := writeReport(t, `
 <testcase name="[SynchronizedBeforeSuite]" status="passed"></testcase>
@@ -37,13 +38,14 @@ could not write</failure></testcase>
   pod never became ready</failure></testcase>
 <testcase name="[It] d" status="skipped"><skipped message="skipped - Requires at least 2 nodes"></skipped></testcase>
 <testcase name="[It] e" status="skipped"><skipped message="skipped"></skipped></testcase>
+<testcase name="[It] g" status="skipped"><skipped message="skipped"></skipped></testcase>
 <testcase name="[It] f" status="skipped"><skipped message="skipped"></skipped></testcase>`)
 	var out strings.Builder
 	details := filepath.Join(t.TempDir(), "summary.md")
-	if err := run([]string{"-selected", sel, "-report", got, "-details", details}, &out); err != nil {
+	if err := run([]string{"-selected", sel, "-report", got, "-skip", "^e$", "-details", details}, &out); err != nil {
 		t.Fatal(err)
 	}
-	if sum, want := out.String(), "1 passed, 2 failed, 3 skipped\n"; sum != want {
+	if sum, want := out.String(), "1 passed, 2 failed, 4 skipped\n"; sum != want {
 		t.Errorf("summary %q, want %q", sum, want)
 	}
 	b, err := os.ReadFile(details)
@@ -51,7 +53,7 @@ could not write</failure></testcase>
 		t.Fatal(err)
 	}
 	for _, want := range []string{"- [It] b\n  pod never became ready", "- [It] d\n  Requires at least 2 nodes",
-		"- [It] e\n  skips.txt", "- [It] c\n  not in the run's report", "could not write"} {
+		"- [It] e\n  skip list", "- [It] c\n  not in the run's report", "- [It] g\n  not run (skipped)", "could not write"} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("details lack %q:\n%s", want, b)
 		}
