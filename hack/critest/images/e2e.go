@@ -19,6 +19,7 @@ import (
 const (
 	agnhostPorterDir = "agnhost-porter" // localhost.crt/key beside the agnhost binary
 	hostCurl         = "/usr/bin/curl"
+	hostHostname     = "/bin/hostname"
 )
 
 // e2eCatalogue builds the e2e images on the fixture busybox. agnhost is the real program
@@ -66,6 +67,12 @@ func e2eCatalogue(b *fixture.Builder, agnhostPath string, nnp []byte) ([]Image, 
 		etc  []fixture.File
 		opts []fixture.Option
 	}
+	// glibc-dns-testing is Debian with dnsutils: specs run its glibc hostname (-f resolves
+	// through glibc's getaddrinfo); the host's Debian hostname stands in, no dig.
+	hostname, err := fixture.HostBinary(hostHostname, "/bin/hostname")
+	if err != nil {
+		return nil, fmt.Errorf("glibc-dns-testing's hostname: %w", err)
+	}
 	withUser := etcFiles("user-defined-in-image:x:1000:1000:Linux User,,,:/home/user-defined-in-image:/bin/sh\n",
 		"user-defined-in-image:x:1000:\ngroup-defined-in-image:x:50000:user-defined-in-image\n")
 	specs := []spec{
@@ -86,6 +93,8 @@ func e2eCatalogue(b *fixture.Builder, agnhostPath string, nnp []byte) ([]Image, 
 			"agnhost with CMD test-webserver and /nautilus.jpg, /data.json", withUser,
 			agnhostOpts("e2e-nautilus", fixture.WithCmd("test-webserver"), fixture.WithFiles(
 				fixture.Reg("/nautilus.jpg", "nautilus\n", 0o644), fixture.Reg("/data.json", `{"image": "nautilus.jpg"}`+"\n", 0o644)))},
+		{[]string{e2e + "glibc-dns-testing:2.1.1"}, "busybox with the host's glibc /bin/hostname (no dig)", nil,
+			[]fixture.Option{kind("e2e-glibc-dns-testing"), fixture.WithFiles(hostname...)}},
 		{[]string{e2e + "busybox:1.37.0-2"}, "busybox rootfs with upstream busybox users", nil,
 			[]fixture.Option{kind("e2e-busybox-1.37")}},
 		{[]string{e2e + "nginx:1.27.0-2"}, "busybox httpd on :80 as nginx (see nginx:1.14-2)", nil, nginxOpts("e2e-nginx-1.27", 80)},

@@ -25,6 +25,7 @@ var e2eRefs = []string{
 	"registry.k8s.io/e2e-test-images/kitten:1.8",
 	"registry.k8s.io/e2e-test-images/nautilus:1.8",
 	"registry.k8s.io/e2e-test-images/busybox:1.37.0-2",
+	"registry.k8s.io/e2e-test-images/glibc-dns-testing:2.1.1",
 	"registry.k8s.io/e2e-test-images/nginx:1.27.0-2",
 	"registry.k8s.io/e2e-test-images/nginx:1.28.0-2",
 	"registry.k8s.io/e2e-test-images/nonewprivs:1.4",
@@ -103,6 +104,16 @@ func TestE2ECatalogue(t *testing.T) {
 	if out, err := chrootCmd(root, nil, "/usr/bin/curl", "--version").CombinedOutput(); err != nil ||
 		!strings.HasPrefix(string(out), "curl ") {
 		t.Errorf("curl --version in the agnhost image: %v: %s", err, out)
+	}
+
+	// glibc-dns-testing's hostname is a glibc binary that runs there.
+	groot := t.TempDir()
+	if err := untar(mutate.Extract(imageOf(t, imgs, "registry.k8s.io/e2e-test-images/glibc-dns-testing:2.1.1")), groot); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := chrootCmd(groot, nil, "/bin/hostname", "--version").CombinedOutput(); err != nil ||
+		!strings.Contains(string(out), "hostname") {
+		t.Errorf("hostname --version in glibc-dns-testing: %v: %s", err, out)
 	}
 
 	// The fake registry's pause:testing is the served pause:3.10.2, every blob in place.
