@@ -127,6 +127,9 @@ func summarize(selected, got []testCase, skip *regexp.Regexp) summary {
 			s.skipped[c.Name] = "not in the run's report"
 		case r.Status == "passed":
 			s.passed = append(s.passed, c.Name)
+		case r.Status == "interrupted":
+			// Stopped by a SIGINT to the run, neither passed nor failed.
+			s.skipped[c.Name] = "interrupted (the run was stopped)"
 		case failedState(r.Status):
 			s.failed[c.Name] = firstLine(r)
 		case r.Skipped != nil && r.Skipped.Message != "skipped":
@@ -143,7 +146,7 @@ func summarize(selected, got []testCase, skip *regexp.Regexp) summary {
 
 func failedState(st string) bool {
 	switch st {
-	case "failed", "panicked", "interrupted", "aborted", "timedout":
+	case "failed", "panicked", "aborted", "timedout":
 		return true
 	}
 	return false
