@@ -72,6 +72,14 @@ cluster-e2e: build
 	hack/cluster.sh build
 	$(E2E_ENV) $(GOTEST) -timeout 40m -v ./test/e2e/cluster/
 
+# conformance: e2e.test v1.37.2's [Conformance] and [NodeConformance] specs against the cluster
+# above (brought up and down if none runs), skipping hack/conformance/skips.txt; prints
+# "N passed, N failed, N skipped", details in _output/conformance/<time>/summary.md. Hours on two
+# cores, so not part of test. FOCUS=regex / SKIP=regex replace the defaults.
+.PHONY: conformance
+conformance: build
+	$(E2E_ENV) hack/conformance.sh run $(if $(FOCUS),--focus '$(FOCUS)') $(if $(SKIP),--skip '$(SKIP)')
+
 leaks:
 	hack/check-leaks.sh
 

@@ -13,7 +13,8 @@
 #   hack/cluster.sh status   tell what runs
 #
 # Env: CLUSTER_DIR (state, /var/lib/berth-cluster), KUBE_VERSION (v1.37.2),
-#      K8S_BIN_CACHE (/var/cache/berth), BERTH_BIN, BERTH_SHIM_BIN, GO.
+#      K8S_BIN_CACHE (/var/cache/berth), BERTH_BIN, BERTH_SHIM_BIN, GO,
+#      CLUSTER_AGNHOST (an agnhost binary: serve e2e.test's images too; hack/conformance.sh).
 set -euo pipefail
 
 KUBE_VERSION=${KUBE_VERSION:-v1.37.2}
@@ -315,8 +316,10 @@ restore_node() {
 start_registry() {
 	mkdir -p "$CLUSTER_DIR/bin"
 	(cd "$REPO" && "$GO" build -o "$CLUSTER_DIR/bin/images" ./hack/critest/images)
+	# CLUSTER_AGNHOST (hack/conformance.sh): an agnhost binary; the registry then serves
+	# e2e.test's images too.
 	start_bg registry "$CLUSTER_DIR/bin/images" --addr 127.0.0.1:0 --certs-dir "$CLUSTER_DIR/certs.d" \
-		--manifest "$CLUSTER_DIR/images.json"
+		--manifest "$CLUSTER_DIR/images.json" ${CLUSTER_AGNHOST:+--agnhost "$CLUSTER_AGNHOST"}
 	wait_for "the image registry" 120 registry grep -q '^serving on ' "$LOGS/registry.log"
 }
 

@@ -1,7 +1,8 @@
-// Command images serves stand-ins for every image critest (cri-tools v1.37.0) pulls from a
-// registry on 127.0.0.1, under the upstream repository paths, and writes hosts.toml mirrors.
+// Command images serves stand-ins for every image critest (cri-tools v1.37.0) pulls, and with
+// --agnhost those e2e.test (kubernetes v1.37.2) pulls (e2e.go), from a registry on 127.0.0.1,
+// under the upstream repository paths, and writes hosts.toml mirrors.
 //
-//	go run ./hack/critest/images [--addr 127.0.0.1:0] [--pidfile F] [--certs-dir DIR] [--manifest F] [--go go | --nnp FILE] [--write-nnp FILE]
+//	go run ./hack/critest/images [--addr 127.0.0.1:0] [--pidfile F] [--certs-dir DIR] [--manifest F] [--go go | --nnp FILE] [--write-nnp FILE] [--agnhost FILE]
 //	go run ./hack/critest/images --list
 //
 // registry.k8s.io/e2e-test-images/busybox:1.29-2 is served as ADDR/e2e-test-images/busybox:1.29-2,
@@ -37,6 +38,8 @@ func run(args []string, stdout io.Writer) error {
 	nnpFile := fs.String("nnp", "", "use this prebuilt nonewprivs helper instead of building it (a node without Go)")
 	writeNNP := fs.String("write-nnp", "", "build the nonewprivs helper into this file and exit")
 	list := fs.Bool("list", false, "print the catalogue and exit")
+	agnhost := fs.String("agnhost", "", "also serve the e2e.test images, agnhost built from this binary "+
+		"(its porter certificate in "+agnhostPorterDir+"/ beside it)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -53,7 +56,7 @@ func run(args []string, stdout io.Writer) error {
 	if *writeNNP != "" {
 		return os.WriteFile(*writeNNP, nnp, 0o755)
 	}
-	imgs, err := catalogue(new(fixture.Builder), nnp)
+	imgs, err := allImages(new(fixture.Builder), nnp, *agnhost)
 	if err != nil {
 		return err
 	}
@@ -85,6 +88,20 @@ func run(args []string, stdout io.Writer) error {
 		fmt.Fprintf(os.Stderr, "critest-images: %s, stopping\n", s)
 	}
 	return err
+}
+
+// allImages is critest's catalogue, and e2e.test's when agnhost names its binary.
+func allImages(b *fixture.Builder, nnp []byte, agnhost string) ([]Image, error) {
+	imgs, err := catalogue(b, nnp)
+	if err != nil || agnhost == "" {
+		return imgs, err
+	}
+	more, err := e2eCatalogue(b, agnhost, nnp)
+	if err != nil {
+		return nil, err
+	}
+	imgs = append(imgs, more...)
+	return imgs, checkPaths(imgs)
 }
 
 // Served is one catalogue image as pushed.

@@ -29,16 +29,32 @@ func toStatus(err error) error {
 	if err == nil {
 		return nil
 	}
-	st, _ := status.FromError(errgrpc.ToGRPC(classifyErrno(err)))
+	err = classifyErrno(err)
+	if st, ok := status.FromError(err); ok {
+		return status.Error(st.Code(), st.Message())
+	}
+	st, _ := status.FromError(errgrpc.ToGRPC(classOnly{msg: err.Error(), class: errdefs.Resolve(err)}))
 	return status.Error(st.Code(), st.Message())
 }
+
+// classOnly is an error's message and errdefs class without the rest of its chain. errgrpc
+// walks a chain for details, which toStatus drops anyway, and panics on a wrapper whose
+// Unwrap returns nil, as a *net.DNSError's does: a pull from a registry whose name does not
+// resolve took the agent down.
+type classOnly struct {
+	msg   string
+	class error
+}
+
+func (c classOnly) Error() string { return c.msg }
+func (c classOnly) Unwrap() error { return c.class }
 
 // classifyErrno classes the kernel errors that mean the same whichever step met them: a full
 // filesystem or an exhausted quota is ResourceExhausted whether a spec, a log directory or an
 // overlay's upper layer was being written, so the kubelet sees the node's state, not Unknown.
 // Errors already classified keep their class.
 func classifyErrno(err error) error {
-	if status.Code(errgrpc.ToGRPC(err)) != codes.Unknown {
+	if _, ok := status.FromError(err); ok || errdefs.Resolve(err) != errdefs.ErrUnknown {
 		return err
 	}
 	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {

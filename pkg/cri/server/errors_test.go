@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"strings"
 	"syscall"
@@ -82,6 +84,17 @@ func TestErrorCodes(t *testing.T) {
 		_, got := unaryCall(t, discardLog(), func(context.Context, any) (any, error) { return nil, classified })
 		if status.Code(got) != codes.Unavailable {
 			t.Errorf("an already classified error changed class: %s", status.Code(got))
+		}
+	})
+	t.Run("unresolvable registry", func(t *testing.T) {
+		// A *net.DNSError's Unwrap returns nil; behind a second %w, errgrpc's detail walk
+		// used to panic on it, outside the handler's recover, and the agent exited.
+		dns := &url.Error{Op: "Get", URL: "https://invalid.example/v2/", Err: &net.OpError{Op: "dial", Net: "tcp",
+			Err: &net.DNSError{Err: "no such host", Name: "invalid.example", IsNotFound: true}}}
+		err := fmt.Errorf("pull invalid.example/x:1: %w: %w", errdefs.ErrUnavailable, dns)
+		_, got := unaryCall(t, discardLog(), func(context.Context, any) (any, error) { return nil, err })
+		if s, _ := status.FromError(got); s.Code() != codes.Unavailable || s.Message() != err.Error() {
+			t.Errorf("got %v, want Unavailable with the error's text", got)
 		}
 	})
 	t.Run("status kept", func(t *testing.T) {

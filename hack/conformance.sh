@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Kubernetes conformance on berth: e2e.test (k8s.io/kubernetes/test/e2e) and agnhost at
+# KUBE_VERSION, built from the wrapper module hack/conformance, run against the single-node
+# cluster of hack/cluster.sh.
+#
+#   hack/conformance.sh build    build (or find cached) e2e.test and agnhost; prints their dir
+#   hack/conformance.sh run [--focus REGEX] [--skip REGEX] [--report-dir DIR]
+#                                run the specs against the cluster (brought up, and down
+#                                afterwards, if it does not run yet) and print
+#                                "N passed, N failed, N skipped" from the JUnit report;
+#                                --focus replaces the default, --skip adds to skips.txt
+#
+# Focus defaults to [Conformance] and [NodeConformance]; skip to the patterns in
+# hack/conformance/skips.txt (specs a single offline node cannot run, each with its reason).
+# Env: KUBE_VERSION (v1.37.2), K8S_BIN_CACHE (/var/cache/berth), CLUSTER_DIR, GO.
+set -euo pipefail
+
+KUBE_VERSION=${KUBE_VERSION:-v1.37.2}
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+GO=${GO:-go}
+K8S_BIN_CACHE=${K8S_BIN_CACHE:-/var/cache/berth}
+CLUSTER_DIR=${CLUSTER_DIR:-/var/lib/berth-cluster}
+MOD=$REPO/hack/conformance
+SKIPS=$MOD/skips.txt
+
+log() { echo "conformance.sh: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+# --- build ---------------------------------------------------------------------------------
+
+# bin_dir is keyed like hack/cluster.sh's: the version and the wrapper module's graph.
+bin_dir() {
+	local sum
+	sum=$(cat "$MOD/go.mod" "$MOD/go.sum" | sha256sum | cut -c1-12)
+	echo "$K8S_BIN_CACHE/e2e-$KUBE_VERSION-$sum"
+}
+
+# version_ldflags stamps the version as hack/cluster.sh does (e2e.test logs it and compares
+# it with the server's).
+version_ldflags() {
+	local ver=${KUBE_VERSION#v} major minor pkg flags=""
+	major=${ver%%.*}
+	minor=${ver#*.}
+	minor=${minor%%.*}
+	for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+		flags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
+		flags+=" -X $pkg.gitCommit=0000000000000000000000000000000000000000 -X $pkg.gitTreeState=clean"
+		flags+=" -X $pkg.buildDate=1970-01-01T00:00:00Z"
+	done
+	echo "$flags"
+}
+
+build() {
+	local dir start
+	dir=$(bin_dir)
+	if [[ -f $dir/.complete ]]; then
+		echo "$dir"
+		return 0
+	fi
+	grep -q "k8s.io/kubernetes $KUBE_VERSION" "$MOD/go.mod" ||
+		die "hack/conformance/go.mod does not pin k8s.io/kubernetes $KUBE_VERSION"
+	mkdir -p "$dir"
+	start=$SECONDS
+	log "building agnhost into $dir"
+	# agnhost runs inside the test pods: static, as upstream's image ships it.
+	(cd "$MOD" && CGO_ENABLED=0 "$GO" build -mod=readonly -buildvcs=false -trimpath \
+		-ldflags "-s -w" -o "$dir/agnhost" k8s.io/kubernetes/test/images/agnhost)
+	log "built agnhost in $((SECONDS - start))s; building e2e.test"
+	start=$SECONDS
+	(cd "$MOD" && CGO_ENABLED=0 "$GO" test -c -vet=off -mod=readonly -buildvcs=false -trimpath \
+		-ldflags "-s -w $(version_ldflags)" -o "$dir/e2e.test" k8s.io/kubernetes/test/e2e)
+	log "built e2e.test in $((SECONDS - start))s"
+	# porter (an agnhost subcommand) serves TLS with the certificate upstream's image carries.
+	local src
+	src=$(cd "$MOD" && "$GO" list -mod=readonly -f '{{.Dir}}' k8s.io/kubernetes/test/images/agnhost)
+	mkdir -p "$dir/agnhost-porter"
+	cp "$src/porter/localhost.crt" "$src/porter/localhost.key" "$dir/agnhost-porter/"
+	touch "$dir/.complete"
+	echo "$dir"
+}
+
+# --- run -----------------------------------------------------------------------------------
+
+FOCUS='\[Conformance\]|\[NodeConformance\]'
+
+# skip_regex joins the patterns of skips.txt: "PATTERN  # reason" lines, '#' comments.
+skip_regex() {
+	sed -e 's/[[:space:]]#[[:space:]].*$//' -e 's/^#.*$//' -e 's/[[:space:]]*$//' "$SKIPS" | grep . | paste -sd'|'
+}
+
+# e2e_run dir report-dir args...: e2e.test against the cluster, upstream's defaults otherwise
+# (no timeout is lowered).
+e2e_run() {
+	local dir=$1 rdir=$2
+	shift 2
+	mkdir -p "$rdir"
+	"$dir/e2e.test" --kubeconfig="$KCFG" --provider=local --report-dir="$rdir" \
+		--e2e-output-dir="$rdir" --ginkgo.no-color "$@"
+}
+
+run() {
+	local focus=$FOCUS skip="" rdir="" dir started=false rc=0
+	skip=$(skip_regex)
+	while (($#)); do
+		case $1 in
+		--focus) focus=$2; shift 2 ;;
+		--skip) skip=${skip:+$skip|}$2; shift 2 ;;
+		--report-dir) rdir=$2; shift 2 ;;
+		*) die "unknown flag $1" ;;
+		esac
+	done
+	dir=$(build)
+	rdir=${rdir:-$REPO/_output/conformance/$(date -u +%Y%m%dT%H%M%SZ)}
+	mkdir -p "$rdir"
+	KCFG=$CLUSTER_DIR/kubeconfig
+	if ! "$REPO/hack/cluster.sh" status >/dev/null 2>&1; then
+		log "no cluster runs: bringing one up (and down afterwards)"
+		started=true
+		trap '"$REPO/hack/cluster.sh" down || true' EXIT
+		CLUSTER_AGNHOST=$dir/agnhost "$REPO/hack/cluster.sh" up >/dev/null
+	fi
+	grep -q '"registry.k8s.io/e2e-test-images/agnhost:' "$CLUSTER_DIR/images.json" ||
+		die "the running cluster's registry lacks e2e.test's images: hack/cluster.sh down, then rerun"
+	# The specs the focus selects, from a dry run: skipped is what of them did not run.
+	e2e_run "$dir" "$rdir/selected" --ginkgo.focus="$focus" --ginkgo.dry-run >"$rdir/selected.log" 2>&1 ||
+		die "e2e.test --ginkgo.dry-run failed (see $rdir/selected.log)"
+	log "running e2e.test, report in $rdir"
+	e2e_run "$dir" "$rdir" --ginkgo.focus="$focus" ${skip:+--ginkgo.skip="$skip"} >"$rdir/e2e.log" 2>&1 || rc=$?
+	(cd "$MOD" && "$GO" run -mod=readonly ./cmd/junitsum -selected "$rdir/selected/junit_01.xml" \
+		-report "$rdir/junit_01.xml" -skip "$skip" -details "$rdir/summary.md")
+	log "details in $rdir/summary.md, log in $rdir/e2e.log (e2e.test exit $rc)"
+	if $started; then
+		trap - EXIT
+		"$REPO/hack/cluster.sh" down >&2
+	fi
+	return "$rc"
+}
+
+cmd=${1:-}
+shift || true
+case $cmd in
+build) build ;;
+run) run "$@" ;;
+*) die "usage: $0 build|run [--focus REGEX] [--skip REGEX] [--report-dir DIR]" ;;
+esac

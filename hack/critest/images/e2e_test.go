@@ -1,0 +1,150 @@
+package main
+
+import (
+	"archive/tar"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
+	"github.com/berth-runtime/berth/test/fixture"
+)
+
+// e2eRefs are the images of kubernetes v1.37.2's test/utils/image/manifest.go the registry
+// serves with --agnhost.
+var e2eRefs = []string{
+	"registry.k8s.io/e2e-test-images/agnhost:2.66.1",
+	"registry.k8s.io/e2e-test-images/agnhost:2.55",
+	"registry.k8s.io/e2e-test-images/kitten:1.8",
+	"registry.k8s.io/e2e-test-images/nautilus:1.8",
+	"registry.k8s.io/e2e-test-images/busybox:1.37.0-2",
+	"registry.k8s.io/e2e-test-images/glibc-dns-testing:2.1.1",
+	"registry.k8s.io/e2e-test-images/nginx:1.27.0-2",
+	"registry.k8s.io/e2e-test-images/nginx:1.28.0-2",
+	"registry.k8s.io/e2e-test-images/nonewprivs:1.4",
+	"registry.k8s.io/e2e-test-images/nonroot:1.5",
+	"registry.k8s.io/pause:3.10.2",
+}
+
+// flatFiles reads every regular file and symlink of img's flattened rootfs.
+func flatFiles(t *testing.T, img v1.Image) map[string]string {
+	t.Helper()
+	rc := mutate.Extract(img)
+	defer rc.Close()
+	out := map[string]string{}
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := "/" + strings.TrimPrefix(h.Name, "/")
+		switch h.Typeflag {
+		case tar.TypeSymlink:
+			out[name] = "-> " + h.Linkname
+		case tar.TypeReg:
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[name] = string(b)
+		}
+	}
+}
+
+func TestE2ECatalogue(t *testing.T) {
+	dir := t.TempDir()
+	agnhost := filepath.Join(dir, "agnhost")
+	if err := os.WriteFile(agnhost, []byte("#!/bin/sh\necho agnhost\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	nnp, err := buildNNP("go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgs, err := allImages(new(fixture.Builder), nnp, agnhost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ref := range append(append([]string{}, e2eRefs...), critestRefs[0]) {
+		findImage(t, imgs, ref)
+	}
+	if digestOf(t, imgs, e2eRefs[0]) == digestOf(t, imgs, e2eRefs[1]) {
+		t.Error("agnhost:2.66.1 and agnhost:2.55 share a digest")
+	}
+	if digestOf(t, imgs, e2eRefs[5]) == digestOf(t, imgs, e2eRefs[6]) {
+		t.Error("nginx:1.27.0-2 and nginx:1.28.0-2 share a digest")
+	}
+
+	files := flatFiles(t, imageOf(t, imgs, e2eRefs[0]))
+	if files["/agnhost"] != "#!/bin/sh\necho agnhost\n" {
+		t.Errorf("/agnhost is %q, not the given binary", files["/agnhost"])
+	}
+	if files["/agnhost-2"] != "-> agnhost" {
+		t.Errorf("/agnhost-2 is %q", files["/agnhost-2"])
+	}
+	if !strings.Contains(files["/etc/group"], "group-defined-in-image:x:50000:user-defined-in-image") {
+		t.Errorf("/etc/group lacks group-defined-in-image:\n%s", files["/etc/group"])
+	}
+	// curl runs in the image: its libraries and loader came along.
+	root := t.TempDir()
+	if err := untar(mutate.Extract(imageOf(t, imgs, e2eRefs[0])), root); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := chrootCmd(root, nil, "/usr/bin/curl", "--version").CombinedOutput(); err != nil ||
+		!strings.HasPrefix(string(out), "curl ") {
+		t.Errorf("curl --version in the agnhost image: %v: %s", err, out)
+	}
+
+	// glibc-dns-testing's hostname is a glibc binary that runs there.
+	groot := t.TempDir()
+	if err := untar(mutate.Extract(imageOf(t, imgs, "registry.k8s.io/e2e-test-images/glibc-dns-testing:2.1.1")), groot); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := chrootCmd(groot, nil, "/bin/hostname", "--version").CombinedOutput(); err != nil ||
+		!strings.Contains(string(out), "hostname") {
+		t.Errorf("hostname --version in glibc-dns-testing: %v: %s", err, out)
+	}
+
+	// The fake registry's pause:testing is the served pause:3.10.2, every blob in place.
+	pause := digestOf(t, imgs, "registry.k8s.io/pause:3.10.2")
+	if got := strings.TrimSpace(files["/var/registry/pause/manifests/testing"]); got != pause.String() {
+		t.Fatalf("pause:testing points at %q, want %s", got, pause)
+	}
+	at := func(sub string, h v1.Hash) string {
+		return fmt.Sprintf("/var/registry/pause/%s/sha256/%s/%s/data", sub, h.Hex[:2], h.Hex)
+	}
+	blobs := []v1.Hash{pause}
+	m, err := imageOf(t, imgs, "registry.k8s.io/pause:3.10.2").Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs = append(blobs, m.Config.Digest)
+	for _, l := range m.Layers {
+		blobs = append(blobs, l.Digest)
+	}
+	for i, h := range blobs {
+		sub := "blobs"
+		if i == 0 {
+			sub = "manifests"
+		}
+		data, ok := files[at(sub, h)]
+		if !ok {
+			t.Errorf("%s missing", at(sub, h))
+			continue
+		}
+		if got := fmt.Sprintf("%x", sha256.Sum256([]byte(data))); got != h.Hex {
+			t.Errorf("%s holds sha256:%s", at(sub, h), got)
+		}
+	}
+}
