@@ -29,6 +29,19 @@ func (e *testEnv) runCounter(t *testing.T, cfg *runtimeapi.ContainerConfig) (pod
 	return podID, id
 }
 
+// checkpointedCounter checkpoints a counter container (runCounter) to an archive, removes
+// its pod and returns the archive's path and the checkpointed container's id.
+func (e *testEnv) checkpointedCounter(t *testing.T) (loc, id string) {
+	t.Helper()
+	podID, id := e.runCounter(t, containerConfig("counter"))
+	loc = filepath.Join(t.TempDir(), "counter.tar")
+	if _, err := e.svc.CheckpointContainer(context.Background(), &runtimeapi.CheckpointContainerRequest{ContainerId: id, Location: loc}); err != nil {
+		t.Fatalf("CheckpointContainer: %v", err)
+	}
+	e.removePod(t, podID)
+	return loc, id
+}
+
 func (e *testEnv) removePod(t *testing.T, podID string) {
 	t.Helper()
 	ctx := context.Background()
@@ -161,12 +174,7 @@ func TestCheckpointContainerRefusals(t *testing.T) {
 
 func TestRestoreFromCheckpointArchive(t *testing.T) {
 	e := newTestEnv(t)
-	podID, id := e.runCounter(t, containerConfig("counter"))
-	loc := filepath.Join(t.TempDir(), "counter.tar")
-	if _, err := e.svc.CheckpointContainer(context.Background(), &runtimeapi.CheckpointContainerRequest{ContainerId: id, Location: loc}); err != nil {
-		t.Fatalf("CheckpointContainer: %v", err)
-	}
-	e.removePod(t, podID)
+	loc, id := e.checkpointedCounter(t)
 	// The archive outlives the agent: restore through a new service.
 	e.svc.Close()
 	e.svc = e.newService(t)
@@ -236,12 +244,7 @@ func TestRestoreRefusals(t *testing.T) {
 
 func TestRestoreRefusedWithTTYOrWithoutCRIU(t *testing.T) {
 	e := newTestEnv(t)
-	podID, id := e.runCounter(t, containerConfig("counter"))
-	loc := filepath.Join(t.TempDir(), "counter.tar")
-	if _, err := e.svc.CheckpointContainer(context.Background(), &runtimeapi.CheckpointContainerRequest{ContainerId: id, Location: loc}); err != nil {
-		t.Fatalf("CheckpointContainer: %v", err)
-	}
-	e.removePod(t, podID)
+	loc, _ := e.checkpointedCounter(t)
 
 	create := func() error {
 		pod := podConfig("r")

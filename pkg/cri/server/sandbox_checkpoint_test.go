@@ -353,12 +353,7 @@ func TestPodCheckpointRefusedWithoutCRIU(t *testing.T) {
 
 func TestRestoreFromCheckpointImage(t *testing.T) {
 	e := newTestEnv(t)
-	podID, id := e.runCounter(t, containerConfig("counter"))
-	loc := filepath.Join(t.TempDir(), "counter.tar")
-	if _, err := e.svc.CheckpointContainer(context.Background(), &runtimeapi.CheckpointContainerRequest{ContainerId: id, Location: loc}); err != nil {
-		t.Fatalf("CheckpointContainer: %v", err)
-	}
-	e.removePod(t, podID)
+	loc, _ := e.checkpointedCounter(t)
 	// The image store's unpacked layer of a checkpoint image is the archive's files.
 	layer := t.TempDir()
 	if _, err := checkpoint.Extract(context.Background(), loc, layer); err != nil {
