@@ -17,8 +17,9 @@
 #      CLUSTER_AGNHOST (an agnhost binary: serve e2e.test's images too; hack/conformance.sh).
 set -euo pipefail
 
-KUBE_VERSION=${KUBE_VERSION:-v1.37.2}
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=hack/kube-version.sh
+source "$REPO/hack/kube-version.sh"
 GO=${GO:-go}
 CLUSTER_DIR=${CLUSTER_DIR:-/var/lib/berth-cluster}
 K8S_BIN_CACHE=${K8S_BIN_CACHE:-/var/cache/berth}
@@ -50,20 +51,6 @@ dns_dir() {
 	echo "$K8S_BIN_CACHE/coredns-$ver-$sum"
 }
 
-# version_ldflags stamps the version the way the upstream build does: component-base is what
-# `--version` and the node status report; client-go's copy is set too.
-version_ldflags() {
-	local ver=${KUBE_VERSION#v} major minor pkg flags=""
-	major=${ver%%.*}
-	minor=${ver#*.}
-	minor=${minor%%.*}
-	for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-		flags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
-		flags+=" -X $pkg.gitCommit=0000000000000000000000000000000000000000 -X $pkg.gitTreeState=clean"
-		flags+=" -X $pkg.buildDate=1970-01-01T00:00:00Z"
-	done
-	echo "$flags"
-}
 
 # build_k8s makes every Kubernetes component and etcd in one `go build` (the packages share most
 # of their graph, so one invocation compiles each dependency once) into the cache directory,

@@ -15,8 +15,9 @@
 # Env: KUBE_VERSION (v1.37.2), K8S_BIN_CACHE (/var/cache/berth), CLUSTER_DIR, GO.
 set -euo pipefail
 
-KUBE_VERSION=${KUBE_VERSION:-v1.37.2}
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=hack/kube-version.sh
+source "$REPO/hack/kube-version.sh"
 GO=${GO:-go}
 K8S_BIN_CACHE=${K8S_BIN_CACHE:-/var/cache/berth}
 CLUSTER_DIR=${CLUSTER_DIR:-/var/lib/berth-cluster}
@@ -35,20 +36,6 @@ bin_dir() {
 	echo "$K8S_BIN_CACHE/e2e-$KUBE_VERSION-$sum"
 }
 
-# version_ldflags stamps the version as hack/cluster.sh does (e2e.test logs it and compares
-# it with the server's).
-version_ldflags() {
-	local ver=${KUBE_VERSION#v} major minor pkg flags=""
-	major=${ver%%.*}
-	minor=${ver#*.}
-	minor=${minor%%.*}
-	for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-		flags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
-		flags+=" -X $pkg.gitCommit=0000000000000000000000000000000000000000 -X $pkg.gitTreeState=clean"
-		flags+=" -X $pkg.buildDate=1970-01-01T00:00:00Z"
-	done
-	echo "$flags"
-}
 
 build() {
 	local dir start
