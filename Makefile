@@ -195,6 +195,12 @@ vm-systemd-smoke: build vm-image
 		VM_BINS="$$tmp/busybox.tar hack/vm/systemd-smoke.sh hack/install.sh hack/systemd/berth.service" \
 		VM_TIMEOUT=$${VM_TIMEOUT:-1800} hack/vm/run.sh sh /share/bin/systemd-smoke.sh
 
+# vm-systemd-smoke-v1: the same smoke with the VM booted on cgroup v1 (systemd's legacy hierarchy,
+# systemd.unified_cgroup_hierarchy=0): the systemd driver's v1 path, as on older distributions.
+.PHONY: vm-systemd-smoke-v1
+vm-systemd-smoke-v1:
+	@$(MAKE) --no-print-directory vm-systemd-smoke VM_KERNEL_ARGS=systemd.unified_cgroup_hierarchy=0
+
 # vm-checkpoint: checkpoint and restore with CRIU in the Debian 12 VM (kernel 6.1), which the
 # build hosts' kernels (>= 6.13) do not allow CRIU 3.17; the host's criu goes in with its libraries.
 # One boot runs the container smoke (hack/vm/checkpoint-smoke.sh), then the pod one

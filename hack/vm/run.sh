@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Boots the cgroup v2 + systemd test VM (hack/vm/build.sh, cached) and runs one command inside:
+# Boots the cgroup v2 + systemd test VM (hack/vm/build.sh, cached) and runs one command inside
+# (VM_KERNEL_ARGS can boot it on cgroup v1 instead):
 #
 #	hack/vm/run.sh [COMMAND...]      or      VM_TEST='COMMAND' hack/vm/run.sh
 #
@@ -24,6 +25,9 @@ VM_ACCEL=${VM_ACCEL:-tcg} # software emulation: the build hosts' CPUs have no VM
 VM_OUTPUT=${VM_OUTPUT:-_output/vm}
 VM_BINS=${VM_BINS:-}
 VM_TESTS=${VM_TESTS:-}
+# Extra kernel command line, e.g. systemd.unified_cgroup_hierarchy=0 to boot the same image with
+# systemd on cgroup v1 (make vm-systemd-smoke-v1).
+VM_KERNEL_ARGS=${VM_KERNEL_ARGS:-}
 
 log() { echo "vm-test: $*" >&2; }
 
@@ -84,7 +88,7 @@ start=$(date +%s.%N)
 qemu-system-x86_64 -accel "$VM_ACCEL" -cpu max -smp "$VM_CPUS" -m "$VM_MEM" \
 	-nodefaults -display none -no-reboot -serial "file:$out/console.log" \
 	-kernel "$image/vmlinuz" -initrd "$image/initrd.img" \
-	-append "console=ttyS0 root=/dev/vda rw panic=1" \
+	-append "console=ttyS0 root=/dev/vda rw panic=1${VM_KERNEL_ARGS:+ $VM_KERNEL_ARGS}" \
 	-drive "file=$overlay,if=virtio,format=qcow2" \
 	-virtfs "local,path=$share,mount_tag=share,security_model=passthrough,id=share" \
 	</dev/null >"$out/qemu.log" 2>&1 &

@@ -7,7 +7,9 @@
 # berth-shims.slice. Then the agent is restarted, stopped and SIGKILLed through systemd
 # (Restart=always brings it back): the containers keep running and logging, and containers
 # that exit while the agent is down report their exit codes afterwards. Removing the pods stops
-# their units; uninstall removes the service. Usage, from the repository root after make build:
+# their units; uninstall removes the service. On cgroup v2, or on v1 when the kernel command line
+# has systemd.unified_cgroup_hierarchy=0 (make vm-systemd-smoke-v1). Usage, from the repository
+# root after make build:
 #
 #	go run ./hack/testimage layout --out /tmp/busybox.tar
 #	VM_BINS='/tmp/busybox.tar hack/vm/systemd-smoke.sh hack/install.sh hack/systemd/berth.service' \
@@ -23,7 +25,29 @@ t0=$(date +%s)
 step() { echo "--- $* (t+$(($(date +%s) - t0))s)"; }
 
 [ "$(cat /proc/1/comm)" = systemd ] || fail "PID 1 is not systemd"
-[ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ] || fail "/sys/fs/cgroup is not cgroup2fs"
+# The same image boots on cgroup v1 with systemd.unified_cgroup_hierarchy=0 (make
+# vm-systemd-smoke-v1): the kernel command line says which layout this run must find.
+cg=/sys/fs/cgroup
+if grep -q 'systemd.unified_cgroup_hierarchy=0' /proc/cmdline; then
+	cgv1=1
+	[ "$(stat -fc %T $cg)" = tmpfs ] && [ -d $cg/memory ] || fail "asked for cgroup v1, but $cg is $(stat -fc %T $cg)"
+	# On v1 systemd tracks units in its name=systemd hierarchy; limits live per controller.
+	units=$cg/systemd mem=$cg/memory cpu=$cg/cpu
+else
+	cgv1=
+	[ "$(stat -fc %T $cg)" = cgroup2fs ] || fail "$cg is not cgroup2fs"
+	units=$cg mem=$cg cpu=$cg
+fi
+echo "cgroup layout: $(stat -fc %T $cg)${cgv1:+ (v1 controllers)}"
+
+# cgroup_of PID: the process's cgroup in the hierarchy systemd tracks units in.
+cgroup_of() {
+	if [ -n "$cgv1" ]; then
+		sed -n 's/^[0-9]*:name=systemd://p' "/proc/$1/cgroup"
+	else
+		sed -n 's/^0:://p' "/proc/$1/cgroup"
+	fi
+}
 
 step "install (hack/install.sh, twice: idempotent)"
 inst=/tmp/berth-install
@@ -49,8 +73,8 @@ systemctl start berth || fail "systemctl start berth: $(journalctl -u berth --no
 echo "systemctl start returned after $(awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')s (Type=notify: READY=1)"
 crictl version >/dev/null 2>&1 || fail "berth is active but does not answer on $sock"
 mainpid=$(systemctl show -p MainPID --value berth)
-echo "berth MainPID $mainpid in $(cut -d: -f3 "/proc/$mainpid/cgroup")"
-[ "$(cut -d: -f3 "/proc/$mainpid/cgroup")" = /system.slice/berth.service ] || fail "the agent is not in berth.service"
+echo "berth MainPID $mainpid in $(cgroup_of "$mainpid")"
+[ "$(cgroup_of "$mainpid")" = /system.slice/berth.service ] || fail "the agent is not in berth.service"
 berth images import /share/bin/busybox.tar >/dev/null || fail "import the busybox test image"
 
 step "bad input: a cgroupfs path as cgroup parent under the systemd driver"
@@ -115,28 +139,38 @@ done
 step "layout"
 podslice=/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podsd_uid.slice
 pod2slice=/berth.slice/berth-$pod2.slice
-cg=/sys/fs/cgroup
 for u in kubepods-burstable-podsd_uid.slice "berth-$pod2.slice" "berth-$ticker.scope" "berth-$other.scope" \
 	"berth-podinit-$pod.scope" "berth-podinit-$pod2.scope" "berth-shim-$pod.scope" "berth-shim-$pod2.scope"; do
 	[ "$(systemctl is-active "$u")" = active ] || fail "unit $u is $(systemctl is-active "$u")"
 done
-[ -d "$cg$podslice/berth-$ticker.scope" ] || fail "no $podslice/berth-$ticker.scope"
-[ -d "$cg$pod2slice/berth-$other.scope" ] || fail "no $pod2slice/berth-$other.scope"
-[ -n "$(cat "$cg$podslice/berth-podinit-$pod.scope/cgroup.procs")" ] || fail "no pod init in berth-podinit-$pod.scope"
-[ -z "$(cat "$cg$podslice/cgroup.procs")" ] || fail "processes in the pod slice itself"
+[ -d "$units$podslice/berth-$ticker.scope" ] || fail "no $podslice/berth-$ticker.scope"
+[ -d "$units$pod2slice/berth-$other.scope" ] || fail "no $pod2slice/berth-$other.scope"
+[ -n "$(cat "$units$podslice/berth-podinit-$pod.scope/cgroup.procs")" ] || fail "no pod init in berth-podinit-$pod.scope"
+[ -z "$(cat "$units$podslice/cgroup.procs")" ] || fail "processes in the pod slice itself"
 for p in /proc/[0-9]*; do
 	if tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -q "berth-shim.* --id $pod "; then
-		shimcg=$(cut -d: -f3 "$p/cgroup")
+		shimcg=$(cgroup_of "${p#/proc/}")
 	fi
 done
 echo "shim of $pod: $shimcg"
 [ "$shimcg" = "/berth.slice/berth-shims.slice/berth-shim-$pod.scope" ] || fail "the shim is in $shimcg"
 # Limits: set as unit properties by systemd, seen in the cgroup files.
-echo "berth-$ticker.scope: $(systemctl show -p MemoryMax -p CPUQuotaPerSecUSec -p Delegate "berth-$ticker.scope" | tr '\n' ' ')"
-[ "$(systemctl show -p MemoryMax --value "berth-$ticker.scope")" = 67108864 ] || fail "MemoryMax property is not 64 MiB"
+# systemd's memory limit property is MemoryLimit on v1 and MemoryMax on v2.
+memprop=MemoryMax
+[ -z "$cgv1" ] || memprop=MemoryLimit
+echo "berth-$ticker.scope: $(systemctl show -p $memprop -p CPUQuotaPerSecUSec -p Delegate "berth-$ticker.scope" | tr '\n' ' ')"
+[ "$(systemctl show -p $memprop --value "berth-$ticker.scope")" = 67108864 ] || fail "$memprop property is not 64 MiB"
 [ "$(systemctl show -p CPUQuotaPerSecUSec --value "berth-$ticker.scope")" = 500ms ] || fail "CPUQuotaPerSecUSec is not 500ms"
-[ "$(cat "$cg$podslice/berth-$ticker.scope/memory.max")" = 67108864 ] || fail "memory.max is $(cat "$cg$podslice/berth-$ticker.scope/memory.max")"
-[ "$(cat "$cg$podslice/berth-$ticker.scope/cpu.max")" = "50000 100000" ] || fail "cpu.max is $(cat "$cg$podslice/berth-$ticker.scope/cpu.max")"
+if [ -n "$cgv1" ]; then
+	memfile=memory.limit_in_bytes cpufile=cpu.cfs_quota_us cpuwant=50000
+else
+	memfile=memory.max cpufile=cpu.max cpuwant="50000 100000"
+fi
+got=$(cat "$mem$podslice/berth-$ticker.scope/$memfile") || fail "no $memfile"
+[ "$got" = 67108864 ] || fail "$memfile is $got"
+got=$(cat "$cpu$podslice/berth-$ticker.scope/$cpufile") || fail "no $cpufile"
+[ "$got" = "$cpuwant" ] || fail "$cpufile is $got"
+echo "$memfile $(cat "$mem$podslice/berth-$ticker.scope/$memfile"), $cpufile $got"
 echo "systemd-cgls:"
 systemd-cgls --no-pager -l /kubepods.slice /berth.slice /system.slice/berth.service 2>&1 | sed 's/^/  /'
 
@@ -221,8 +255,10 @@ done
 left=$(systemctl list-units --all --plain --no-legend 'berth-*.scope' 'berth-*.slice' | awk '{print $1 " " $3}' |
 	grep -v '^berth-shims.slice ' || true)
 [ -z "$left" ] || fail "units left: $left"
-[ ! -d "$cg$pod2slice" ] || fail "$pod2slice left"
-[ -z "$(find "$cg$podslice" -mindepth 1 -type d)" ] || fail "cgroups left in $podslice: $(find "$cg$podslice" -mindepth 1 -type d)"
+for h in $units $mem $cpu; do
+	[ ! -d "$h$pod2slice" ] || fail "$h$pod2slice left"
+	[ -z "$(find "$h$podslice" -mindepth 1 -type d 2>/dev/null)" ] || fail "cgroups left in $h$podslice: $(find "$h$podslice" -mindepth 1 -type d)"
+done
 echo "no berth-* scope or pod slice left (the kubelet-style slice is the kubelet's to remove)"
 
 step "uninstall"
