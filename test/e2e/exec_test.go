@@ -578,6 +578,9 @@ func TestExecStreamsLeaveNothingBehind(t *testing.T) {
 
 	round := func() {
 		t.Helper()
+		// Each round gets the usual two minutes of its own: seven rounds under one deadline
+		// ran out in the emulated VM while every round was still progressing.
+		ctx := ctxT(t)
 		cmd := crictlCmd(ctx, a, "exec", "-i", id, "cat")
 		cmd.Stdin = strings.NewReader("x\n")
 		if out, err := cmd.CombinedOutput(); err != nil || string(out) != "x\n" {
