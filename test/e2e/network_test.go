@@ -474,7 +474,6 @@ func TestNetworkFiftyPodsLeaveNothing(t *testing.T) {
 	const pods = 50
 	tn := newTestNet(t)
 	a := tn.agent(t)
-	ctx := ctxT(t)
 	vethsBefore, _, oursBefore := tn.veths(t)
 	ipsBefore, pinsBefore := a.reservedIPs(t), a.netnsPins(t)
 
@@ -487,6 +486,9 @@ func TestNetworkFiftyPodsLeaveNothing(t *testing.T) {
 		wg.Go(func() {
 			for i := w; i < pods; i += 4 {
 				cfg := podConfig(t, fmt.Sprintf("many-%d", i))
+				// A deadline per pod, not one for all fifty: the emulated VM needs minutes
+				// for the whole set while each call progresses.
+				ctx := ctxT(t)
 				resp, err := a.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg})
 				if err != nil {
 					errs <- fmt.Errorf("run pod %d: %w", i, err)
@@ -518,6 +520,7 @@ func TestNetworkFiftyPodsLeaveNothing(t *testing.T) {
 		t.Fatalf("%d distinct pod IPs, %d reserved, %d pins, %d veths; want %d each", len(ips), a.reservedIPs(t), a.netnsPins(t), onBridge, pods)
 	}
 	for _, id := range ids {
+		ctx := ctxT(t)
 		if _, err := a.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
 			t.Fatalf("stop %s: %v", id, err)
 		}
