@@ -12,24 +12,8 @@ SMOKE=checkpoint-pod-smoke
 # shellcheck source=hack/vm/guest-lib.sh
 . /share/bin/guest-lib.sh
 
-if ! command -v criu >/dev/null; then
-	tar -xkf /share/bin/criu.tar -C / 2>/dev/null || true
-	ldconfig
-fi
-criu check >/dev/null 2>&1 || fail "criu check fails on $(uname -r)"
+checkpoint_setup berth-pod.log
 
-start_berth berth-pod.log
-grep -q 'checkpoint/restore available' /share/results/berth-pod.log || fail "the agent did not find CRIU usable"
-berth --root /var/lib/berth --state /run/berth --listen "$sock" images import /share/bin/busybox.tar >/dev/null ||
-	fail "import the busybox test image"
-
-pod_json() {
-	cat >"/tmp/$1.json" <<J
-{"metadata": {"name": "$1", "namespace": "default", "uid": "$1-uid", "attempt": 0},
- "log_directory": "/var/log/pods/$1",
- "linux": {"security_context": {"namespace_options": {"network": 2}}}}
-J
-}
 # ctr_json NAME IMAGE
 ctr_json() {
 	cat >"/tmp/$1.json" <<J

@@ -5,8 +5,8 @@
 # removed, the agent restarted, and the archive restored into a new pod: the count must go on
 # from the checkpointed memory (>= the count at the dump), not start again at 1.
 #
-# The guest image has no criu; this script installs the host's (Debian 12 as well) from
-# criu.tar, made on the host with its libraries, without overwriting the guest's files
+# The guest image has no criu; guest-lib.sh's checkpoint_setup installs the host's (Debian 12 as
+# well) from criu.tar, made on the host with its libraries, without overwriting the guest's files
 # (`make vm-checkpoint` does all of this):
 #
 #	go run ./hack/testimage layout --out /tmp/busybox.tar
@@ -18,25 +18,8 @@ SMOKE=checkpoint-smoke
 # shellcheck source=hack/vm/guest-lib.sh
 . /share/bin/guest-lib.sh
 
-if ! command -v criu >/dev/null; then
-	tar -xkf /share/bin/criu.tar -C / 2>/dev/null || true
-	ldconfig
-fi
-criu --version || fail "criu does not run"
-criu check || fail "criu check fails on $(uname -r)"
+checkpoint_setup berth.log
 
-start_berth berth.log
-grep -q 'checkpoint/restore available' /share/results/berth.log || fail "the agent did not find CRIU usable"
-berth --root /var/lib/berth --state /run/berth --listen "$sock" images import /share/bin/busybox.tar >/dev/null ||
-	fail "import the busybox test image"
-
-pod_json() {
-	cat >"/tmp/$1.json" <<J
-{"metadata": {"name": "$1", "namespace": "default", "uid": "$1-uid", "attempt": 0},
- "log_directory": "/var/log/pods/$1",
- "linux": {"security_context": {"namespace_options": {"network": 2}}}}
-J
-}
 # image is a reference or a checkpoint archive's path.
 ctr_json() {
 	cat >/tmp/ctr.json <<J

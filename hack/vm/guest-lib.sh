@@ -38,3 +38,28 @@ trap stop_berth EXIT
 
 # crictl's default 2 s timeout is too short for the VM.
 printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 120\n' "$sock" "$sock" >/etc/crictl.yaml
+
+# checkpoint_setup LOG: what both checkpoint smokes need first. The guest image has no criu: the
+# host's (Debian 12 as well) comes in criu.tar with its libraries and is unpacked without
+# overwriting the guest's files. Then the agent starts (logging to LOG), must have found CRIU
+# usable, and gets the busybox test image.
+checkpoint_setup() {
+	if ! command -v criu >/dev/null; then
+		tar -xkf /share/bin/criu.tar -C / 2>/dev/null || true
+		ldconfig
+	fi
+	criu check >/dev/null 2>&1 || fail "criu check fails on $(uname -r): $(criu check 2>&1 | tail -n 5)"
+	start_berth "$1"
+	grep -q 'checkpoint/restore available' "/share/results/$1" || fail "the agent did not find CRIU usable"
+	berth --root /var/lib/berth --state /run/berth --listen "$sock" images import /share/bin/busybox.tar >/dev/null ||
+		fail "import the busybox test image"
+}
+
+# pod_json NAME: a pod config in /tmp/NAME.json (host network, logs in /var/log/pods/NAME).
+pod_json() {
+	cat >"/tmp/$1.json" <<J
+{"metadata": {"name": "$1", "namespace": "default", "uid": "$1-uid", "attempt": 0},
+ "log_directory": "/var/log/pods/$1",
+ "linux": {"security_context": {"namespace_options": {"network": 2}}}}
+J
+}
