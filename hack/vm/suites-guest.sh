@@ -1,7 +1,7 @@
 #!/bin/sh
 # The guest side of hack/vm/suites.sh: installs what the suites need (CNI plugins, the kubelet,
 # critest), runs each suite with its own time budget and prints its counts. Arguments: the mode
-# (full or subset), then the suites. Each suite's output goes to /share/results/<suite>.log as it
+# (full, subset, or only: the tests /share/bin/run-regex matches), then the suites. Each suite's output goes to /share/results/<suite>.log as it
 # runs (readable from the host during the run); counts go to /share/results/counts.
 set -u
 
@@ -85,6 +85,9 @@ for s in "$@"; do
 		'^(TestContainerMemoryLimit|TestOOM|TestOOMScoreAdjApplied|TestStatsContainerAndPod|TestMetricsPodSandboxMetrics|TestUpdateContainerResources|TestUserNSPod|TestUserNSStatusAdvertises)$' ;;
 	subset/kubelet) run_gotest kubelet /share/tests/kubelet.test 15m '^TestResourceLimits$' ;;
 	subset/critest) run_critest 'stats|OOMKilled|metrics' ;;
+	only/e2e) run_gotest e2e /share/tests/e2e.test 150m "$(cat /share/bin/run-regex)" ;;
+	only/kubelet) run_gotest kubelet /share/tests/kubelet.test 60m "$(cat /share/bin/run-regex)" ;;
+	only/critest) run_critest "$(cat /share/bin/run-regex)" ;;
 	*) fail "unknown suite $mode/$s" ;;
 	esac
 done

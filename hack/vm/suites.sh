@@ -4,21 +4,30 @@
 # on the host, as the guest has no Go. Each suite's log and a counts line land in the run's
 # results (_output/vm/<time>/), and the guest prints "SUITE: N passed, N failed, N skipped".
 #
-#	hack/vm/suites.sh [--subset] [SUITE...]      SUITE: e2e, kubelet, critest (default all)
+#	hack/vm/suites.sh [--subset | --run REGEX] [SUITE...]      SUITE: e2e, kubelet, critest (default all)
 #
 # --subset runs the part that differs most between cgroup v1 and v2 (cgroups, resources, stats,
 # OOM, user namespaces, one kubelet scenario, critest's resource and stats specs); `make
-# vm-subset`. The full run is `make vm-test-full` (VM_TIMEOUT defaults to 3 hours there).
+# vm-subset`. --run runs only the tests (critest: the specs) that REGEX matches, e.g. to check
+# fixes to a full run's failures. The full run is `make vm-test-full` (VM_TIMEOUT defaults to 3 hours there).
 # Needs the CNI plugins (hack/cni.sh), critest (hack/critest.sh) and the kubelet (hack/kubelet.sh)
 # on the host: make deps.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 mode=full
-if [ "${1:-}" = --subset ]; then
+run=
+case ${1:-} in
+--subset)
 	mode=subset
 	shift
-fi
+	;;
+--run)
+	[ $# -ge 2 ] || { echo "vm-suites: --run needs a regular expression" >&2; exit 2; }
+	mode=only run=$2
+	shift 2
+	;;
+esac
 suites=${*:-e2e kubelet critest}
 
 log() { echo "vm-suites: $*" >&2; }
@@ -27,6 +36,11 @@ tmp=$(mktemp -d /tmp/berth-vm-suites.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 
 bins="hack/vm/suites-guest.sh"
+if [ -n "$run" ]; then
+	# In a file, not on the guest's command line, which /bin/sh would parse.
+	printf '%s\n' "$run" >"$tmp/run-regex"
+	bins+=" $tmp/run-regex"
+fi
 tests=""
 for s in $suites; do
 	case $s in
