@@ -84,9 +84,18 @@ func appArmorLocalhost(name string, node AppArmorNode) (string, error) {
 	return name, nil
 }
 
-// appArmorProfile folds the deprecated apparmor_profile string into a SecurityProfile.
+// appArmorProfile folds the deprecated apparmor_profile string into a SecurityProfile. A
+// Localhost reference may carry the deprecated field's "localhost/" prefix (the kubelet sends
+// the bare name, critest the prefixed one; containerd and CRI-O take both): the kernel's
+// profile is named without it.
 func appArmorProfile(sc *runtimeapi.LinuxContainerSecurityContext) (*runtimeapi.SecurityProfile, error) {
 	if p := sc.GetApparmor(); p != nil {
+		if p.GetProfileType() == runtimeapi.SecurityProfile_Localhost && strings.HasPrefix(p.GetLocalhostRef(), profileLocalhost) {
+			return &runtimeapi.SecurityProfile{
+				ProfileType:  runtimeapi.SecurityProfile_Localhost,
+				LocalhostRef: strings.TrimPrefix(p.GetLocalhostRef(), profileLocalhost),
+			}, nil
+		}
 		return p, nil
 	}
 	switch p := sc.GetApparmorProfile(); {
