@@ -22,8 +22,9 @@ NODE_NET=10.252.0 # a /24 no e2e test, bench or the single-node cluster uses
 NODE_GW=$NODE_NET.1
 NODES_DIR=$CLUSTER_DIR/nodes
 NODES_CERTS=$CLUSTER_DIR/nodes-certs.d
-# The DNAT rule's comment, so that down finds exactly it.
-REG_DNAT_TAG=berth-cluster-nodes-registry
+# The comment on the host's iptables rules for the nodes (the registry's DNAT, FORWARD
+# accepts), so that down finds exactly them.
+NODES_IPT_TAG=berth-cluster-nodes
 
 node_name() { echo "$NODE_NAME-$1"; }
 node_ip() { echo "$NODE_NET.$1"; }
@@ -75,14 +76,20 @@ bridge_up() {
 	# as martian otherwise.
 	sysctl -qw "net.ipv4.conf.$NODE_BRIDGE.route_localnet=1"
 	iptables -t nat -A PREROUTING -i "$NODE_BRIDGE" -d "$NODE_GW" -p tcp --dport "$port" \
-		-m comment --comment "$REG_DNAT_TAG" -j DNAT --to-destination "127.0.0.1:$port"
+		-m comment --comment "$NODES_IPT_TAG" -j DNAT --to-destination "127.0.0.1:$port"
+	# Pod traffic between nodes is routed through the host: a FORWARD policy of DROP (Docker's,
+	# a firewall's) must not drop it.
+	iptables -I FORWARD -i "$NODE_BRIDGE" -m comment --comment "$NODES_IPT_TAG" -j ACCEPT
+	iptables -I FORWARD -o "$NODE_BRIDGE" -m comment --comment "$NODES_IPT_TAG" -j ACCEPT
 }
 
 bridge_down() {
-	local rule
-	while read -r rule; do
-		eval "iptables -t nat -D ${rule#-A }" || log "cannot delete iptables rule: $rule"
-	done < <(iptables-save -t nat | grep -E '^-A ' | grep -F -- "$REG_DNAT_TAG")
+	local rule table
+	for table in nat filter; do
+		while read -r rule; do
+			eval "iptables -t $table -D ${rule#-A }" || log "cannot delete iptables rule: $rule"
+		done < <(iptables-save -t "$table" | grep -E '^-A ' | grep -F -- "--comment $NODES_IPT_TAG ")
+	done
 	# The hosts' routes to the nodes' pod CIDRs go with it.
 	ip link show "$NODE_BRIDGE" >/dev/null 2>&1 && ip link del "$NODE_BRIDGE"
 	true
