@@ -54,9 +54,11 @@ kubelet-e2e: build
 # plane, kubelet, kube-proxy in iptables mode, a test registry behind registry.k8s.io/docker.io
 # mirrors), components built once by hack/cluster.sh from hack/kubelet's module and cached in
 # /var/cache/berth; prints KUBECONFIG=... last. cluster-down stops it and removes what it made.
+# CLUSTER_NODES=N adds N-1 node containers (hack/cluster-nodes.sh) to the host's node.
 .PHONY: cluster-up cluster-down cluster-status cluster-e2e
+CLUSTER_NODES ?= 1
 cluster-up: build
-	$(E2E_ENV) hack/cluster.sh up
+	$(E2E_ENV) hack/cluster.sh up --nodes $(CLUSTER_NODES)
 
 cluster-down:
 	hack/cluster.sh down
@@ -66,11 +68,13 @@ cluster-status:
 	hack/cluster.sh status || true
 
 # cluster-e2e: kubectl scenarios (run, logs, exec, attach, cp, port-forward, scaling, Job, volumes,
-# namespace deletion, in-place resize, stats summary) against a cluster the test brings up and
-# takes down.
+# namespace deletion, in-place resize, stats summary; the single-node ones pinned to the host's
+# node) and the multi-node ones (DaemonSet, spread, a node's berth killed, a node stopped) against
+# one cluster of CLUSTER_E2E_NODES nodes the test brings up and takes down.
+CLUSTER_E2E_NODES ?= 3
 cluster-e2e: build
 	hack/cluster.sh build
-	$(E2E_ENV) $(GOTEST) -timeout 40m -v ./test/e2e/cluster/
+	$(E2E_ENV) BERTH_CLUSTER_NODES=$(CLUSTER_E2E_NODES) $(GOTEST) -timeout 40m -v ./test/e2e/cluster/
 
 # conformance: e2e.test v1.37.2's [Conformance] and [NodeConformance] specs against the cluster
 # above (brought up and down if none runs), skipping hack/conformance/skips.txt; prints

@@ -7,10 +7,14 @@
 #
 #   hack/cluster.sh build    build (or find cached) the components; kubectl lands in bin/
 #   hack/cluster.sh built    print the components' directory if they are built, else fail
-#   hack/cluster.sh up       build, start everything, wait for the Node to be Ready;
-#                            prints KUBECONFIG=<path> last
+#   hack/cluster.sh up [--nodes N]
+#                            build, start everything, wait for the Nodes to be Ready;
+#                            prints KUBECONFIG=<path> last. N-1 extra nodes (node containers,
+#                            hack/cluster-nodes.sh) join the host's node; N defaults to 1
 #   hack/cluster.sh down     stop everything `up` started, by pid, and remove what it made
 #   hack/cluster.sh status   tell what runs
+#   hack/cluster.sh node N start|stop|kill berth|kubelet|kube-proxy
+#                            one daemon of extra node N (the multi-node scenarios)
 #
 # Env: CLUSTER_DIR (state, /var/lib/berth-cluster), KUBE_VERSION (v1.37.2),
 #      K8S_BIN_CACHE (/var/cache/berth), BERTH_BIN, BERTH_SHIM_BIN, GO,
@@ -136,7 +140,7 @@ SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops 
 # Every process `up` starts, in start order (down stops them controllers first).
 PROCS=(registry berth etcd kube-apiserver kube-controller-manager kube-scheduler coredns kubelet kube-proxy)
 
-node_ip() {
+host_ip() {
 	ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p'
 }
 
@@ -205,14 +209,16 @@ subjectAltName=$san"
 }
 
 make_pki() {
-	local ip=$1
+	local ip=$1 gw=""
+	# Extra nodes reach the API server at their bridge's gateway.
+	[[ $(nodes_count) -gt 1 ]] && gw=",IP:$NODE_GW"
 	mkdir -p "$PKI"
 	openssl genrsa -out "$PKI/ca.key" 2048 2>/dev/null
 	openssl req -x509 -new -key "$PKI/ca.key" -subj "/CN=berth-cluster-ca" -days 365 -sha256 \
 		-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
 		-out "$PKI/ca.crt"
 	cert apiserver kube-apiserver "" \
-		"IP:127.0.0.1,IP:$ip,IP:$KUBE_SVC_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+		"IP:127.0.0.1,IP:$ip$gw,IP:$KUBE_SVC_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
 	cert apiserver-kubelet-client kube-apiserver-kubelet-client system:masters
 	cert admin admin system:masters
 	cert controller-manager system:kube-controller-manager ""
@@ -227,11 +233,11 @@ make_pki() {
 	chmod 0600 "$PKI"/*.key
 }
 
-# kubeconfig name cert: a kubeconfig for the client certificate cert.
+# kubeconfig name cert [server]: a kubeconfig for the client certificate cert.
 kubeconfig() {
-	local name=$1 crt=$2 kc=$CLUSTER_DIR/$1.kubeconfig
+	local name=$1 crt=$2 server=${3:-https://127.0.0.1:$API_PORT} kc=$CLUSTER_DIR/$1.kubeconfig
 	"$BIN/kubectl" config set-cluster berth --certificate-authority="$PKI/ca.crt" --embed-certs \
-		--server="https://127.0.0.1:$API_PORT" --kubeconfig="$kc" >/dev/null
+		--server="$server" --kubeconfig="$kc" >/dev/null
 	"$BIN/kubectl" config set-credentials "$name" --client-certificate="$PKI/$crt.crt" \
 		--client-key="$PKI/$crt.key" --embed-certs --kubeconfig="$kc" >/dev/null
 	"$BIN/kubectl" config set-context default --cluster=berth --user="$name" --kubeconfig="$kc" >/dev/null
@@ -253,7 +259,8 @@ snapshot() {
 	for s in "${SYSCTLS[@]}"; do
 		echo "$s $(sysctl -n "$s" 2>/dev/null)"
 	done >"$dir/sysctls"
-	for d in /var/lib/kubelet "$DEVICE_PLUGINS" "$CONTAINER_LOGS"; do
+	# /var/log/pods: the node containers mount over it (hack/cluster-nodes.sh).
+	for d in /var/lib/kubelet "$DEVICE_PLUGINS" "$CONTAINER_LOGS" /var/log/pods; do
 		[[ -e $d ]] || echo "$d"
 	done >"$dir/absent"
 }
@@ -388,16 +395,7 @@ start_controllers() {
 start_kubelet() {
 	local ip=$1
 	mkdir -p "$CLUSTER_DIR/kubelet" "$CLUSTER_DIR/pod-logs"
-	# The kubelet wants its cgroup root in every hierarchy, the named systemd one included.
-	for c in /sys/fs/cgroup/*/; do
-		mkdir -p "$c${CGROUP_ROOT#/}"
-	done
-	# A v1 cpuset is empty when made by mkdir: give it the root's CPUs and memory nodes.
-	local cs=/sys/fs/cgroup/cpuset
-	if [[ -d $cs$CGROUP_ROOT ]]; then
-		cat "$cs/cpuset.cpus" >"$cs$CGROUP_ROOT/cpuset.cpus"
-		cat "$cs/cpuset.mems" >"$cs$CGROUP_ROOT/cpuset.mems"
-	fi
+	cgroup_root "$CGROUP_ROOT"
 	cat >"$CLUSTER_DIR/kubelet.yaml" <<EOT
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -419,6 +417,20 @@ EOT
 	start_bg kubelet "$BIN/kubelet" --config="$CLUSTER_DIR/kubelet.yaml" \
 		--kubeconfig="$CLUSTER_DIR/kubelet.kubeconfig" --hostname-override="$NODE_NAME" --node-ip="$ip" \
 		--root-dir="$CLUSTER_DIR/kubelet" --cert-dir="$CLUSTER_DIR/kubelet/pki" -v=2
+}
+
+# cgroup_root root: a kubelet's cgroup root, in every hierarchy (the kubelet wants it in
+# each, the named systemd one included).
+cgroup_root() {
+	local root=$1 c cs=/sys/fs/cgroup/cpuset
+	for c in /sys/fs/cgroup/*/; do
+		mkdir -p "$c${root#/}"
+	done
+	# A v1 cpuset is empty when made by mkdir: give it the root's CPUs and memory nodes.
+	if [[ -d $cs$root ]]; then
+		cat "$cs/cpuset.cpus" >"$cs$root/cpuset.cpus"
+		cat "$cs/cpuset.mems" >"$cs$root/cpuset.mems"
+	fi
 }
 
 # start_proxy: iptables mode; it leaves the node's conntrack limits and timeouts and
@@ -509,8 +521,8 @@ EOT
 	wait_for "CoreDNS" 60 coredns curl -fsS http://127.0.0.1:8181/ready
 }
 
-node_ready() {
-	[[ $("$BIN/kubectl" --kubeconfig "$KCFG" get node "$NODE_NAME" \
+node_ready() { # [name]: the host's node by default
+	[[ $("$BIN/kubectl" --kubeconfig "$KCFG" get node "${1:-$NODE_NAME}" \
 		-o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
 }
 
@@ -526,6 +538,14 @@ preflight() {
 		ss -Hltun "sport = :$p" | grep -q . && die "port $p is taken"
 	done
 	ip link show "$BRIDGE" >/dev/null 2>&1 && die "bridge $BRIDGE exists"
+	if ((NODES > 1)); then
+		ip link show "$NODE_BRIDGE" >/dev/null 2>&1 && die "bridge $NODE_BRIDGE exists"
+		ip -4 route | grep -q "^$NODE_NET\." && die "a route to $NODE_NET.0/24 exists"
+		for p in $(seq 2 "$NODES"); do
+			[[ -e $(node_state "$p") ]] && die "$(node_state "$p") exists: hack/cluster.sh down first"
+			ip link show "vnode$p" >/dev/null 2>&1 && die "link vnode$p exists (a node of an earlier cluster?)"
+		done
+	fi
 	command -v crictl >/dev/null || die "crictl not found (hack/deps.sh)"
 	if [[ ! -x $BERTH_BIN || ! -x $BERTH_SHIM_BIN ]]; then
 		log "building berth (make build)"
@@ -535,13 +555,23 @@ preflight() {
 
 up() {
 	local start=$SECONDS ip
+	NODES=1
+	while (($#)); do
+		case $1 in
+		--nodes) NODES=${2:-}; shift 2 || die "--nodes N" ;;
+		--nodes=*) NODES=${1#*=}; shift ;;
+		*) die "up: unknown argument $1" ;;
+		esac
+	done
+	[[ $NODES =~ ^[1-9][0-9]*$ ]] && ((NODES <= 20)) || die "--nodes $NODES: want 1..20"
 	build
 	BIN=$(bin_dir)
 	preflight
-	ip=$(node_ip)
+	ip=$(host_ip)
 	[[ -n $ip ]] || die "cannot tell the node's address"
 	mkdir -p "$LOGS" "$PIDS"
 	echo "$BIN" >"$CLUSTER_DIR/bin-dir"
+	echo "$NODES" >"$CLUSTER_DIR/nodes-count"
 	snapshot
 	log "certificates in $PKI (node $NODE_NAME, $ip)"
 	make_pki "$ip"
@@ -553,6 +583,7 @@ up() {
 	kubeconfig coredns coredns
 	kubeconfig "system:node:$NODE_NAME" kubelet
 	mv "$CLUSTER_DIR/system:node:$NODE_NAME.kubeconfig" "$CLUSTER_DIR/kubelet.kubeconfig"
+	nodes_pki
 	log "starting the image registry and berth"
 	start_registry
 	start_berth
@@ -566,6 +597,7 @@ up() {
 	wait_for "node $NODE_NAME registered" 120 kubelet "$BIN/kubectl" --kubeconfig "$KCFG" get node "$NODE_NAME"
 	start_proxy
 	wait_for "node $NODE_NAME Ready" 180 kubelet node_ready
+	nodes_up
 	# Pods are admitted only once the namespace's default ServiceAccount exists.
 	wait_for "the default ServiceAccount" 60 kube-controller-manager "$BIN/kubectl" --kubeconfig "$KCFG" get serviceaccount default
 	log "up in $((SECONDS - start))s; logs in $LOGS"
@@ -597,7 +629,12 @@ stop_procs() { # names...: SIGTERM to each, then wait for all; SIGKILL whatever 
 	done
 }
 
-crictl_ours() { crictl --runtime-endpoint "unix://$BERTH_SOCK" --image-endpoint "unix://$BERTH_SOCK" --timeout 60s "$@"; }
+crictl_at() { # sock args...
+	local sock=$1
+	shift
+	crictl --runtime-endpoint "unix://$sock" --image-endpoint "unix://$sock" --timeout 60s "$@"
+}
+crictl_ours() { crictl_at "$BERTH_SOCK" "$@"; }
 
 # remove_pods removes every pod through berth, the way a node is drained, once the kubelet
 # is gone (it would recreate them). The ids tell the leak check what to look for.
@@ -624,10 +661,10 @@ unmount_under() { # dir: everything mounted below dir, deepest first
 	done
 }
 
-# remove_cgroups kills what is left in the kubelet's cgroup tree and removes it, deepest first.
+# remove_cgroups root: kills what is left in a kubelet's cgroup tree and removes it, deepest first.
 remove_cgroups() {
 	local dirs d i busy
-	dirs=$(find /sys/fs/cgroup/*"$CGROUP_ROOT" -depth -type d 2>/dev/null)
+	dirs=$(find /sys/fs/cgroup/*"$1" -depth -type d 2>/dev/null)
 	[[ -n $dirs ]] || return 0
 	for d in $dirs; do xargs -r kill -KILL <"$d/cgroup.procs" 2>/dev/null; done
 	for ((i = 0; i < 50; i++)); do
@@ -648,6 +685,7 @@ down() {
 	# Controllers first, so that nothing recreates what the rest of the teardown removes; the
 	# kubelet before the pods are removed, since it would restart them.
 	stop_procs kube-proxy kube-scheduler kube-controller-manager coredns
+	nodes_down
 	stop_procs kubelet
 	remove_pods
 	stop_procs berth
@@ -657,9 +695,10 @@ down() {
 	kill_leftovers
 	unmount_under "$CLUSTER_DIR"
 	unmount_under "$BERTH_STATE"
-	remove_cgroups
+	remove_cgroups "$CGROUP_ROOT"
 	restore_node
 	ip link show "$BRIDGE" >/dev/null 2>&1 && ip link del "$BRIDGE"
+	nodes_gone || rc=1
 	sort -u "$CLUSTER_DIR/ids" -o "$CLUSTER_DIR/ids" 2>/dev/null || touch "$CLUSTER_DIR/ids"
 	if ! "$REPO/hack/check-leaks.sh" --state "$BERTH_STATE" --root "$BERTH_ROOT" --bridge "$BRIDGE" \
 		--subnet "$POD_CIDR" --ids "$CLUSTER_DIR/ids"; then
@@ -684,6 +723,7 @@ status() {
 		fi
 	done
 	if pid_of kube-apiserver >/dev/null; then
+		nodes_status
 		"$(<"$CLUSTER_DIR/bin-dir")/kubectl" --kubeconfig "$KCFG" get nodes -o wide 2>&1 || true
 		echo "KUBECONFIG=$KCFG"
 	fi
@@ -698,11 +738,16 @@ built() {
 	echo "$dir"
 }
 
+# shellcheck source=hack/cluster-nodes.sh
+source "$REPO/hack/cluster-nodes.sh"
+
 case ${1:-} in
 build) build ;;
 built) built ;;
-up) up ;;
+up) shift; up "$@" ;;
 down) down ;;
 status) status ;;
-*) die "usage: cluster.sh build|built|up|down|status" ;;
+node) shift; node_ctl "$@" ;;
+node-init) node_init "$2" ;; # inside a node's namespaces (hack/cluster-nodes.sh)
+*) die "usage: cluster.sh build|built|up [--nodes N]|down|status|node N start|stop|kill DAEMON" ;;
 esac

@@ -13,8 +13,13 @@ import (
 func TestDeploymentScale(t *testing.T) {
 	needCluster(t)
 	ns := namespace(t)
-	mustKubectl(t, "-n", ns, "create", "deployment", "d", "--image="+busybox, "--replicas=3", "--",
+	// Created empty and pinned to the host's node before it scales: the 0→20 time is one
+	// node's, and berth's pods are checked on that node's socket.
+	mustKubectl(t, "-n", ns, "create", "deployment", "d", "--image="+busybox, "--replicas=0", "--",
 		"sh", "-c", stopOnTerm)
+	mustKubectl(t, "-n", ns, "patch", "deployment", "d", "-p",
+		`{"spec": {"template": {"spec": {"nodeSelector": {"kubernetes.io/hostname": "`+nodeName+`"}}}}}`)
+	mustKubectl(t, "-n", ns, "scale", "deployment/d", "--replicas=3")
 	waitReady(t, ns, 3, 3*time.Minute)
 	scaleTo(t, ns, 0)
 

@@ -27,6 +27,11 @@ const (
 	httpd   = "registry.k8s.io/e2e-test-images/httpd:2.4.39-4"
 )
 
+// onHostNode is kubectl run's override that pins a pod to the host's node (nodeName), whose
+// berth the tests reach at env.berthSock: on a multi-node cluster the single-node scenarios
+// run there.
+var onHostNode = `{"apiVersion": "v1", "spec": {"nodeSelector": {"kubernetes.io/hostname": "` + nodeName + `"}}}`
+
 // cluster is what the tests share.
 type clusterEnv struct {
 	repo, script, kubectl, kubeconfig string
@@ -79,7 +84,8 @@ func runMain(m *testing.M) int {
 // up runs `hack/cluster.sh up` and returns the kubeconfig its last line names.
 func up() (string, error) {
 	start := time.Now()
-	cmd := exec.Command(env.script, "up")
+	// BERTH_CLUSTER_NODES: node containers next to the host's node (make cluster-e2e).
+	cmd := exec.Command(env.script, "up", "--nodes", envOr("BERTH_CLUSTER_NODES", "1"))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -203,7 +209,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error
 // runPod starts a busybox-like pod running cmd (sh -c) and waits for it to be Ready.
 func runPod(t *testing.T, ns, name, image, cmd string) {
 	t.Helper()
-	args := []string{"-n", ns, "run", name, "--image=" + image, "--restart=Never"}
+	args := []string{"-n", ns, "run", name, "--image=" + image, "--restart=Never", "--overrides=" + onHostNode}
 	if cmd != "" {
 		args = append(args, "--", "sh", "-c", cmd)
 	}

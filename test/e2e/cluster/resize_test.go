@@ -17,10 +17,11 @@ import (
 
 // resizePod is Burstable with requests and limits for cpu and memory, both resizable without
 // a restart.
-const resizePod = `apiVersion: v1
+var resizePod = `apiVersion: v1
 kind: Pod
 metadata: {name: rs}
 spec:
+  nodeSelector: {kubernetes.io/hostname: ` + nodeName + `}
   terminationGracePeriodSeconds: 5
   containers:
   - name: c

@@ -10,7 +10,8 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// nodeName is hack/cluster.sh's node (CLUSTER_NODE_NAME).
+// nodeName is hack/cluster.sh's node on the host (CLUSTER_NODE_NAME); extra nodes are
+// <nodeName>-2..N.
 var nodeName = envOr("CLUSTER_NODE_NAME", "berth-node")
 
 // summary is what the test reads of the kubelet's /stats/summary.

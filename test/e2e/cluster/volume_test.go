@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-const volumePod = `apiVersion: v1
+var volumePod = `apiVersion: v1
 kind: ConfigMap
 metadata: {name: cm}
 data: {greeting: hello-from-configmap}
@@ -21,6 +21,7 @@ apiVersion: v1
 kind: Pod
 metadata: {name: vol}
 spec:
+  nodeSelector: {kubernetes.io/hostname: ` + nodeName + `}
   restartPolicy: Never
   containers:
   - name: c
