@@ -7,8 +7,10 @@
 #
 #   hack/cluster.sh build    build (or find cached) the components; kubectl lands in bin/
 #   hack/cluster.sh built    print the components' directory if they are built, else fail
-#   hack/cluster.sh up       build, start everything, wait for the Node to be Ready;
-#                            prints KUBECONFIG=<path> last
+#   hack/cluster.sh up [--runtime berth|containerd]
+#                            build, start everything, wait for the Node to be Ready;
+#                            prints KUBECONFIG=<path> last; --runtime containerd runs
+#                            containerd v2.4 + runc instead of berth (hack/cluster/containerd.sh)
 #   hack/cluster.sh down     stop everything `up` started, by pid, and remove what it made
 #   hack/cluster.sh status   tell what runs
 #
@@ -134,7 +136,9 @@ IPT_TABLES=(filter nat mangle raw)
 # The kubelet sets these at start (protectKernelDefaults=false); down puts the old values back.
 SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
 # Every process `up` starts, in start order (down stops them controllers first).
-PROCS=(registry berth etcd kube-apiserver kube-controller-manager kube-scheduler coredns kubelet kube-proxy)
+PROCS=(registry berth containerd etcd kube-apiserver kube-controller-manager kube-scheduler coredns kubelet kube-proxy)
+# shellcheck source=hack/cluster/containerd.sh
+source "$REPO/hack/cluster/containerd.sh"
 
 node_ip() {
 	ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p'
@@ -401,7 +405,7 @@ start_kubelet() {
 	cat >"$CLUSTER_DIR/kubelet.yaml" <<EOT
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
-containerRuntimeEndpoint: unix://$BERTH_SOCK
+containerRuntimeEndpoint: unix://$RUNTIME_SOCK
 cgroupDriver: cgroupfs
 failCgroupV1: false
 cgroupRoot: $CGROUP_ROOT
@@ -527,6 +531,7 @@ preflight() {
 	done
 	ip link show "$BRIDGE" >/dev/null 2>&1 && die "bridge $BRIDGE exists"
 	command -v crictl >/dev/null || die "crictl not found (hack/deps.sh)"
+	runtime_preflight
 	if [[ ! -x $BERTH_BIN || ! -x $BERTH_SHIM_BIN ]]; then
 		log "building berth (make build)"
 		make -C "$REPO" build >&2
@@ -535,6 +540,7 @@ preflight() {
 
 up() {
 	local start=$SECONDS ip
+	[[ ${1:-} == --runtime ]] && runtime_select "${2:?--runtime needs berth or containerd}"
 	build
 	BIN=$(bin_dir)
 	preflight
@@ -543,6 +549,7 @@ up() {
 	mkdir -p "$LOGS" "$PIDS"
 	echo "$BIN" >"$CLUSTER_DIR/bin-dir"
 	snapshot
+	runtime_snapshot
 	log "certificates in $PKI (node $NODE_NAME, $ip)"
 	make_pki "$ip"
 	kubeconfig admin admin
@@ -553,9 +560,9 @@ up() {
 	kubeconfig coredns coredns
 	kubeconfig "system:node:$NODE_NAME" kubelet
 	mv "$CLUSTER_DIR/system:node:$NODE_NAME.kubeconfig" "$CLUSTER_DIR/kubelet.kubeconfig"
-	log "starting the image registry and berth"
+	log "starting the image registry and $RUNTIME"
 	start_registry
-	start_berth
+	start_runtime
 	log "starting etcd and the control plane"
 	start_etcd
 	start_apiserver "$ip"
@@ -597,12 +604,12 @@ stop_procs() { # names...: SIGTERM to each, then wait for all; SIGKILL whatever 
 	done
 }
 
-crictl_ours() { crictl --runtime-endpoint "unix://$BERTH_SOCK" --image-endpoint "unix://$BERTH_SOCK" --timeout 60s "$@"; }
+crictl_ours() { crictl --runtime-endpoint "unix://$RUNTIME_SOCK" --image-endpoint "unix://$RUNTIME_SOCK" --timeout 60s "$@"; }
 
 # remove_pods removes every pod through berth, the way a node is drained, once the kubelet
 # is gone (it would recreate them). The ids tell the leak check what to look for.
 remove_pods() {
-	pid_of berth >/dev/null || return 0
+	pid_of "$RUNTIME" >/dev/null || return 0
 	{ crictl_ours pods -q; crictl_ours ps -aq; } 2>/dev/null >>"$CLUSTER_DIR/ids"
 	crictl_ours rmp -fa >>"$LOGS/down.log" 2>&1 || log "crictl rmp -fa failed (see $LOGS/down.log)"
 }
@@ -642,6 +649,7 @@ remove_cgroups() {
 down() {
 	[[ -d $CLUSTER_DIR || -d $BERTH_STATE ]] || { log "no cluster in $CLUSTER_DIR"; return 0; }
 	mkdir -p "$LOGS" "$PIDS"
+	runtime_load
 	# Best effort from here: one step failing must not keep the others from cleaning up.
 	set +e
 	local rc=0
@@ -650,7 +658,7 @@ down() {
 	stop_procs kube-proxy kube-scheduler kube-controller-manager coredns
 	stop_procs kubelet
 	remove_pods
-	stop_procs berth
+	stop_procs berth containerd
 	# The API server before etcd: without etcd its graceful shutdown hangs.
 	stop_procs kube-apiserver registry
 	stop_procs etcd
@@ -661,7 +669,7 @@ down() {
 	restore_node
 	ip link show "$BRIDGE" >/dev/null 2>&1 && ip link del "$BRIDGE"
 	sort -u "$CLUSTER_DIR/ids" -o "$CLUSTER_DIR/ids" 2>/dev/null || touch "$CLUSTER_DIR/ids"
-	if ! "$REPO/hack/check-leaks.sh" --state "$BERTH_STATE" --root "$BERTH_ROOT" --bridge "$BRIDGE" \
+	if ! "$REPO/hack/check-leaks.sh" --state "$BERTH_STATE" --root "$RUNTIME_ROOT" --bridge "$BRIDGE" \
 		--subnet "$POD_CIDR" --ids "$CLUSTER_DIR/ids"; then
 		rc=1
 	fi
@@ -701,8 +709,8 @@ built() {
 case ${1:-} in
 build) build ;;
 built) built ;;
-up) up ;;
+up) shift; up "$@" ;;
 down) down ;;
 status) status ;;
-*) die "usage: cluster.sh build|built|up|down|status" ;;
+*) die "usage: cluster.sh build|built|up [--runtime berth|containerd]|down|status" ;;
 esac
