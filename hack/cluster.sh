@@ -532,7 +532,7 @@ preflight() {
 	ip link show "$BRIDGE" >/dev/null 2>&1 && die "bridge $BRIDGE exists"
 	command -v crictl >/dev/null || die "crictl not found (hack/deps.sh)"
 	runtime_preflight
-	if [[ ! -x $BERTH_BIN || ! -x $BERTH_SHIM_BIN ]]; then
+	if [[ $RUNTIME == berth && ( ! -x $BERTH_BIN || ! -x $BERTH_SHIM_BIN ) ]]; then
 		log "building berth (make build)"
 		make -C "$REPO" build >&2
 	fi
