@@ -145,11 +145,13 @@ run() {
 
 # compare berth-dir containerd-dir [--out FILE]: two runs of `run` side by side.
 compare() {
-	local a=${1:?compare needs two report dirs} b=${2:?compare needs two report dirs}
+	local a b out=()
+	# Absolute, since junitcompare runs in the module's directory.
+	a=$(realpath "${1:?compare needs two report dirs}")
+	b=$(realpath "${2:?compare needs two report dirs}")
 	shift 2
-	local out=()
 	[[ ${1:-} == --out ]] && out=(-out "$(realpath -m "${2:?--out needs a file}")")
-	(cd "$MOD" && "$GO" run -mod=readonly ./cmd/junitcompare -a "$(realpath "$a")" -b "$(realpath "$b")" "${out[@]}")
+	(cd "$MOD" && "$GO" run -mod=readonly ./cmd/junitcompare -a "$a" -b "$b" "${out[@]}")
 }
 
 cmd=${1:-}

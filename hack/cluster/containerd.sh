@@ -23,11 +23,13 @@ CTRD_SANDBOX=registry.k8s.io/pause:3.9
 CNI_BIN_DIR=${CNI_BIN_DIR:-/opt/cni/bin}
 # What the kubelet talks to and what the scoped leak check looks under: berth's unless
 # runtime_select says otherwise.
+# shellcheck disable=SC2034 # cluster.sh reads them
 RUNTIME_SOCK=$BERTH_SOCK
 RUNTIME_ROOT=$BERTH_ROOT
 
 # runtime_select name: the runtime of this cluster, from `up --runtime` or, for down and
 # status, from what `up` recorded.
+# shellcheck disable=SC2034 # cluster.sh reads RUNTIME_SOCK and RUNTIME_ROOT
 runtime_select() {
 	case $1 in
 	berth) RUNTIME=berth RUNTIME_SOCK=$BERTH_SOCK RUNTIME_ROOT=$BERTH_ROOT ;;

@@ -111,7 +111,8 @@ func FailedState(st string) bool {
 	return false
 }
 
-// FirstLine is the first line of a failure that says something: Ginkgo's "[FAILED]" headers
+// FirstLine is the first line of a failure that says something: Ginkgo's message follows its
+// "[FAILED] " tag on the first line; bare tags and location lines ("[FAILED] in [It] - ...")
 // are passed over.
 func FirstLine(c Case) string {
 	text := c.Status
@@ -121,7 +122,11 @@ func FirstLine(c Case) string {
 		text = c.Error.Text
 	}
 	for _, l := range strings.Split(text, "\n") {
-		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "[") {
+		l = strings.TrimSpace(l)
+		if m, ok := strings.CutPrefix(l, "[FAILED] "); ok && !strings.HasPrefix(m, "in [") {
+			return m
+		}
+		if l != "" && !strings.HasPrefix(l, "[") {
 			return l
 		}
 	}

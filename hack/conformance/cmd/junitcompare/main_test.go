@@ -42,8 +42,9 @@ const selected = `
 <testcase name="[It] e|x" status="passed"></testcase>`
 
 func failed(name, msg string) string {
-	return `<testcase name="[It] ` + name + `" status="failed"><failure type="failed">[FAILED] x
-  ` + msg + `</failure></testcase>`
+	return `<testcase name="[It] ` + name + `" status="failed"><failure type="failed">[FAILED] ` + msg + `
+  Expected
+    &lt;string&gt;: output</failure></testcase>`
 }
 
 func passed(name string) string { return `<testcase name="[It] ` + name + `" status="passed"></testcase>` }
