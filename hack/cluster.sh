@@ -606,7 +606,7 @@ stop_procs() { # names...: SIGTERM to each, then wait for all; SIGKILL whatever 
 
 crictl_ours() { crictl --runtime-endpoint "unix://$RUNTIME_SOCK" --image-endpoint "unix://$RUNTIME_SOCK" --timeout 60s "$@"; }
 
-# remove_pods removes every pod through berth, the way a node is drained, once the kubelet
+# remove_pods removes every pod through the runtime, the way a node is drained, once the kubelet
 # is gone (it would recreate them). The ids tell the leak check what to look for.
 remove_pods() {
 	pid_of "$RUNTIME" >/dev/null || return 0
