@@ -78,11 +78,18 @@ cluster-e2e: build
 
 # conformance: e2e.test v1.37.2's [Conformance] and [NodeConformance] specs against the cluster
 # above (brought up and down if none runs), skipping hack/conformance/skips.txt; prints
-# "N passed, N failed, N skipped", details in _output/conformance/<time>/summary.md. Hours on two
-# cores, so not part of test. FOCUS=regex / SKIP=regex replace the defaults.
-.PHONY: conformance
+# "N passed, N failed, N skipped", details in _output/conformance/<time>-<runtime>/summary.md. Hours
+# on two cores, so not part of test. FOCUS=regex / SKIP=regex replace the defaults; RUNTIME=containerd
+# runs the node on containerd v2.4 + runc instead of berth; SEED=n and TIMEOUT=15m fix Ginkgo's order
+# and stop the suite, so that two runtimes' runs reach the same specs.
+# conformance-compare: BERTH=<report dir> CONTAINERD=<report dir> side by side (OUT=file.md).
+.PHONY: conformance conformance-compare
 conformance: build
-	$(E2E_ENV) hack/conformance.sh run $(if $(FOCUS),--focus '$(FOCUS)') $(if $(SKIP),--skip '$(SKIP)')
+	$(E2E_ENV) hack/conformance.sh run $(if $(RUNTIME),--runtime $(RUNTIME)) $(if $(FOCUS),--focus '$(FOCUS)') \
+		$(if $(SKIP),--skip '$(SKIP)') $(if $(SEED),--seed $(SEED)) $(if $(TIMEOUT),--timeout $(TIMEOUT))
+
+conformance-compare:
+	hack/conformance.sh compare '$(BERTH)' '$(CONTAINERD)' $(if $(OUT),--out '$(OUT)')
 
 leaks:
 	hack/check-leaks.sh

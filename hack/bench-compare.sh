@@ -48,9 +48,10 @@ B_BRIDGE="" C_BRIDGE="" CGROUP_PARENT="" IPT_BEFORE=""
 # Shared directories containerd creates whatever its config says: the shim sockets' dir
 # (hard-coded under /run/containerd) and libcni's result cache. Those this run creates are
 # removed at the end if empty; deepest first.
-SHARED_DIRS=(/run/containerd/s /run/containerd /var/lib/cni/results /var/lib/cni)
+# shellcheck source=hack/containerd-config.sh
+source "$REPO/hack/containerd-config.sh"
 OWN_SHARED=()
-for d in "${SHARED_DIRS[@]}"; do [[ -e $d ]] || OWN_SHARED+=("$d"); done
+for d in "${CONTAINERD_SHARED_DIRS[@]}"; do [[ -e $d ]] || OWN_SHARED+=("$d"); done
 B_SUBNET=10.231.0.0/16
 C_SUBNET=10.232.0.0/16
 
@@ -201,58 +202,9 @@ default_bridge = "$B_BRIDGE"
 default_subnet = "$B_SUBNET"
 EOF
 
-# containerd 2.x, config version 3. Everything it would put in a shared place (/run/containerd,
-# /var/run/netns, /opt/containerd, the NRI socket) is moved under its private dirs or off.
-cat >"$C_ROOT/config.toml" <<EOF
-version = 3
-root = "$C_ROOT"
-state = "$C_STATE"
-disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.internal.v1.tracing",
-  "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.erofs", "io.containerd.differ.v1.erofs"]
-
-[grpc]
-  address = "$C_STATE/containerd.sock"
-
-[ttrpc]
-  address = "$C_STATE/containerd.sock.ttrpc"
-
-[debug]
-  address = ""
-
-[plugins.'io.containerd.internal.v1.opt']
-  path = "$C_ROOT/opt"
-
-[plugins.'io.containerd.cri.v1.images']
-  snapshotter = "overlayfs"
-  max_concurrent_downloads = 3
-  [plugins.'io.containerd.cri.v1.images'.pinned_images]
-    sandbox = "bench.invalid/berth/pause:latest"
-  [plugins.'io.containerd.cri.v1.images'.registry]
-    config_path = "$CERTS"
-
-[plugins.'io.containerd.cri.v1.runtime']
-  netns_mounts_under_state_dir = true
-  # Without CAP_SYS_RESOURCE (as on this node) runc cannot lower oom_score_adj below
-  # containerd's own: clamp it there, as berth does.
-  restrict_oom_score_adj = true
-  [plugins.'io.containerd.cri.v1.runtime'.containerd]
-    default_runtime_name = "runc"
-    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
-        BinaryName = "$CTRD_BIN/runc"
-        Root = "$C_STATE/runc"
-        SystemdCgroup = false
-  [plugins.'io.containerd.cri.v1.runtime'.cni]
-    bin_dirs = ["$CNI_BIN_DIR"]
-    conf_dir = "$C_ROOT/net.d"
-
-[plugins.'io.containerd.grpc.v1.cri']
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-EOF
+# The reference containerd config (hack/containerd-config.sh), with bench-compare's sandbox image.
+containerd_config "$C_ROOT" "$C_STATE" "$CTRD_BIN" "$CERTS" "$CNI_BIN_DIR" "$C_ROOT/net.d" \
+	bench.invalid/berth/pause:latest >"$C_ROOT/config.toml"
 cp "$B_ROOT/config.toml" "$OUT/berth-config.toml"
 cp "$C_ROOT/config.toml" "$OUT/containerd-config.toml"
 

@@ -7,10 +7,12 @@
 #
 #   hack/cluster.sh build    build (or find cached) the components; kubectl lands in bin/
 #   hack/cluster.sh built    print the components' directory if they are built, else fail
-#   hack/cluster.sh up [--nodes N]
+#   hack/cluster.sh up [--nodes N] [--runtime berth|containerd]
 #                            build, start everything, wait for the Nodes to be Ready;
 #                            prints KUBECONFIG=<path> last. N-1 extra nodes (node containers,
-#                            hack/cluster-nodes.sh) join the host's node; N defaults to 1
+#                            hack/cluster-nodes.sh) join the host's node; N defaults to 1.
+#                            --runtime containerd runs containerd v2.4 + runc instead of berth
+#                            on the host's node (hack/cluster/containerd.sh; one node only)
 #   hack/cluster.sh down     stop everything `up` started, by pid, and remove what it made
 #   hack/cluster.sh status   tell what runs
 #   hack/cluster.sh node N start|stop|kill berth|kubelet|kube-proxy
@@ -138,7 +140,9 @@ IPT_TABLES=(filter nat mangle raw)
 # The kubelet sets these at start (protectKernelDefaults=false); down puts the old values back.
 SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
 # Every process `up` starts, in start order (down stops them controllers first).
-PROCS=(registry berth etcd kube-apiserver kube-controller-manager kube-scheduler coredns kubelet kube-proxy)
+PROCS=(registry berth containerd etcd kube-apiserver kube-controller-manager kube-scheduler coredns kubelet kube-proxy)
+# shellcheck source=hack/cluster/containerd.sh
+source "$REPO/hack/cluster/containerd.sh"
 
 host_ip() {
 	ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p'
@@ -399,7 +403,7 @@ start_kubelet() {
 	cat >"$CLUSTER_DIR/kubelet.yaml" <<EOT
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
-containerRuntimeEndpoint: unix://$BERTH_SOCK
+containerRuntimeEndpoint: unix://$RUNTIME_SOCK
 cgroupDriver: cgroupfs
 failCgroupV1: false
 cgroupRoot: $CGROUP_ROOT
@@ -547,7 +551,8 @@ preflight() {
 		done
 	fi
 	command -v crictl >/dev/null || die "crictl not found (hack/deps.sh)"
-	if [[ ! -x $BERTH_BIN || ! -x $BERTH_SHIM_BIN ]]; then
+	runtime_preflight
+	if [[ $RUNTIME == berth && ( ! -x $BERTH_BIN || ! -x $BERTH_SHIM_BIN ) ]]; then
 		log "building berth (make build)"
 		make -C "$REPO" build >&2
 	fi
@@ -560,10 +565,14 @@ up() {
 		case $1 in
 		--nodes) NODES=${2:-}; shift 2 || die "--nodes N" ;;
 		--nodes=*) NODES=${1#*=}; shift ;;
+		--runtime) runtime_select "${2:?--runtime needs berth or containerd}"; shift 2 ;;
+		--runtime=*) runtime_select "${1#*=}"; shift ;;
 		*) die "up: unknown argument $1" ;;
 		esac
 	done
 	[[ $NODES =~ ^[1-9][0-9]*$ ]] && ((NODES <= 20)) || die "--nodes $NODES: want 1..20"
+	# The node containers run berth (hack/cluster-nodes.sh): a containerd cluster is one node.
+	[[ $RUNTIME == berth || $NODES == 1 ]] || die "--runtime $RUNTIME runs one node only (--nodes $NODES)"
 	build
 	BIN=$(bin_dir)
 	preflight
@@ -573,6 +582,7 @@ up() {
 	echo "$BIN" >"$CLUSTER_DIR/bin-dir"
 	echo "$NODES" >"$CLUSTER_DIR/nodes-count"
 	snapshot
+	runtime_snapshot
 	log "certificates in $PKI (node $NODE_NAME, $ip)"
 	make_pki "$ip"
 	kubeconfig admin admin
@@ -584,9 +594,9 @@ up() {
 	kubeconfig "system:node:$NODE_NAME" kubelet
 	mv "$CLUSTER_DIR/system:node:$NODE_NAME.kubeconfig" "$CLUSTER_DIR/kubelet.kubeconfig"
 	nodes_pki
-	log "starting the image registry and berth"
+	log "starting the image registry and $RUNTIME"
 	start_registry
-	start_berth
+	start_runtime
 	log "starting etcd and the control plane"
 	start_etcd
 	start_apiserver "$ip"
@@ -634,12 +644,12 @@ crictl_at() { # sock args...
 	shift
 	crictl --runtime-endpoint "unix://$sock" --image-endpoint "unix://$sock" --timeout 60s "$@"
 }
-crictl_ours() { crictl_at "$BERTH_SOCK" "$@"; }
+crictl_ours() { crictl_at "$RUNTIME_SOCK" "$@"; }
 
-# remove_pods removes every pod through berth, the way a node is drained, once the kubelet
+# remove_pods removes every pod through the runtime, the way a node is drained, once the kubelet
 # is gone (it would recreate them). The ids tell the leak check what to look for.
 remove_pods() {
-	pid_of berth >/dev/null || return 0
+	pid_of "$RUNTIME" >/dev/null || return 0
 	{ crictl_ours pods -q; crictl_ours ps -aq; } 2>/dev/null >>"$CLUSTER_DIR/ids"
 	crictl_ours rmp -fa >>"$LOGS/down.log" 2>&1 || log "crictl rmp -fa failed (see $LOGS/down.log)"
 }
@@ -679,6 +689,7 @@ remove_cgroups() {
 down() {
 	[[ -d $CLUSTER_DIR || -d $BERTH_STATE ]] || { log "no cluster in $CLUSTER_DIR"; return 0; }
 	mkdir -p "$LOGS" "$PIDS"
+	runtime_load
 	# Best effort from here: one step failing must not keep the others from cleaning up.
 	set +e
 	local rc=0
@@ -688,7 +699,7 @@ down() {
 	nodes_down
 	stop_procs kubelet
 	remove_pods
-	stop_procs berth
+	stop_procs berth containerd
 	# The API server before etcd: without etcd its graceful shutdown hangs.
 	stop_procs kube-apiserver registry
 	stop_procs etcd
@@ -700,7 +711,7 @@ down() {
 	ip link show "$BRIDGE" >/dev/null 2>&1 && ip link del "$BRIDGE"
 	nodes_gone || rc=1
 	sort -u "$CLUSTER_DIR/ids" -o "$CLUSTER_DIR/ids" 2>/dev/null || touch "$CLUSTER_DIR/ids"
-	if ! "$REPO/hack/check-leaks.sh" --state "$BERTH_STATE" --root "$BERTH_ROOT" --bridge "$BRIDGE" \
+	if ! "$REPO/hack/check-leaks.sh" --state "$BERTH_STATE" --root "$RUNTIME_ROOT" --bridge "$BRIDGE" \
 		--subnet "$POD_CIDR" --ids "$CLUSTER_DIR/ids"; then
 		rc=1
 	fi
@@ -749,5 +760,5 @@ down) down ;;
 status) status ;;
 node) shift; node_ctl "$@" ;;
 node-init) node_init "$2" ;; # inside a node's namespaces (hack/cluster-nodes.sh)
-*) die "usage: cluster.sh build|built|up [--nodes N]|down|status|node N start|stop|kill DAEMON" ;;
+*) die "usage: cluster.sh build|built|up [--nodes N] [--runtime berth|containerd]|down|status|node N start|stop|kill DAEMON" ;;
 esac

@@ -4,15 +4,22 @@
 # cluster of hack/cluster.sh.
 #
 #   hack/conformance.sh build    build (or find cached) e2e.test and agnhost; prints their dir
-#   hack/conformance.sh run [--focus REGEX] [--skip REGEX] [--report-dir DIR]
+#   hack/conformance.sh run [--runtime berth|containerd] [--focus REGEX] [--skip REGEX]
+#                           [--seed N] [--timeout DURATION] [--report-dir DIR]
 #                                run the specs against the cluster (brought up, and down
 #                                afterwards, if it does not run yet) and print
 #                                "N passed, N failed, N skipped" from the JUnit report;
-#                                --focus replaces the default, --skip adds to skips.txt
+#                                --focus replaces the default, --skip adds to skips.txt;
+#                                --runtime is the node's runtime (hack/cluster.sh up --runtime);
+#                                --seed fixes Ginkgo's order and --timeout stops the suite, so
+#                                that two runtimes' runs reach the same specs
+#   hack/conformance.sh compare BERTH_DIR CONTAINERD_DIR [--out FILE]
+#                                two runs' reports side by side (hack/conformance/cmd/junitcompare)
 #
 # Focus defaults to [Conformance] and [NodeConformance]; skip to the patterns in
 # hack/conformance/skips.txt (specs a single offline node cannot run, each with its reason).
-# Env: KUBE_VERSION (v1.37.2), K8S_BIN_CACHE (/var/cache/berth), CLUSTER_DIR, GO.
+# Env: KUBE_VERSION (v1.37.2), K8S_BIN_CACHE (/var/cache/berth), CLUSTER_DIR, GO,
+#      CONFORMANCE_RUNTIME (berth; what --runtime sets).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -86,10 +93,13 @@ e2e_run() {
 }
 
 run() {
-	local focus=$FOCUS skip="" rdir="" dir started=false rc=0
+	local focus=$FOCUS skip="" rdir="" dir started=false rc=0 runtime=${CONFORMANCE_RUNTIME:-berth} extra=() t0
 	skip=$(skip_regex)
 	while (($#)); do
 		case $1 in
+		--runtime) runtime=$2; shift 2 ;;
+		--seed) extra+=(--ginkgo.seed="$2"); shift 2 ;;
+		--timeout) extra+=(--ginkgo.timeout="$2"); shift 2 ;;
 		--focus) focus=$2; shift 2 ;;
 		--skip) skip=${skip:+$skip|}$2; shift 2 ;;
 		--report-dir) rdir=$2; shift 2 ;;
@@ -97,22 +107,32 @@ run() {
 		esac
 	done
 	dir=$(build)
-	rdir=${rdir:-$REPO/_output/conformance/$(date -u +%Y%m%dT%H%M%SZ)}
+	rdir=${rdir:-$REPO/_output/conformance/$(date -u +%Y%m%dT%H%M%SZ)-$runtime}
 	mkdir -p "$rdir"
 	KCFG=$CLUSTER_DIR/kubeconfig
 	if ! "$REPO/hack/cluster.sh" status >/dev/null 2>&1; then
-		log "no cluster runs: bringing one up (and down afterwards)"
+		log "no cluster runs: bringing one up on $runtime (and down afterwards)"
 		started=true
 		trap '"$REPO/hack/cluster.sh" down || true' EXIT
-		CLUSTER_AGNHOST=$dir/agnhost "$REPO/hack/cluster.sh" up >/dev/null
+		CLUSTER_AGNHOST=$dir/agnhost "$REPO/hack/cluster.sh" up --runtime "$runtime" >/dev/null
 	fi
+	# A cluster from before --runtime recorded none: it runs berth.
+	local has
+	has=$(cat "$CLUSTER_DIR/runtime" 2>/dev/null || echo berth)
+	[[ $has == "$runtime" ]] || die "the running cluster's runtime is $has, not $runtime: hack/cluster.sh down, then rerun"
+	# What hack/conformance.sh compare (junitcompare) reads besides the reports.
+	echo "$runtime" >"$rdir/runtime"
+	echo "$skip" >"$rdir/skip"
 	grep -q '"registry.k8s.io/e2e-test-images/agnhost:' "$CLUSTER_DIR/images.json" ||
 		die "the running cluster's registry lacks e2e.test's images: hack/cluster.sh down, then rerun"
 	# The specs the focus selects, from a dry run: skipped is what of them did not run.
 	e2e_run "$dir" "$rdir/selected" --ginkgo.focus="$focus" --ginkgo.dry-run >"$rdir/selected.log" 2>&1 ||
 		die "e2e.test --ginkgo.dry-run failed (see $rdir/selected.log)"
-	log "running e2e.test, report in $rdir"
-	e2e_run "$dir" "$rdir" --ginkgo.focus="$focus" ${skip:+--ginkgo.skip="$skip"} >"$rdir/e2e.log" 2>&1 || rc=$?
+	log "running e2e.test on $runtime, report in $rdir"
+	t0=$SECONDS
+	e2e_run "$dir" "$rdir" --ginkgo.focus="$focus" ${skip:+--ginkgo.skip="$skip"} "${extra[@]}" >"$rdir/e2e.log" 2>&1 || rc=$?
+	# The suite's wall time, for the side-by-side report (the cluster's start is not in it).
+	echo "$((SECONDS - t0))" >"$rdir/seconds"
 	(cd "$MOD" && "$GO" run -mod=readonly ./cmd/junitsum -selected "$rdir/selected/junit_01.xml" \
 		-report "$rdir/junit_01.xml" -skip "$skip" -details "$rdir/summary.md")
 	log "details in $rdir/summary.md, log in $rdir/e2e.log (e2e.test exit $rc)"
@@ -123,10 +143,22 @@ run() {
 	return "$rc"
 }
 
+# compare berth-dir containerd-dir [--out FILE]: two runs of `run` side by side.
+compare() {
+	local a b out=()
+	# Absolute, since junitcompare runs in the module's directory.
+	a=$(realpath "${1:?compare needs two report dirs}")
+	b=$(realpath "${2:?compare needs two report dirs}")
+	shift 2
+	[[ ${1:-} == --out ]] && out=(-out "$(realpath -m "${2:?--out needs a file}")")
+	(cd "$MOD" && "$GO" run -mod=readonly ./cmd/junitcompare -a "$a" -b "$b" "${out[@]}")
+}
+
 cmd=${1:-}
 shift || true
 case $cmd in
 build) build ;;
 run) run "$@" ;;
-*) die "usage: $0 build|run [--focus REGEX] [--skip REGEX] [--report-dir DIR]" ;;
+compare) compare "$@" ;;
+*) die "usage: $0 build|run [--runtime R] [--focus REGEX] [--skip REGEX] [--seed N] [--timeout D] [--report-dir DIR]|compare DIR DIR [--out FILE]" ;;
 esac

@@ -31,7 +31,7 @@ func TestSummarize(t *testing.T) {
 <testcase name="[It] f" status="skipped"><skipped message="skipped"></skipped></testcase>`)
 	got := writeReport(t, `
 <testcase name="[SynchronizedBeforeSuite]" status="passed"></testcase>
-<testcase name="[ReportAfterSuite] Kubernetes e2e suite report" status="failed"><failure type="failed">[FAILED] report
+<testcase name="[ReportAfterSuite] Kubernetes e2e suite report" status="failed"><failure type="failed">[FAILED] in [ReportAfterSuite] - report.go:12
 could not write</failure></testcase>
 <testcase name="[It] a" status="passed"></testcase>
 <testcase name="[It] b" status="failed"><failure type="failed">[FAILED] Timed out
@@ -52,7 +52,7 @@ could not write</failure></testcase>
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"- [It] b\n  pod never became ready", "- [It] d\n  Requires at least 2 nodes",
+	for _, want := range []string{"- [It] b\n  Timed out", "- [It] d\n  Requires at least 2 nodes",
 		"- [It] e\n  skip list", "- [It] c\n  not in the run's report", "- [It] g\n  not run (skipped)", "could not write"} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("details lack %q:\n%s", want, b)
