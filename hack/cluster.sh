@@ -58,6 +58,7 @@ dns_dir() {
 build() {
 	build_k8s
 	build_dns
+	ms_build
 }
 
 build_k8s() {
@@ -135,6 +136,9 @@ IPT_TABLES=(filter nat mangle raw)
 SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
 # Every process `up` starts, in start order (down stops them controllers first).
 PROCS=(registry berth etcd kube-apiserver kube-controller-manager kube-scheduler coredns kubelet kube-proxy)
+# metrics-server (ms_*; it appends itself to PROCS).
+# shellcheck source=hack/cluster/metrics-server.sh
+source "$REPO/hack/cluster/metrics-server.sh"
 
 node_ip() {
 	ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p'
@@ -347,7 +351,9 @@ start_etcd() {
 
 start_apiserver() {
 	local ip=$1
-	start_bg kube-apiserver "$BIN/kube-apiserver" \
+	local agg
+	mapfile -t agg < <(ms_apiserver_flags)
+	start_bg kube-apiserver "$BIN/kube-apiserver" "${agg[@]}" \
 		--etcd-servers=http://127.0.0.1:2379 \
 		--secure-port="$API_PORT" --advertise-address="$ip" --cert-dir="$CLUSTER_DIR/apiserver" \
 		--tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
@@ -527,6 +533,7 @@ preflight() {
 	done
 	ip link show "$BRIDGE" >/dev/null 2>&1 && die "bridge $BRIDGE exists"
 	command -v crictl >/dev/null || die "crictl not found (hack/deps.sh)"
+	ms_preflight
 	if [[ ! -x $BERTH_BIN || ! -x $BERTH_SHIM_BIN ]]; then
 		log "building berth (make build)"
 		make -C "$REPO" build >&2
@@ -545,6 +552,7 @@ up() {
 	snapshot
 	log "certificates in $PKI (node $NODE_NAME, $ip)"
 	make_pki "$ip"
+	ms_pki "$ip"
 	kubeconfig admin admin
 	mv "$CLUSTER_DIR/admin.kubeconfig" "$KCFG"
 	kubeconfig controller-manager controller-manager
@@ -561,6 +569,7 @@ up() {
 	start_apiserver "$ip"
 	start_controllers
 	start_dns "$ip"
+	ms_start "$ip"
 	log "starting the kubelet and kube-proxy"
 	start_kubelet "$ip"
 	wait_for "node $NODE_NAME registered" 120 kubelet "$BIN/kubectl" --kubeconfig "$KCFG" get node "$NODE_NAME"
@@ -647,6 +656,7 @@ down() {
 	local rc=0
 	# Controllers first, so that nothing recreates what the rest of the teardown removes; the
 	# kubelet before the pods are removed, since it would restart them.
+	stop_procs metrics-server
 	stop_procs kube-proxy kube-scheduler kube-controller-manager coredns
 	stop_procs kubelet
 	remove_pods
@@ -695,6 +705,7 @@ built() {
 	local dir
 	dir=$(bin_dir)
 	[[ -f $dir/.complete && -x $(dns_dir)/coredns ]] || die "the components are not built (hack/cluster.sh build)"
+	ms_built || die "metrics-server is not built (hack/cluster.sh build)"
 	echo "$dir"
 }
 
