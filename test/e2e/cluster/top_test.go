@@ -102,6 +102,11 @@ func TestTop(t *testing.T) {
 		return windowAfter(m, start)
 	})
 	after := criStats(t, id)
+	t.Logf("PodMetrics at %s over %s: %v; berth's cpu %d..%d ns at %s..%s, working set %d..%d",
+		m.Timestamp.Format(time.RFC3339), m.Window, m.Containers, before.Cpu.UsageCoreNanoSeconds.GetValue(),
+		after.Cpu.UsageCoreNanoSeconds.GetValue(), start.Format(time.RFC3339Nano),
+		time.Unix(0, after.Cpu.Timestamp).Format(time.RFC3339Nano),
+		before.Memory.WorkingSetBytes.GetValue(), after.Memory.WorkingSetBytes.GetValue())
 	if err := checkPodMetrics(m, before, after); err != nil {
 		t.Fatal(err)
 	}
