@@ -64,6 +64,7 @@ dns_dir() {
 build() {
 	build_k8s
 	build_dns
+	ms_build
 }
 
 build_k8s() {
@@ -143,6 +144,9 @@ SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops 
 PROCS=(registry berth containerd etcd kube-apiserver kube-controller-manager kube-scheduler coredns kubelet kube-proxy)
 # shellcheck source=hack/cluster/containerd.sh
 source "$REPO/hack/cluster/containerd.sh"
+# metrics-server (ms_*; it appends itself to PROCS).
+# shellcheck source=hack/cluster/metrics-server.sh
+source "$REPO/hack/cluster/metrics-server.sh"
 
 host_ip() {
 	ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p'
@@ -358,7 +362,9 @@ start_etcd() {
 
 start_apiserver() {
 	local ip=$1
-	start_bg kube-apiserver "$BIN/kube-apiserver" \
+	local agg
+	mapfile -t agg < <(ms_apiserver_flags)
+	start_bg kube-apiserver "$BIN/kube-apiserver" "${agg[@]}" \
 		--etcd-servers=http://127.0.0.1:2379 \
 		--secure-port="$API_PORT" --advertise-address="$ip" --cert-dir="$CLUSTER_DIR/apiserver" \
 		--tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
@@ -552,6 +558,7 @@ preflight() {
 	fi
 	command -v crictl >/dev/null || die "crictl not found (hack/deps.sh)"
 	runtime_preflight
+	ms_preflight
 	if [[ $RUNTIME == berth && ( ! -x $BERTH_BIN || ! -x $BERTH_SHIM_BIN ) ]]; then
 		log "building berth (make build)"
 		make -C "$REPO" build >&2
@@ -585,6 +592,7 @@ up() {
 	runtime_snapshot
 	log "certificates in $PKI (node $NODE_NAME, $ip)"
 	make_pki "$ip"
+	ms_pki "$ip"
 	kubeconfig admin admin
 	mv "$CLUSTER_DIR/admin.kubeconfig" "$KCFG"
 	kubeconfig controller-manager controller-manager
@@ -602,6 +610,7 @@ up() {
 	start_apiserver "$ip"
 	start_controllers
 	start_dns "$ip"
+	ms_start "$ip"
 	log "starting the kubelet and kube-proxy"
 	start_kubelet "$ip"
 	wait_for "node $NODE_NAME registered" 120 kubelet "$BIN/kubectl" --kubeconfig "$KCFG" get node "$NODE_NAME"
@@ -695,6 +704,7 @@ down() {
 	local rc=0
 	# Controllers first, so that nothing recreates what the rest of the teardown removes; the
 	# kubelet before the pods are removed, since it would restart them.
+	stop_procs metrics-server
 	stop_procs kube-proxy kube-scheduler kube-controller-manager coredns
 	nodes_down
 	stop_procs kubelet
@@ -746,6 +756,7 @@ built() {
 	local dir
 	dir=$(bin_dir)
 	[[ -f $dir/.complete && -x $(dns_dir)/coredns ]] || die "the components are not built (hack/cluster.sh build)"
+	ms_built || die "metrics-server is not built (hack/cluster.sh build)"
 	echo "$dir"
 }
 
