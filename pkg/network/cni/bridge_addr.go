@@ -196,21 +196,41 @@ func (m *Manager) reconcileBridge(want []netip.Prefix) error {
 	defer m.bridgeMu.Unlock()
 	have, err := m.bridge.List(m.opts.DefaultBridge)
 	if err != nil {
-		return fmt.Errorf("list addresses of bridge %s: %w", m.opts.DefaultBridge, err)
+		m.bridgeErr = fmt.Errorf("list addresses of bridge %s: %w", m.opts.DefaultBridge, err)
+		return m.bridgeErr
 	}
 	if len(have) == 0 {
+		m.bridgeErr = nil
 		return nil // no bridge yet, or a bare one: the bridge plugin addresses it
 	}
 	inUse, err := reservedIn(filepath.Join(m.opts.DataDir, m.opts.DefaultNetworkName))
 	if err != nil {
+		m.bridgeErr = err
 		return err
 	}
 	plan := planBridge(have, want, inUse)
 	if plan.empty() {
+		m.bridgeErr = nil
 		return nil
 	}
 	m.log.Info("pod cidr: readdressing bridge", "bridge", m.opts.DefaultBridge, "remove", plan.Del, "add", plan.Add, "keep", plan.Readd)
-	return applyBridgePlan(m.bridge, m.opts.DefaultBridge, plan)
+	m.bridgeErr = applyBridgePlan(m.bridge, m.opts.DefaultBridge, plan)
+	return m.bridgeErr
+}
+
+// bridgeStatus is nil unless the last readdress of the default bridge failed and fails again
+// now: until then every ADD would fail in the bridge plugin, so NetworkReady must say so.
+func (m *Manager) bridgeStatus(n *network) error {
+	m.bridgeMu.Lock()
+	failed := m.bridgeErr != nil
+	m.bridgeMu.Unlock()
+	if !failed {
+		return nil
+	}
+	if err := m.prepareBridge(n); err != nil {
+		return fmt.Errorf("default bridge %s does not fit pod cidr: %w", m.opts.DefaultBridge, err)
+	}
+	return nil
 }
 
 // pruneBridge removes old gateways no pod uses any more (after a DEL, at GC). Failures are

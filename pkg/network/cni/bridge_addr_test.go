@@ -1,10 +1,12 @@
 package cni
 
 import (
+	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -75,8 +77,9 @@ func TestPlanBridge(t *testing.T) {
 
 // fakeBridge keeps one bridge's addresses in kernel order: an added address goes last.
 type fakeBridge struct {
-	addrs []netip.Prefix
-	ops   []string
+	addrs  []netip.Prefix
+	ops    []string
+	delErr error // Del fails with it
 }
 
 func (f *fakeBridge) List(string) ([]netip.Prefix, error) { return slices.Clone(f.addrs), nil }
@@ -91,6 +94,9 @@ func (f *fakeBridge) Add(_ string, p netip.Prefix) error {
 
 func (f *fakeBridge) Del(_ string, p netip.Prefix) error {
 	f.ops = append(f.ops, "del "+p.String())
+	if f.delErr != nil {
+		return f.delErr
+	}
 	f.addrs = slices.DeleteFunc(f.addrs, func(x netip.Prefix) bool { return x == p })
 	return nil
 }
@@ -164,5 +170,37 @@ func TestReconcileBridgeLeavesConfigFileBridges(t *testing.T) {
 	m.pruneBridge()
 	if len(fb.ops) != 0 {
 		t.Fatalf("config file network: bridge ops %v, want none", fb.ops)
+	}
+}
+
+// A readdress that fails makes NetworkReady false with the reason (every ADD would fail), and
+// Status retries it, so the condition clears once the bridge can be readdressed.
+func TestStatusReportsFailedReaddress(t *testing.T) {
+	requirePlugins(t)
+	dir := t.TempDir()
+	m, err := New(Options{ConfDir: filepath.Join(dir, "conf"), BinDirs: []string{DefaultBinDir}, CacheDir: filepath.Join(dir, "cache"), DefaultSubnet: "10.88.0.0/16"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb := &fakeBridge{addrs: prefixes("10.88.0.1/16"), delErr: errors.New("injected netlink failure")}
+	m.bridge = fb
+	if err := m.Status(); err != nil {
+		t.Fatalf("before the change: Status = %v", err)
+	}
+	if err := m.SetPodCIDR("10.1.0.0/24"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.prepareBridge(m.network()); err == nil {
+		t.Fatal("readdress with a failing bridge succeeded")
+	}
+	if err := m.Status(); err == nil || !strings.Contains(err.Error(), "injected netlink failure") {
+		t.Fatalf("after a failed readdress: Status = %v, want the failure", err)
+	}
+	fb.delErr = nil
+	if err := m.Status(); err != nil {
+		t.Fatalf("once the bridge can be readdressed: Status = %v, want nil", err)
+	}
+	if !slices.Equal(fb.addrs, prefixes("10.1.0.1/24")) {
+		t.Fatalf("bridge addresses %v after the retry, want the new gateway", fb.addrs)
 	}
 }

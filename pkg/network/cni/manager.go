@@ -18,8 +18,9 @@ type Manager struct {
 
 	// bridge and bridgeMu readdress the default bridge when the pod CIDR changes
 	// (bridge_addr.go); one reconcile at a time.
-	bridge   bridgeAddrs
-	bridgeMu sync.Mutex
+	bridge    bridgeAddrs
+	bridgeMu  sync.Mutex
+	bridgeErr error // the last readdress failed: Status reports it (and retries) until one works
 
 	mu      sync.Mutex
 	podCIDR string   // from the kubelet's UpdateRuntimeConfig; "" until set
