@@ -693,6 +693,9 @@ func TestNetworkPodCIDRChangeKeepsOldPods(t *testing.T) {
 	if ip := podIP(t, a, after.id); !newNet.Contains(net.ParseIP(ip)) {
 		t.Fatalf("pod IP %s after restart, want one in the pod CIDR %s", ip, tn.podCIDR)
 	}
+	if ip := podIP(t, a, old.id); ip != oldIP {
+		t.Fatalf("old pod's IP after restart: %s, want %s", ip, oldIP)
+	}
 	reaches(t, a, oldCtr, "old pod after restart", gwAddr, "hello-from-gateway")
 
 	stopPod(t, a, old)
