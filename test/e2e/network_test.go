@@ -582,3 +582,127 @@ func TestBenchRunPodSandbox(t *testing.T) {
 		runs, withNet.Round(time.Millisecond), hostNet.Round(time.Millisecond), float64(withNet)/float64(hostNet))
 	checkNoLeftovers(t, tn, a, 0)
 }
+
+// bridgeV4 lists the IPv4 addresses of the test bridge in kernel order.
+func (tn *testNet) bridgeV4(t *testing.T) []string {
+	t.Helper()
+	l, err := netlink.LinkByName(tn.bridge)
+	if err != nil {
+		t.Fatalf("bridge %s: %v", tn.bridge, err)
+	}
+	addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, a := range addrs {
+		out = append(out, a.IPNet.String())
+	}
+	return out
+}
+
+// gatewayOf is the first host of cidr with its mask: the bridge's address for that range.
+func gatewayOf(t *testing.T, cidr string) string {
+	t.Helper()
+	_, n, err := net.ParseCIDR(cidr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := n.IP.To4()
+	ones, _ := n.Mask.Size()
+	return fmt.Sprintf("%d.%d.%d.%d/%d", ip[0], ip[1], ip[2], ip[3]+1, ones)
+}
+
+// serveOn accepts TCP connections on addr from the host and answers each with greeting.
+func serveOn(t *testing.T, addr, greeting string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = io.WriteString(c, greeting+"\n")
+			c.Close()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// reaches runs nc from a running container to addr until it reads want (a server may still be
+// starting), and fails the test with the output if it never does.
+func reaches(t *testing.T, a *agent, ctrID, from, addr, want string) {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(addr)
+	script := fmt.Sprintf("for i in $(seq 50); do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 %s %s | grep %s && exit 0; sleep 0.2; done; exit 1", host, port, want)
+	if out, code := execIn(t, a, ctrID, "/bin/sh", "-c", script); code != 0 {
+		t.Fatalf("%s cannot reach %s (exit %d):\n%s", from, addr, code, out)
+	}
+}
+
+// The kubelet's pod CIDR arrives after a pod ran on default_subnet (as once the
+// controller-manager allocated the node's podCIDR): new pods get addresses from it, the old pod
+// keeps its address and gateway and stays reachable, a restarted agent still uses the new
+// CIDR, and once the old pod is gone its gateway leaves the bridge.
+func TestNetworkPodCIDRChangeKeepsOldPods(t *testing.T) {
+	tn := newTestNet(t)
+	a := tn.agent(t)
+	oldGW, newGW := gatewayOf(t, tn.subnet), gatewayOf(t, tn.podCIDR)
+	_, oldNet, _ := net.ParseCIDR(tn.subnet)
+	_, newNet, _ := net.ParseCIDR(tn.podCIDR)
+
+	old := runPod(t, a, podConfig(t, "old"))
+	oldIP := podIP(t, a, old.id)
+	if !oldNet.Contains(net.ParseIP(oldIP)) {
+		t.Fatalf("first pod IP %s outside default_subnet %s", oldIP, tn.subnet)
+	}
+	oldCtr := runContainer(t, a, old, ctrConfig("httpd", env.images.busybox, withShell(httpdScript(8080, "hello-from-old"))))
+	gwAddr := serveOn(t, net.JoinHostPort(strings.Split(oldGW, "/")[0], "0"), "hello-from-gateway")
+
+	_, err := a.rt.UpdateRuntimeConfig(ctxT(t), &runtimeapi.UpdateRuntimeConfigRequest{RuntimeConfig: &runtimeapi.RuntimeConfig{
+		NetworkConfig: &runtimeapi.NetworkConfig{PodCidr: tn.podCIDR},
+	}})
+	must(t, err, "update runtime config")
+	if c := networkCondition(t, a); !c.Status {
+		t.Fatalf("after the pod CIDR change: NetworkReady = %v", c)
+	}
+
+	fresh := runPod(t, a, podConfig(t, "new"))
+	if ip := podIP(t, a, fresh.id); !newNet.Contains(net.ParseIP(ip)) {
+		t.Fatalf("pod IP %s after the change, want one in the kubelet's pod CIDR %s", ip, tn.podCIDR)
+	}
+	if got := tn.bridgeV4(t); len(got) != 2 || got[0] != newGW || got[1] != oldGW {
+		t.Fatalf("bridge addresses %v, want the new gateway %s first and the old %s kept", got, newGW, oldGW)
+	}
+	freshCtr := runContainer(t, a, fresh, ctrConfig("client", env.images.busybox, withCommand("sleep", "1000")))
+	reaches(t, a, freshCtr, "new pod", net.JoinHostPort(oldIP, "8080"), "hello-from-old")
+	reaches(t, a, oldCtr, "old pod", gwAddr, "hello-from-gateway")
+
+	// The kubelet does not send the CIDR again to a restarted agent.
+	must(t, a.stop(), "stop agent")
+	must(t, a.start(), "restart agent")
+	if c := networkCondition(t, a); !c.Status {
+		t.Fatalf("after restart: NetworkReady = %v", c)
+	}
+	after := runPod(t, a, podConfig(t, "after-restart"))
+	if ip := podIP(t, a, after.id); !newNet.Contains(net.ParseIP(ip)) {
+		t.Fatalf("pod IP %s after restart, want one in the pod CIDR %s", ip, tn.podCIDR)
+	}
+	if ip := podIP(t, a, old.id); ip != oldIP {
+		t.Fatalf("old pod's IP after restart: %s, want %s", ip, oldIP)
+	}
+	reaches(t, a, oldCtr, "old pod after restart", gwAddr, "hello-from-gateway")
+
+	stopPod(t, a, old)
+	if got := tn.bridgeV4(t); len(got) != 1 || got[0] != newGW {
+		t.Fatalf("old pod removed: bridge addresses %v, want only the new gateway %s", got, newGW)
+	}
+	stopPod(t, a, fresh)
+	stopPod(t, a, after)
+	checkNoLeftovers(t, tn, a, 0)
+}

@@ -402,6 +402,24 @@ func TestUpdateRuntimeConfigSetsPodCIDR(t *testing.T) {
 	}
 }
 
+// The kubelet sends the pod CIDR only when it changed from what it sent last: a restarted
+// agent must hand the recorded one to its network before it sets up or collects anything.
+func TestPodCIDRSurvivesRestart(t *testing.T) {
+	e := newTestEnv(t)
+	_, err := e.svc.UpdateRuntimeConfig(context.Background(), &runtimeapi.UpdateRuntimeConfigRequest{RuntimeConfig: &runtimeapi.RuntimeConfig{
+		NetworkConfig: &runtimeapi.NetworkConfig{PodCidr: "10.244.7.0/24"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.svc.Close()
+	e.net = newFakeNetwork() // a new process: the network starts on default_subnet
+	e.svc = e.newService(t)
+	if e.net.cidr != "10.244.7.0/24" || e.svc.podCIDR.Load() != "10.244.7.0/24" {
+		t.Fatalf("after restart: network cidr %q, status cidr %v; want 10.244.7.0/24", e.net.cidr, e.svc.podCIDR.Load())
+	}
+}
+
 func TestBandwidthAnnotations(t *testing.T) {
 	tests := []struct {
 		name          string

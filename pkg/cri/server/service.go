@@ -227,6 +227,12 @@ func New(opts Options) (*Service, error) {
 		s.store, s.ownsStore = store.New(db), true
 	}
 	s.podCIDR.Store("")
+	if err := s.restorePodCIDR(); err != nil {
+		if s.ownsStore {
+			s.store.Close()
+		}
+		return nil, fmt.Errorf("new cri service: %w", err)
+	}
 	if opts.Offline {
 		return s, nil
 	}

@@ -15,6 +15,7 @@ var (
 	bucketSandboxes  = []byte("sandboxes")
 	bucketContainers = []byte("containers")
 	bucketResources  = []byte("resources")
+	bucketSettings   = []byte("settings")
 )
 
 // DB is the open metadata database.
@@ -36,7 +37,7 @@ func Open(path string, timeout time.Duration) (*DB, error) {
 		return nil, fmt.Errorf("open cri store %s: %w", path, err)
 	}
 	err = b.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketSandboxes, bucketContainers, bucketResources} {
+		for _, name := range [][]byte{bucketSandboxes, bucketContainers, bucketResources, bucketSettings} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}

@@ -50,6 +50,8 @@ func (m *Manager) GC(ctx context.Context, valid []string) error {
 			errs = append(errs, err)
 		}
 	}
+	// Old gateways whose pods went while the agent was down.
+	m.pruneBridge()
 	return errors.Join(errs...)
 }
 

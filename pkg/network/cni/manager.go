@@ -16,6 +16,12 @@ type Manager struct {
 	cni  *libcni.CNIConfig
 	log  *slog.Logger
 
+	// bridge and bridgeMu readdress the default bridge when the pod CIDR changes
+	// (bridge_addr.go); one reconcile at a time.
+	bridge    bridgeAddrs
+	bridgeMu  sync.Mutex
+	bridgeErr error // the last readdress failed: Status reports it (and retries) until one works
+
 	mu      sync.Mutex
 	podCIDR string   // from the kubelet's UpdateRuntimeConfig; "" until set
 	stamp   string   // conf dir contents and pod CIDR the current network was loaded from
@@ -33,9 +39,10 @@ func New(opts Options) (*Manager, error) {
 		return nil, fmt.Errorf("cni manager: create cache dir: %w", err)
 	}
 	m := &Manager{
-		opts: opts,
-		cni:  libcni.NewCNIConfigWithCacheDir(opts.BinDirs, opts.CacheDir, nil),
-		log:  opts.Logger,
+		opts:   opts,
+		cni:    libcni.NewCNIConfigWithCacheDir(opts.BinDirs, opts.CacheDir, nil),
+		log:    opts.Logger,
+		bridge: netlinkBridge{},
 	}
 	m.network()
 	return m, nil

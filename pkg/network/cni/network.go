@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,7 +21,9 @@ var confExtensions = []string{".conflist", ".conf", ".json"}
 type network struct {
 	list   *libcni.NetworkConfigList
 	source string // config file, or "" for the synthesized default
-	err    error  // set when list is nil
+	// subnets of the synthesized default network, whose bridge berth readdresses.
+	subnets []*net.IPNet
+	err     error // set when list is nil
 }
 
 // network returns the pod network, reloading it when the config dir or pod CIDR changed
@@ -106,7 +109,7 @@ func (m *Manager) loadDefault() *network {
 		if err == nil {
 			var list *libcni.NetworkConfigList
 			if list, err = libcni.ConfListFromBytes(b); err == nil {
-				return &network{list: list}
+				return &network{list: list, subnets: subnets}
 			}
 		}
 	}

@@ -39,9 +39,13 @@ func (m *Manager) Setup(ctx context.Context, req SetupRequest) (Result, error) {
 	if err := req.validate(); err != nil {
 		return Result{}, fmt.Errorf("cni setup: %w", err)
 	}
-	list, err := m.network().ready()
+	n := m.network()
+	list, err := n.ready()
 	if err != nil {
 		return Result{}, fmt.Errorf("cni setup sandbox %s: %w", req.ID, err)
+	}
+	if err := m.prepareBridge(n); err != nil {
+		return Result{}, fmt.Errorf("cni setup sandbox %s: pod cidr: %w", req.ID, err)
 	}
 	rt := m.runtimeConf(req)
 	raw, err := m.cni.AddNetworkList(ctx, list, rt)

@@ -10,11 +10,16 @@ import (
 
 // Status returns nil when pods can be networked, else the reason (for the CRI NetworkReady
 // condition): no valid config (with the parse errors), or a plugin binary the config names is
-// missing from the plugin dirs. It rescans the config dir.
+// missing from the plugin dirs, or the default bridge could not be readdressed for a new pod
+// CIDR (retried here, so the condition clears once the bridge can be). It rescans the config dir.
 func (m *Manager) Status() error {
-	list, err := m.network().ready()
+	n := m.network()
+	list, err := n.ready()
 	if err != nil {
 		return err
+	}
+	if err := m.bridgeStatus(n); err != nil {
+		return fmt.Errorf("cni network not ready: %w: %w", err, errdefs.ErrFailedPrecondition)
 	}
 	var errs []error
 	for _, p := range list.Plugins {

@@ -33,6 +33,10 @@ func (m *Manager) Teardown(ctx context.Context, req TeardownRequest) error {
 				errs = append(errs, err)
 			}
 		}
+		if len(errs) == 0 {
+			// The last pod of an old pod CIDR may have left: its gateway goes too.
+			m.pruneBridge()
+		}
 		return errors.Join(errs...)
 	}
 	n := m.network()
