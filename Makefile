@@ -85,7 +85,7 @@ cluster-e2e: build
 # conformance-compare: BERTH=<report dir> CONTAINERD=<report dir> side by side (OUT=file.md).
 .PHONY: conformance conformance-compare
 conformance: build
-	$(E2E_ENV) hack/conformance.sh run $(if $(RUNTIME),--runtime $(RUNTIME)) $(if $(FOCUS),--focus '$(FOCUS)') \
+	$(E2E_ENV) hack/conformance.sh run $(if $(RUNTIME),--runtime $(RUNTIME)) $(if $(NODES),--nodes $(NODES)) $(if $(FOCUS),--focus '$(FOCUS)') \
 		$(if $(SKIP),--skip '$(SKIP)') $(if $(SEED),--seed $(SEED)) $(if $(TIMEOUT),--timeout $(TIMEOUT))
 
 conformance-compare:

@@ -4,13 +4,15 @@
 # cluster of hack/cluster.sh.
 #
 #   hack/conformance.sh build    build (or find cached) e2e.test and agnhost; prints their dir
-#   hack/conformance.sh run [--runtime berth|containerd] [--focus REGEX] [--skip REGEX]
+#   hack/conformance.sh run [--runtime berth|containerd] [--nodes N] [--focus REGEX] [--skip REGEX]
 #                           [--seed N] [--timeout DURATION] [--report-dir DIR]
 #                                run the specs against the cluster (brought up, and down
 #                                afterwards, if it does not run yet) and print
 #                                "N passed, N failed, N skipped" from the JUnit report;
 #                                --focus replaces the default, --skip adds to skips.txt;
 #                                --runtime is the node's runtime (hack/cluster.sh up --runtime);
+#                                --nodes N runs on N nodes (up --nodes; berth only) and then
+#                                runs the skips.txt specs marked multi-node too;
 #                                --seed fixes Ginkgo's order and --timeout stops the suite, so
 #                                that two runtimes' runs reach the same specs
 #   hack/conformance.sh compare BERTH_DIR CONTAINERD_DIR [--out FILE]
@@ -78,8 +80,14 @@ build() {
 FOCUS='\[Conformance\]|\[NodeConformance\]'
 
 # skip_regex joins the patterns of skips.txt: "PATTERN  # reason" lines, '#' comments.
+# skip_regex NODES: skips.txt's patterns joined; on more than one node without the lines whose
+# reason starts with "multi-node:".
 skip_regex() {
-	sed -e 's/[[:space:]]#[[:space:]].*$//' -e 's/^#.*$//' -e 's/[[:space:]]*$//' "$SKIPS" | grep . | paste -sd'|'
+	local lines
+	# grep finding nothing is no error here (set -e, pipefail).
+	lines=$(grep -v '^#' "$SKIPS" || true)
+	(($1 > 1)) && lines=$(grep -v '#[[:space:]]*multi-node:' <<<"$lines" || true)
+	sed -e 's/[[:space:]]#[[:space:]].*$//' -e 's/[[:space:]]*$//' <<<"$lines" | { grep . || true; } | paste -sd'|'
 }
 
 # e2e_run dir report-dir args...: e2e.test against the cluster, upstream's defaults otherwise
@@ -94,18 +102,21 @@ e2e_run() {
 
 run() {
 	local focus=$FOCUS skip="" rdir="" dir started=false rc=0 runtime=${CONFORMANCE_RUNTIME:-berth} extra=() t0
-	skip=$(skip_regex)
+	local nodes=1 more=""
 	while (($#)); do
 		case $1 in
 		--runtime) runtime=$2; shift 2 ;;
+		--nodes) nodes=$2; shift 2 ;;
 		--seed) extra+=(--ginkgo.seed="$2"); shift 2 ;;
 		--timeout) extra+=(--ginkgo.timeout="$2"); shift 2 ;;
 		--focus) focus=$2; shift 2 ;;
-		--skip) skip=${skip:+$skip|}$2; shift 2 ;;
+		--skip) more=${more:+$more|}$2; shift 2 ;;
 		--report-dir) rdir=$2; shift 2 ;;
 		*) die "unknown flag $1" ;;
 		esac
 	done
+	skip=$(skip_regex "$nodes")
+	[[ -n $more ]] && skip=${skip:+$skip|}$more
 	dir=$(build)
 	rdir=${rdir:-$REPO/_output/conformance/$(date -u +%Y%m%dT%H%M%SZ)-$runtime}
 	mkdir -p "$rdir"
@@ -114,12 +125,14 @@ run() {
 		log "no cluster runs: bringing one up on $runtime (and down afterwards)"
 		started=true
 		trap '"$REPO/hack/cluster.sh" down || true' EXIT
-		CLUSTER_AGNHOST=$dir/agnhost "$REPO/hack/cluster.sh" up --runtime "$runtime" >/dev/null
+		CLUSTER_AGNHOST=$dir/agnhost "$REPO/hack/cluster.sh" up --runtime "$runtime" --nodes "$nodes" >/dev/null
 	fi
 	# A cluster from before --runtime recorded none: it runs berth.
 	local has
 	has=$(cat "$CLUSTER_DIR/runtime" 2>/dev/null || echo berth)
 	[[ $has == "$runtime" ]] || die "the running cluster's runtime is $has, not $runtime: hack/cluster.sh down, then rerun"
+	has=$(cat "$CLUSTER_DIR/nodes-count" 2>/dev/null || echo 1)
+	[[ $has == "$nodes" ]] || die "the running cluster has $has nodes, not $nodes: hack/cluster.sh down, then rerun"
 	# What hack/conformance.sh compare (junitcompare) reads besides the reports.
 	echo "$runtime" >"$rdir/runtime"
 	echo "$skip" >"$rdir/skip"
@@ -160,5 +173,5 @@ case $cmd in
 build) build ;;
 run) run "$@" ;;
 compare) compare "$@" ;;
-*) die "usage: $0 build|run [--runtime R] [--focus REGEX] [--skip REGEX] [--seed N] [--timeout D] [--report-dir DIR]|compare DIR DIR [--out FILE]" ;;
+*) die "usage: $0 build|run [--runtime R] [--nodes N] [--focus REGEX] [--skip REGEX] [--seed N] [--timeout D] [--report-dir DIR]|compare DIR DIR [--out FILE]" ;;
 esac
