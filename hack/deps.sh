@@ -18,9 +18,9 @@ fi
 # CheckpointContainer and restores (libcontainer runs `criu swrk`); the agent decides at
 # startup with `criu check` whether this kernel allows them.
 # crun: an external OCI runtime for the runtime handler tests (`[[runtime.handlers]]`).
-# curl and hostname: copied with their libraries into the conformance suite's agnhost and
-# glibc-dns-testing images (hack/critest/images/e2e.go), whose unit test runs them there.
-apt_packages=(gcc libc6-dev make git pkg-config libseccomp-dev busybox iptables iproute2 util-linux ca-certificates crun criu curl hostname)
+# curl, netcat-openbsd and hostname: copied with their libraries into the conformance suite's
+# agnhost and glibc-dns-testing images (hack/critest/images/e2e.go), whose unit test runs them there.
+apt_packages=(gcc libc6-dev make git pkg-config libseccomp-dev busybox iptables iproute2 util-linux ca-certificates crun criu curl hostname netcat-openbsd)
 missing=()
 for p in "${apt_packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -19,13 +19,14 @@ import (
 const (
 	agnhostPorterDir = "agnhost-porter" // localhost.crt/key beside the agnhost binary
 	hostCurl         = "/usr/bin/curl"
+	hostNc           = "/bin/nc.openbsd"
 	hostHostname     = "/bin/hostname"
 )
 
 // e2eCatalogue builds the e2e images on the fixture busybox. agnhost is the real program
 // (static, from test/images/agnhost at the cluster's version); upstream's image is alpine
-// with curl, dig, nc and iperf added: here are the host's curl and busybox's applets (nc,
-// wget, nslookup), no dig.
+// with curl, dig, nc and iperf added: here are the host's curl and OpenBSD nc and busybox's
+// applets (wget, nslookup), no dig.
 func e2eCatalogue(b *fixture.Builder, agnhostPath string, nnp []byte) ([]Image, error) {
 	agnhost, err := os.ReadFile(agnhostPath)
 	if err != nil {
@@ -57,6 +58,14 @@ func e2eCatalogue(b *fixture.Builder, agnhostPath string, nnp []byte) ([]Image, 
 		return nil, fmt.Errorf("agnhost's curl: %w", err)
 	}
 	agnFiles = append(agnFiles, curl...)
+	// The networking specs send UDP with `nc -w 1 -u IP PORT` from agnhost pods: upstream's
+	// alpine busybox nc takes -u, the host's Debian busybox nc does not; OpenBSD's nc (the
+	// host's, with its libraries) as /usr/bin/nc, which PATH finds before busybox's /bin/nc.
+	nc, err := fixture.HostBinary(hostNc, "/usr/bin/nc")
+	if err != nil {
+		return nil, fmt.Errorf("agnhost's nc: %w", err)
+	}
+	agnFiles = append(agnFiles, nc...)
 	agnhostOpts := func(k string, extra ...fixture.Option) []fixture.Option {
 		return append([]fixture.Option{kind(k), fixture.WithFiles(agnFiles...),
 			fixture.WithEntrypoint("/agnhost"), fixture.WithCmd("pause")}, extra...)
@@ -79,7 +88,7 @@ func e2eCatalogue(b *fixture.Builder, agnhostPath string, nnp []byte) ([]Image, 
 		{[]string{e2e + "agnhost:2.66.1"},
 			"the real agnhost (test/images/agnhost at the cluster's version) at /agnhost and /agnhost-2, " +
 				"porter's localhost.crt/key, /uploads, user-defined-in-image (1000) in group-defined-in-image (50000), " +
-				"pause:3.10.2's stand-in as pause:testing in /var/registry (fake-registry-server), the host's curl; " +
+				"pause:3.10.2's stand-in as pause:testing in /var/registry (fake-registry-server), the host's curl and OpenBSD nc (-u); " +
 				"busybox instead of alpine (no dig, iperf, socat)",
 			withUser, agnhostOpts("e2e-agnhost")},
 		{[]string{e2e + "agnhost:2.55"},

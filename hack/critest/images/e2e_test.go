@@ -105,6 +105,10 @@ func TestE2ECatalogue(t *testing.T) {
 		!strings.HasPrefix(string(out), "curl ") {
 		t.Errorf("curl --version in the agnhost image: %v: %s", err, out)
 	}
+	// nc takes the networking specs' UDP flags there (busybox's small nc refuses -u).
+	if out, err := chrootCmd(root, nil, "/usr/bin/nc", "-z", "-w", "1", "-u", "127.0.0.1", "9").CombinedOutput(); err != nil {
+		t.Errorf("nc -z -w 1 -u in the agnhost image: %v: %s", err, out)
+	}
 
 	// glibc-dns-testing's hostname is a glibc binary that runs there.
 	groot := t.TempDir()
