@@ -1,6 +1,7 @@
 package kubelet_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -57,16 +58,18 @@ func TestExecProbes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cs, err := crictlContainers(sb.ID, "live")
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The kubelet keeps one dead attempt per container (its GC removes older ones), and on a
 	// slow node (the VM) live may have restarted more than once by now: the oldest attempt
-	// listed is exited, and a later one follows it.
-	if len(cs) < 2 || cs[0].State != "CONTAINER_EXITED" || cs[len(cs)-1].Metadata.Attempt <= cs[0].Metadata.Attempt {
-		t.Errorf("crictl: want an exited attempt of live and a later attempt, got %+v", cs)
-	}
+	// listed is exited, and a later one follows it. Between an attempt's kill and the next
+	// one's creation only the dead one is listed (seconds in the VM), so crictl is polled.
+	waitFor(t, 2*time.Minute, "crictl: an exited attempt of live and a later attempt", func() (bool, string) {
+		cs, err := crictlContainers(sb.ID, "live")
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(cs) >= 2 && cs[0].State == "CONTAINER_EXITED" && cs[len(cs)-1].Metadata.Attempt > cs[0].Metadata.Attempt,
+			fmt.Sprintf("live's attempts: %+v", cs)
+	})
 	rs, err := crictlContainers(sb.ID, "ready")
 	if err != nil {
 		t.Fatal(err)
