@@ -119,6 +119,8 @@ run() {
 	[[ -n $more ]] && skip=${skip:+$skip|}$more
 	dir=$(build)
 	rdir=${rdir:-$REPO/_output/conformance/$(date -u +%Y%m%dT%H%M%SZ)-$runtime}
+	# Absolute: junitsum runs in the module's directory.
+	rdir=$(realpath -m "$rdir")
 	mkdir -p "$rdir"
 	KCFG=$CLUSTER_DIR/kubeconfig
 	if ! "$REPO/hack/cluster.sh" status >/dev/null 2>&1; then
