@@ -257,7 +257,7 @@ func (netlinkBridge) List(bridge string) ([]netip.Prefix, error) {
 		}
 		return nil, err
 	}
-	addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
+	addrs, err := addrList(l)
 	if err != nil {
 		return nil, err
 	}
@@ -308,4 +308,23 @@ func linkAddr(bridge string, p netip.Prefix) (netlink.Link, *netlink.Addr, error
 		bits = 128
 	}
 	return l, &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), bits)}}, nil
+}
+
+// addrDumpTries bounds addrList's retries: each needs another change to the node's addresses
+// during the dump, which concurrent pod setups (their veths) make likely but not endless.
+const addrDumpTries = 5
+
+// addrList lists a link's addresses. The kernel marks a dump that addresses changed during as
+// interrupted (netlink.ErrDumpInterrupted: the list may be incomplete), as concurrent pod setups
+// do all the time; the dump is then taken again.
+func addrList(l netlink.Link) ([]netlink.Addr, error) {
+	var err error
+	for range addrDumpTries {
+		var addrs []netlink.Addr
+		addrs, err = netlink.AddrList(l, netlink.FAMILY_ALL)
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return addrs, err
+		}
+	}
+	return nil, fmt.Errorf("addresses changed during %d dumps in a row: %w", addrDumpTries, err)
 }
