@@ -66,10 +66,17 @@ func TestDoctorReleasesUnowned(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = netns.Unpin(paths.Net) })
 	cg := filepath.Join(cgroups.DefaultParent, id)
+	// EnsurePod makes the parent too: remove it afterwards if it is this test's.
+	parentBefore := cgroupExists(cgroups.DefaultParent)
 	if err := cgroups.EnsurePod(cg); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cgroups.Remove(cg) })
+	t.Cleanup(func() {
+		_ = cgroups.Remove(cg)
+		if !parentBefore {
+			_ = cgroups.Remove(cgroups.DefaultParent)
+		}
+	})
 
 	opts := DoctorOptions{SharedNode: true}
 	rep, err := svc.Doctor(context.Background(), opts)
