@@ -207,24 +207,7 @@ node_kubelet() {
 	d=$(node_dir "$n")
 	cgroup_root "$(node_cgroup "$n")"
 	mkdir -p "$d/kubelet" "$d/pod-logs"
-	cat >"$d/kubelet.yaml" <<EOT
-apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-containerRuntimeEndpoint: unix://$(node_sock "$n")
-cgroupDriver: cgroupfs
-failCgroupV1: false
-cgroupRoot: $(node_cgroup "$n")
-podLogsDir: $d/pod-logs
-tlsCertFile: $PKI/kubelet-serving-node$n.crt
-tlsPrivateKeyFile: $PKI/kubelet-serving-node$n.key
-authentication:
-  anonymous: {enabled: false}
-  webhook: {enabled: true}
-  x509: {clientCAFile: $PKI/ca.crt}
-authorization: {mode: Webhook}
-clusterDomain: cluster.local
-clusterDNS: [$DNS_IP]
-EOT
+	kubelet_config "$(node_sock "$n")" "$(node_cgroup "$n")" "$d/pod-logs" "kubelet-serving-node$n" >"$d/kubelet.yaml"
 	node_bg "$n" kubelet "$BIN/kubelet" --config="$d/kubelet.yaml" \
 		--kubeconfig="$d/kubelet.kubeconfig" --hostname-override="$(node_name "$n")" --node-ip="$(node_ip "$n")" \
 		--root-dir="$d/kubelet" --cert-dir="$d/kubelet/pki" -v=2

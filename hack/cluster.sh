@@ -406,16 +406,25 @@ start_kubelet() {
 	local ip=$1
 	mkdir -p "$CLUSTER_DIR/kubelet" "$CLUSTER_DIR/pod-logs"
 	cgroup_root "$CGROUP_ROOT"
-	cat >"$CLUSTER_DIR/kubelet.yaml" <<EOT
+	kubelet_config "$RUNTIME_SOCK" "$CGROUP_ROOT" "$CLUSTER_DIR/pod-logs" kubelet-serving >"$CLUSTER_DIR/kubelet.yaml"
+	start_bg kubelet "$BIN/kubelet" --config="$CLUSTER_DIR/kubelet.yaml" \
+		--kubeconfig="$CLUSTER_DIR/kubelet.kubeconfig" --hostname-override="$NODE_NAME" --node-ip="$ip" \
+		--root-dir="$CLUSTER_DIR/kubelet" --cert-dir="$CLUSTER_DIR/kubelet/pki" -v=2
+}
+
+# kubelet_config sock cgroup-root pod-logs-dir cert: a kubelet's configuration, for the host's
+# node and the node containers alike; cert names the serving certificate's files in PKI.
+kubelet_config() {
+	cat <<EOT
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
-containerRuntimeEndpoint: unix://$RUNTIME_SOCK
+containerRuntimeEndpoint: unix://$1
 cgroupDriver: cgroupfs
 failCgroupV1: false
-cgroupRoot: $CGROUP_ROOT
-podLogsDir: $CLUSTER_DIR/pod-logs
-tlsCertFile: $PKI/kubelet-serving.crt
-tlsPrivateKeyFile: $PKI/kubelet-serving.key
+cgroupRoot: $2
+podLogsDir: $3
+tlsCertFile: $PKI/$4.crt
+tlsPrivateKeyFile: $PKI/$4.key
 authentication:
   anonymous: {enabled: false}
   webhook: {enabled: true}
@@ -424,9 +433,6 @@ authorization: {mode: Webhook}
 clusterDomain: cluster.local
 clusterDNS: [$DNS_IP]
 EOT
-	start_bg kubelet "$BIN/kubelet" --config="$CLUSTER_DIR/kubelet.yaml" \
-		--kubeconfig="$CLUSTER_DIR/kubelet.kubeconfig" --hostname-override="$NODE_NAME" --node-ip="$ip" \
-		--root-dir="$CLUSTER_DIR/kubelet" --cert-dir="$CLUSTER_DIR/kubelet/pki" -v=2
 }
 
 # cgroup_root root: a kubelet's cgroup root, in every hierarchy (the kubelet wants it in
