@@ -81,12 +81,14 @@ cluster-e2e: build
 # "N passed, N failed, N skipped", details in _output/conformance/<time>-<runtime>/summary.md. Hours
 # on two cores, so not part of test. FOCUS=regex / SKIP=regex replace the defaults; RUNTIME=containerd
 # runs the node on containerd v2.4 + runc instead of berth; SEED=n and TIMEOUT=15m fix Ginkgo's order
-# and stop the suite, so that two runtimes' runs reach the same specs.
+# and stop the suite, so that two runtimes' runs reach the same specs; PARALLEL=n runs the specs in
+# n processes ([Serial] ones alone at the end), as upstream's conformance jobs do.
 # conformance-compare: BERTH=<report dir> CONTAINERD=<report dir> side by side (OUT=file.md).
 .PHONY: conformance conformance-compare
 conformance: build
 	$(E2E_ENV) hack/conformance.sh run $(if $(RUNTIME),--runtime $(RUNTIME)) $(if $(NODES),--nodes $(NODES)) $(if $(FOCUS),--focus '$(FOCUS)') \
-		$(if $(SKIP),--skip '$(SKIP)') $(if $(SEED),--seed $(SEED)) $(if $(TIMEOUT),--timeout $(TIMEOUT))
+		$(if $(SKIP),--skip '$(SKIP)') $(if $(SEED),--seed $(SEED)) $(if $(TIMEOUT),--timeout $(TIMEOUT)) \
+		$(if $(PARALLEL),--parallel $(PARALLEL))
 
 conformance-compare:
 	hack/conformance.sh compare '$(BERTH)' '$(CONTAINERD)' $(if $(OUT),--out '$(OUT)')

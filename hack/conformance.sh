@@ -14,7 +14,9 @@
 #                                --nodes N runs on N nodes (up --nodes; berth only) and then
 #                                runs the skips.txt specs marked multi-node too;
 #                                --seed fixes Ginkgo's order and --timeout stops the suite, so
-#                                that two runtimes' runs reach the same specs
+#                                that two runtimes' runs reach the same specs;
+#                                --parallel N runs the specs in N processes (the ginkgo CLI;
+#                                [Serial] ones alone, at the end)
 #   hack/conformance.sh compare BERTH_DIR CONTAINERD_DIR [--out FILE]
 #                                two runs' reports side by side (hack/conformance/cmd/junitcompare)
 #
@@ -50,6 +52,7 @@ build() {
 	local dir start
 	dir=$(bin_dir)
 	if [[ -f $dir/.complete ]]; then
+		build_ginkgo "$dir"
 		echo "$dir"
 		return 0
 	fi
@@ -71,8 +74,20 @@ build() {
 	src=$(cd "$MOD" && "$GO" list -mod=readonly -f '{{.Dir}}' k8s.io/kubernetes/test/images/agnhost)
 	mkdir -p "$dir/agnhost-porter"
 	cp "$src/porter/localhost.crt" "$src/porter/localhost.key" "$dir/agnhost-porter/"
+	build_ginkgo "$dir"
 	touch "$dir/.complete"
 	echo "$dir"
+}
+
+# build_ginkgo dir: the ginkgo CLI of the same module graph, which --parallel needs to run
+# e2e.test's specs in several processes (e2e.test alone runs them one by one). Built apart
+# from .complete so that a cache made before --parallel existed gains it.
+build_ginkgo() {
+	[[ -x $1/ginkgo ]] && return 0
+	log "building the ginkgo CLI into $1"
+	(cd "$MOD" && "$GO" build -mod=readonly -buildvcs=false -trimpath -o "$1/ginkgo.tmp" \
+		github.com/onsi/ginkgo/v2/ginkgo)
+	mv "$1/ginkgo.tmp" "$1/ginkgo"
 }
 
 # --- run -----------------------------------------------------------------------------------
@@ -91,24 +106,40 @@ skip_regex() {
 }
 
 # e2e_run dir report-dir args...: e2e.test against the cluster, upstream's defaults otherwise
-# (no timeout is lowered).
+# (no timeout is lowered). With PROCS > 1 the ginkgo CLI runs it in PROCS processes, as
+# upstream's conformance jobs do: [Serial] specs (Ginkgo's Serial decorator) still run alone,
+# after the parallel ones; e2e.test's first process still writes the one JUnit report.
 e2e_run() {
 	local dir=$1 rdir=$2
 	shift 2
 	mkdir -p "$rdir"
+	if ((${PROCS:-1} > 1)); then
+		# The CLI takes its own flags unprefixed and passes what follows -- to e2e.test.
+		local gflags=() eflags=() a
+		for a in "$@"; do
+			case $a in
+			--ginkgo.*) gflags+=("--${a#--ginkgo.}") ;;
+			*) eflags+=("$a") ;;
+			esac
+		done
+		"$dir/ginkgo" --procs="$PROCS" --no-color "${gflags[@]}" "$dir/e2e.test" -- --kubeconfig="$KCFG" --provider=local \
+			--report-dir="$rdir" --e2e-output-dir="$rdir" "${eflags[@]}"
+		return
+	fi
 	"$dir/e2e.test" --kubeconfig="$KCFG" --provider=local --report-dir="$rdir" \
 		--e2e-output-dir="$rdir" --ginkgo.no-color "$@"
 }
 
 run() {
 	local focus=$FOCUS skip="" rdir="" dir started=false rc=0 runtime=${CONFORMANCE_RUNTIME:-berth} extra=() t0
-	local nodes=1 more=""
+	local nodes=1 more="" PROCS=1
 	while (($#)); do
 		case $1 in
 		--runtime) runtime=$2; shift 2 ;;
 		--nodes) nodes=$2; shift 2 ;;
 		--seed) extra+=(--ginkgo.seed="$2"); shift 2 ;;
 		--timeout) extra+=(--ginkgo.timeout="$2"); shift 2 ;;
+		--parallel) PROCS=$2; shift 2 ;;
 		--focus) focus=$2; shift 2 ;;
 		--skip) more=${more:+$more|}$2; shift 2 ;;
 		--report-dir) rdir=$2; shift 2 ;;
@@ -141,7 +172,7 @@ run() {
 	grep -q '"registry.k8s.io/e2e-test-images/agnhost:' "$CLUSTER_DIR/images.json" ||
 		die "the running cluster's registry lacks e2e.test's images: hack/cluster.sh down, then rerun"
 	# The specs the focus selects, from a dry run: skipped is what of them did not run.
-	e2e_run "$dir" "$rdir/selected" --ginkgo.focus="$focus" --ginkgo.dry-run >"$rdir/selected.log" 2>&1 ||
+	PROCS=1 e2e_run "$dir" "$rdir/selected" --ginkgo.focus="$focus" --ginkgo.dry-run >"$rdir/selected.log" 2>&1 ||
 		die "e2e.test --ginkgo.dry-run failed (see $rdir/selected.log)"
 	log "running e2e.test on $runtime, report in $rdir"
 	t0=$SECONDS
