@@ -3,7 +3,8 @@
 # KUBE_VERSION, built from the wrapper module hack/conformance, run against the single-node
 # cluster of hack/cluster.sh.
 #
-#   hack/conformance.sh build    build (or find cached) e2e.test and agnhost; prints their dir
+#   hack/conformance.sh build    build (or find cached) e2e.test, agnhost, the ginkgo CLI and
+#                                upstream busybox; prints their dir
 #   hack/conformance.sh run [--runtime berth|containerd] [--nodes N] [--focus REGEX] [--skip REGEX]
 #                           [--seed N] [--timeout DURATION] [--report-dir DIR]
 #                                run the specs against the cluster (brought up, and down
@@ -53,6 +54,7 @@ build() {
 	dir=$(bin_dir)
 	if [[ -f $dir/.complete ]]; then
 		build_ginkgo "$dir"
+		build_busybox "$dir"
 		echo "$dir"
 		return 0
 	fi
@@ -75,8 +77,42 @@ build() {
 	mkdir -p "$dir/agnhost-porter"
 	cp "$src/porter/localhost.crt" "$src/porter/localhost.key" "$dir/agnhost-porter/"
 	build_ginkgo "$dir"
+	build_busybox "$dir"
 	touch "$dir/.complete"
 	echo "$dir"
+}
+
+# build_busybox dir: upstream busybox at BUSYBOX_VERSION, from its release tarball (Debian's
+# mirror keeps it as the orig tarball; checked against the release's sha256), with upstream's
+# defconfig and none of Debian's patches, as dir/busybox beside agnhost: the e2e busybox image
+# runs it (hack/critest/images/e2e.go). Debian's ash drops environment variables whose names
+# are not shell names; upstream's passes them on, which the ConfigMap and Secret env specs read.
+BUSYBOX_VERSION=1.37.0
+BUSYBOX_SHA256=3311dff32e746499f4df0d5df04d7eb396382d7e108bb9250e7b519b837043a4
+BUSYBOX_URL=${BUSYBOX_URL:-http://deb.debian.org/debian/pool/main/b/busybox/busybox_$BUSYBOX_VERSION.orig.tar.bz2}
+build_busybox() {
+	[[ -x $1/busybox ]] && return 0
+	local tmp
+	tmp=$(mktemp -d)
+	log "building busybox $BUSYBOX_VERSION (upstream's, without Debian's patches) into $1"
+	curl -fsSL -o "$tmp/bb.tar.bz2" "$BUSYBOX_URL" || { rm -rf "$tmp"; die "fetch $BUSYBOX_URL failed"; }
+	echo "$BUSYBOX_SHA256  $tmp/bb.tar.bz2" | sha256sum -c --quiet - || { rm -rf "$tmp"; die "$BUSYBOX_URL: sha256 mismatch"; }
+	tar -xjf "$tmp/bb.tar.bz2" -C "$tmp"
+	# The build date would go into the banner: left out, so that rebuilds make the same binary.
+	# The compiler's warnings go to the log, shown only when the build fails.
+	if ! (cd "$tmp/busybox-$BUSYBOX_VERSION" && export KCONFIG_NOTIMESTAMP=1 &&
+		make -s defconfig && make -s -j"$(nproc)" busybox) >"$tmp/build.log" 2>&1; then
+		tail -20 "$tmp/build.log" >&2
+		rm -rf "$tmp"
+		die "busybox $BUSYBOX_VERSION build failed"
+	fi
+	# What it is built for: a name that is no shell name reaches sh -c's children.
+	if ! env -i p-data-1=x "$tmp/busybox-$BUSYBOX_VERSION/busybox" sh -c env | grep -qx p-data-1=x; then
+		rm -rf "$tmp"
+		die "busybox $BUSYBOX_VERSION drops p-data-1 from the environment"
+	fi
+	mv "$tmp/busybox-$BUSYBOX_VERSION/busybox" "$1/busybox"
+	rm -rf "$tmp"
 }
 
 # build_ginkgo dir: the ginkgo CLI of the same module graph, which --parallel needs to run

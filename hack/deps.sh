@@ -18,9 +18,10 @@ fi
 # CheckpointContainer and restores (libcontainer runs `criu swrk`); the agent decides at
 # startup with `criu check` whether this kernel allows them.
 # crun: an external OCI runtime for the runtime handler tests (`[[runtime.handlers]]`).
-# curl, netcat-openbsd and hostname: copied with their libraries into the conformance suite's
-# agnhost and glibc-dns-testing images (hack/critest/images/e2e.go), whose unit test runs them there.
-apt_packages=(gcc libc6-dev make git pkg-config libseccomp-dev busybox iptables iproute2 util-linux ca-certificates crun criu curl hostname netcat-openbsd)
+# curl, netcat-openbsd, hostname and bind9-dnsutils (dig): copied with their libraries into the
+# conformance suite's agnhost and glibc-dns-testing images (hack/critest/images/e2e.go), whose
+# unit test runs them there. bzip2: unpacks the busybox release hack/conformance.sh builds.
+apt_packages=(gcc libc6-dev make git pkg-config libseccomp-dev busybox iptables iproute2 util-linux ca-certificates crun criu curl hostname netcat-openbsd bind9-dnsutils bzip2)
 missing=()
 for p in "${apt_packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

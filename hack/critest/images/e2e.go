@@ -21,12 +21,19 @@ const (
 	hostCurl         = "/usr/bin/curl"
 	hostNc           = "/bin/nc.openbsd"
 	hostHostname     = "/bin/hostname"
+	hostDig          = "/usr/bin/dig"
+	hostGetent       = "/usr/bin/getent"
+	// upstreamBusybox lies beside the agnhost binary: busybox built from its release
+	// tarball without Debian's patches (hack/conformance.sh). Debian's ash drops variables
+	// whose names are not shell names ("p-data-1") on start; upstream's keeps and exports
+	// them, which the ConfigMap and Secret env specs read back with `sh -c env`.
+	upstreamBusybox = "busybox"
 )
 
 // e2eCatalogue builds the e2e images on the fixture busybox. agnhost is the real program
 // (static, from test/images/agnhost at the cluster's version); upstream's image is alpine
-// with curl, dig, nc and iperf added: here are the host's curl and OpenBSD nc and busybox's
-// applets (wget, nslookup), no dig.
+// with curl, dig, nc and iperf added: here are the host's curl, OpenBSD nc, dig and getent
+// and busybox's applets (wget, nslookup), no iperf.
 func e2eCatalogue(b *fixture.Builder, agnhostPath string, nnp []byte) ([]Image, error) {
 	agnhost, err := os.ReadFile(agnhostPath)
 	if err != nil {
@@ -66,6 +73,13 @@ func e2eCatalogue(b *fixture.Builder, agnhostPath string, nnp []byte) ([]Image, 
 		return nil, fmt.Errorf("agnhost's nc: %w", err)
 	}
 	agnFiles = append(agnFiles, nc...)
+	// The DNS specs' queriers run `dig +search` and `getent hosts` in agnhost (alpine's
+	// bind-tools and musl's getent upstream) and in glibc-dns-testing (Debian's dnsutils).
+	dns, err := hostBinaries(map[string]string{hostDig: "/usr/bin/dig", hostGetent: "/usr/bin/getent"})
+	if err != nil {
+		return nil, fmt.Errorf("the DNS specs' tools: %w", err)
+	}
+	agnFiles = append(agnFiles, dns...)
 	agnhostOpts := func(k string, extra ...fixture.Option) []fixture.Option {
 		return append([]fixture.Option{kind(k), fixture.WithFiles(agnFiles...),
 			fixture.WithEntrypoint("/agnhost"), fixture.WithCmd("pause")}, extra...)
@@ -102,10 +116,11 @@ func e2eCatalogue(b *fixture.Builder, agnhostPath string, nnp []byte) ([]Image, 
 			"agnhost with CMD test-webserver and /nautilus.jpg, /data.json", withUser,
 			agnhostOpts("e2e-nautilus", fixture.WithCmd("test-webserver"), fixture.WithFiles(
 				fixture.Reg("/nautilus.jpg", "nautilus\n", 0o644), fixture.Reg("/data.json", `{"image": "nautilus.jpg"}`+"\n", 0o644)))},
-		{[]string{e2e + "glibc-dns-testing:2.1.1"}, "busybox with the host's glibc /bin/hostname (no dig)", nil,
-			[]fixture.Option{kind("e2e-glibc-dns-testing"), fixture.WithFiles(hostname...)}},
-		{[]string{e2e + "busybox:1.37.0-2"}, "busybox rootfs with upstream busybox users", nil,
-			[]fixture.Option{kind("e2e-busybox-1.37")}},
+		{[]string{e2e + "glibc-dns-testing:2.1.1"}, "busybox with the host's glibc /bin/hostname, dig and getent", nil,
+			[]fixture.Option{kind("e2e-glibc-dns-testing"), fixture.WithFiles(append(hostname, dns...)...)}},
+		{[]string{e2e + "busybox:1.37.0-2"}, "upstream busybox 1.37.0 (built from its release, without Debian's patches) " +
+			"with upstream busybox users", nil,
+			[]fixture.Option{kind("e2e-busybox-1.37"), fixture.WithBusybox(filepath.Join(filepath.Dir(agnhostPath), upstreamBusybox))}},
 		{[]string{e2e + "nginx:1.27.0-2"}, "busybox httpd on :80 as nginx (see nginx:1.14-2)", nil, nginxOpts("e2e-nginx-1.27", 80)},
 		{[]string{e2e + "nginx:1.28.0-2"}, "as nginx:1.27.0-2, another digest (rolling-update specs change to it)", nil,
 			nginxOpts("e2e-nginx-1.28", 80)},
@@ -208,4 +223,17 @@ func compressed(l v1.Layer) ([]byte, error) {
 	}
 	defer rc.Close()
 	return io.ReadAll(rc)
+}
+
+// hostBinaries is fixture.HostBinary for several host binaries (src -> dest in the image).
+func hostBinaries(bins map[string]string) ([]fixture.File, error) {
+	var files []fixture.File
+	for src, dest := range bins {
+		f, err := fixture.HostBinary(src, dest)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, f...)
+	}
+	return files, nil
 }

@@ -68,6 +68,15 @@ func TestE2ECatalogue(t *testing.T) {
 	if err := os.WriteFile(agnhost, []byte("#!/bin/sh\necho agnhost\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// The upstream busybox beside agnhost: here the host's, told apart by its bytes.
+	bb, err := os.ReadFile(fixture.DefaultBusybox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bb = append(bb, "upstream"...)
+	if err := os.WriteFile(filepath.Join(dir, upstreamBusybox), bb, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	nnp, err := buildNNP("go")
 	if err != nil {
 		t.Fatal(err)
@@ -118,6 +127,22 @@ func TestE2ECatalogue(t *testing.T) {
 	if out, err := chrootCmd(groot, nil, "/bin/hostname", "--version").CombinedOutput(); err != nil ||
 		!strings.Contains(string(out), "hostname") {
 		t.Errorf("hostname --version in glibc-dns-testing: %v: %s", err, out)
+	}
+	// The DNS specs' dig and getent run in both queriers' images.
+	for name, r := range map[string]string{"agnhost": root, "glibc-dns-testing": groot} {
+		if out, err := chrootCmd(r, nil, "/usr/bin/dig", "-v").CombinedOutput(); err != nil ||
+			!strings.HasPrefix(string(out), "DiG ") {
+			t.Errorf("dig -v in %s: %v: %s", name, err, out)
+		}
+		if out, err := chrootCmd(r, nil, "/usr/bin/getent", "passwd", "root").CombinedOutput(); err != nil ||
+			!strings.HasPrefix(string(out), "root:") {
+			t.Errorf("getent passwd root in %s: %v: %s", name, err, out)
+		}
+	}
+
+	// busybox:1.37.0-2 runs the busybox beside agnhost, not the host's.
+	if got := flatFiles(t, imageOf(t, imgs, "registry.k8s.io/e2e-test-images/busybox:1.37.0-2"))[fixture.BusyboxPath]; got != string(bb) {
+		t.Errorf("busybox:1.37.0-2's %s is not the busybox beside agnhost (%d bytes, want %d)", fixture.BusyboxPath, len(got), len(bb))
 	}
 
 	// The fake registry's pause:testing is the served pause:3.10.2, every blob in place.
