@@ -319,9 +319,9 @@ start_registry() {
 	mkdir -p "$CLUSTER_DIR/bin"
 	(cd "$REPO" && "$GO" build -o "$CLUSTER_DIR/bin/images" ./hack/critest/images)
 	# CLUSTER_AGNHOST (hack/conformance.sh): an agnhost binary; the registry then serves
-	# e2e.test's images too.
+	# e2e.test's images too, the etcd image with the cluster's own etcd.
 	start_bg registry "$CLUSTER_DIR/bin/images" --addr 127.0.0.1:0 --certs-dir "$CLUSTER_DIR/certs.d" \
-		--manifest "$CLUSTER_DIR/images.json" ${CLUSTER_AGNHOST:+--agnhost "$CLUSTER_AGNHOST"}
+		--manifest "$CLUSTER_DIR/images.json" ${CLUSTER_AGNHOST:+--agnhost "$CLUSTER_AGNHOST" --etcd "$BIN/etcd"}
 	wait_for "the image registry" 120 registry grep -q '^serving on ' "$LOGS/registry.log"
 }
 

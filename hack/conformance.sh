@@ -3,8 +3,8 @@
 # KUBE_VERSION, built from the wrapper module hack/conformance, run against the single-node
 # cluster of hack/cluster.sh.
 #
-#   hack/conformance.sh build    build (or find cached) e2e.test, agnhost, the ginkgo CLI and
-#                                upstream busybox; prints their dir
+#   hack/conformance.sh build    build (or find cached) e2e.test, agnhost, sample-apiserver, the
+#                                ginkgo CLI and upstream busybox; prints their dir
 #   hack/conformance.sh run [--runtime berth|containerd] [--nodes N] [--focus REGEX] [--skip REGEX]
 #                           [--seed N] [--timeout DURATION] [--report-dir DIR]
 #                                run the specs against the cluster (brought up, and down
@@ -71,6 +71,9 @@ build() {
 	(cd "$MOD" && CGO_ENABLED=0 "$GO" test -c -vet=off -mod=readonly -buildvcs=false -trimpath \
 		-ldflags "-s -w $(version_ldflags)" -o "$dir/e2e.test" k8s.io/kubernetes/test/e2e)
 	log "built e2e.test in $((SECONDS - start))s"
+	# The aggregator spec's sample-apiserver image carries it (hack/critest/images/e2e.go).
+	(cd "$MOD" && CGO_ENABLED=0 "$GO" build -mod=readonly -buildvcs=false -trimpath \
+		-ldflags "-s -w" -o "$dir/sample-apiserver" k8s.io/sample-apiserver)
 	# porter (an agnhost subcommand) serves TLS with the certificate upstream's image carries.
 	local src
 	src=$(cd "$MOD" && "$GO" list -mod=readonly -f '{{.Dir}}' k8s.io/kubernetes/test/images/agnhost)

@@ -28,13 +28,23 @@ const (
 	// whose names are not shell names ("p-data-1") on start; upstream's keeps and exports
 	// them, which the ConfigMap and Secret env specs read back with `sh -c env`.
 	upstreamBusybox = "busybox"
+	// sampleAPIServer lies beside the agnhost binary too: k8s.io/sample-apiserver at the
+	// cluster's version (hack/conformance.sh), which the aggregator spec deploys.
+	sampleAPIServer = "sample-apiserver"
 )
+
+// e2eBinaries are the programs e2e.test's images carry that the host has no package for.
+type e2eBinaries struct {
+	Agnhost string // agnhost; upstream busybox, sample-apiserver and porter's certificate beside it
+	Etcd    string // etcd at the cluster's version (the aggregator spec runs it beside sample-apiserver)
+}
 
 // e2eCatalogue builds the e2e images on the fixture busybox. agnhost is the real program
 // (static, from test/images/agnhost at the cluster's version); upstream's image is alpine
 // with curl, dig, nc and iperf added: here are the host's curl, OpenBSD nc, dig and getent
 // and busybox's applets (wget, nslookup), no iperf.
-func e2eCatalogue(b *fixture.Builder, agnhostPath string, nnp []byte) ([]Image, error) {
+func e2eCatalogue(b *fixture.Builder, bins e2eBinaries, nnp []byte) ([]Image, error) {
+	agnhostPath := bins.Agnhost
 	agnhost, err := os.ReadFile(agnhostPath)
 	if err != nil {
 		return nil, fmt.Errorf("read agnhost: %w", err)
@@ -96,6 +106,14 @@ func e2eCatalogue(b *fixture.Builder, agnhostPath string, nnp []byte) ([]Image, 
 	if err != nil {
 		return nil, fmt.Errorf("glibc-dns-testing's hostname: %w", err)
 	}
+	sampleAPI, err := os.ReadFile(filepath.Join(filepath.Dir(agnhostPath), sampleAPIServer))
+	if err != nil {
+		return nil, fmt.Errorf("read sample-apiserver: %w", err)
+	}
+	etcd, err := os.ReadFile(bins.Etcd)
+	if err != nil {
+		return nil, fmt.Errorf("read etcd: %w", err)
+	}
 	withUser := etcFiles("user-defined-in-image:x:1000:1000:Linux User,,,:/home/user-defined-in-image:/bin/sh\n",
 		"user-defined-in-image:x:1000:\ngroup-defined-in-image:x:50000:user-defined-in-image\n")
 	specs := []spec{
@@ -129,6 +147,12 @@ func e2eCatalogue(b *fixture.Builder, agnhostPath string, nnp []byte) ([]Image, 
 				fixture.WithFiles(fixture.File{Path: "/usr/local/bin/nnp", Data: nnp, Mode: os.ModeSetuid | 0o755})}},
 		{[]string{e2e + "nonroot:1.5"}, "busybox, User 1234", nil,
 			[]fixture.Option{kind("nonroot"), fixture.WithUser("1234")}},
+		{[]string{e2e + "sample-apiserver:1.29.2"},
+			"k8s.io/sample-apiserver at the cluster's version as /sample-apiserver, its ENTRYPOINT (upstream's is 1.29's)", nil,
+			[]fixture.Option{kind("e2e-sample-apiserver"), fixture.WithEntrypoint("/sample-apiserver"), fixture.WithCmd(),
+				fixture.WithFiles(fixture.File{Path: "/sample-apiserver", Data: sampleAPI, Mode: 0o755})}},
+		{[]string{"registry.k8s.io/etcd:3.7.0-0"}, "the cluster's etcd (3.7.0) as /usr/local/bin/etcd", nil,
+			[]fixture.Option{kind("etcd"), fixture.WithFiles(fixture.File{Path: "/usr/local/bin/etcd", Data: etcd, Mode: 0o755})}},
 	}
 	out := make([]Image, 0, len(specs)+1)
 	out = append(out, Image{Refs: []string{"registry.k8s.io/pause:3.10.2"},

@@ -30,6 +30,8 @@ var e2eRefs = []string{
 	"registry.k8s.io/e2e-test-images/nginx:1.28.0-2",
 	"registry.k8s.io/e2e-test-images/nonewprivs:1.4",
 	"registry.k8s.io/e2e-test-images/nonroot:1.5",
+	"registry.k8s.io/e2e-test-images/sample-apiserver:1.29.2",
+	"registry.k8s.io/etcd:3.7.0-0",
 	"registry.k8s.io/pause:3.10.2",
 }
 
@@ -81,7 +83,12 @@ func TestE2ECatalogue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	imgs, err := allImages(new(fixture.Builder), nnp, agnhost)
+	for name, data := range map[string]string{sampleAPIServer: "#!/bin/sh\necho sample-apiserver\n", "etcd": "#!/bin/sh\necho etcd\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	imgs, err := allImages(new(fixture.Builder), nnp, e2eBinaries{Agnhost: agnhost, Etcd: filepath.Join(dir, "etcd")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +98,7 @@ func TestE2ECatalogue(t *testing.T) {
 	if digestOf(t, imgs, e2eRefs[0]) == digestOf(t, imgs, e2eRefs[1]) {
 		t.Error("agnhost:2.66.1 and agnhost:2.55 share a digest")
 	}
-	if digestOf(t, imgs, e2eRefs[5]) == digestOf(t, imgs, e2eRefs[6]) {
+	if digestOf(t, imgs, e2eRefs[6]) == digestOf(t, imgs, e2eRefs[7]) {
 		t.Error("nginx:1.27.0-2 and nginx:1.28.0-2 share a digest")
 	}
 
@@ -138,6 +145,14 @@ func TestE2ECatalogue(t *testing.T) {
 			!strings.HasPrefix(string(out), "root:") {
 			t.Errorf("getent passwd root in %s: %v: %s", name, err, out)
 		}
+	}
+
+	// The aggregator spec's two images carry the given binaries where its pod runs them.
+	if got := flatFiles(t, imageOf(t, imgs, "registry.k8s.io/e2e-test-images/sample-apiserver:1.29.2"))["/sample-apiserver"]; got != "#!/bin/sh\necho sample-apiserver\n" {
+		t.Errorf("sample-apiserver image's /sample-apiserver is %q", got)
+	}
+	if got := flatFiles(t, imageOf(t, imgs, "registry.k8s.io/etcd:3.7.0-0"))["/usr/local/bin/etcd"]; got != "#!/bin/sh\necho etcd\n" {
+		t.Errorf("etcd image's /usr/local/bin/etcd is %q", got)
 	}
 
 	// busybox:1.37.0-2 runs the busybox beside agnhost, not the host's.

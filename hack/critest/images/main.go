@@ -40,8 +40,12 @@ func run(args []string, stdout io.Writer) error {
 	list := fs.Bool("list", false, "print the catalogue and exit")
 	agnhost := fs.String("agnhost", "", "also serve the e2e.test images, agnhost built from this binary "+
 		"(its porter certificate in "+agnhostPorterDir+"/ beside it)")
+	etcd := fs.String("etcd", "", "with --agnhost: the etcd binary, served as e2e.test's etcd image")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if (*agnhost == "") != (*etcd == "") {
+		return fmt.Errorf("--agnhost and --etcd go together (e2e.test's images need both)")
 	}
 	var nnp []byte
 	var err error
@@ -56,7 +60,7 @@ func run(args []string, stdout io.Writer) error {
 	if *writeNNP != "" {
 		return os.WriteFile(*writeNNP, nnp, 0o755)
 	}
-	imgs, err := allImages(new(fixture.Builder), nnp, *agnhost)
+	imgs, err := allImages(new(fixture.Builder), nnp, e2eBinaries{Agnhost: *agnhost, Etcd: *etcd})
 	if err != nil {
 		return err
 	}
@@ -90,13 +94,13 @@ func run(args []string, stdout io.Writer) error {
 	return err
 }
 
-// allImages is critest's catalogue, and e2e.test's when agnhost names its binary.
-func allImages(b *fixture.Builder, nnp []byte, agnhost string) ([]Image, error) {
+// allImages is critest's catalogue, and e2e.test's when e2e names its binaries.
+func allImages(b *fixture.Builder, nnp []byte, e2e e2eBinaries) ([]Image, error) {
 	imgs, err := catalogue(b, nnp)
-	if err != nil || agnhost == "" {
+	if err != nil || e2e.Agnhost == "" {
 		return imgs, err
 	}
-	more, err := e2eCatalogue(b, agnhost, nnp)
+	more, err := e2eCatalogue(b, e2e, nnp)
 	if err != nil {
 		return nil, err
 	}
