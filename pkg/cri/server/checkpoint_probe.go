@@ -26,17 +26,66 @@ type CheckpointSupport struct {
 // criuCheckTimeout bounds the startup probe.
 const criuCheckTimeout = 20 * time.Second
 
-// probeCheckpoint runs `criu check` once.
-func probeCheckpoint(log *slog.Logger) CheckpointSupport {
+// checkpointProbe holds `criu check`'s verdict, decided once per agent start. The check runs
+// beside startup, not before serving: it can take up to its timeout (it resolves addresses,
+// and on a node whose resolver does not answer it waits for it), and a restarted agent must
+// answer the kubelet at once. Only checkpoint and restore wait for the verdict.
+type checkpointProbe struct {
+	done chan struct{}
+	res  CheckpointSupport
+}
+
+// knownCheckpoint is a probe whose verdict is given (tests, and callers that decided it).
+func knownCheckpoint(c CheckpointSupport) *checkpointProbe {
+	p := &checkpointProbe{done: make(chan struct{}), res: c}
+	close(p.done)
+	return p
+}
+
+// startCheckpointProbe runs `criu check` in the background; closing stop ends it early
+// (its verdict is then that the agent stopped).
+func startCheckpointProbe(log *slog.Logger, stop <-chan struct{}) *checkpointProbe {
+	p := &checkpointProbe{done: make(chan struct{})}
+	ctx, cancel := context.WithTimeout(context.Background(), criuCheckTimeout)
+	go func() {
+		defer cancel()
+		select {
+		case <-stop:
+		case <-ctx.Done():
+		}
+	}()
+	go func() {
+		defer close(p.done)
+		defer cancel()
+		p.res = probeCheckpoint(ctx, log)
+	}()
+	return p
+}
+
+// wait returns the verdict once the check has ended, or ctx's error first.
+func (p *checkpointProbe) wait(ctx context.Context) (CheckpointSupport, error) {
+	select {
+	case <-p.done:
+		return p.res, nil
+	case <-ctx.Done():
+		return CheckpointSupport{}, fmt.Errorf("wait for `criu check`: %w", ctx.Err())
+	}
+}
+
+// probeCheckpoint runs `criu check` once, within ctx.
+func probeCheckpoint(ctx context.Context, log *slog.Logger) CheckpointSupport {
 	path, err := exec.LookPath("criu")
 	if err != nil {
 		return logCheckpoint(log, CheckpointSupport{Reason: "criu is not installed (hack/deps.sh installs it)"})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), criuCheckTimeout)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, path, "check").CombinedOutput()
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, path, "check")
+	// A child of criu's still holding the output pipe must not outlast the timeout.
+	cmd.WaitDelay = time.Second
+	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return logCheckpoint(log, CheckpointSupport{Reason: fmt.Sprintf("`criu check` failed on this kernel (%v): %s", err, criuCheckErrors(out))})
+		return logCheckpoint(log, CheckpointSupport{Reason: fmt.Sprintf("`criu check` failed on this kernel after %s (%v): %s",
+			time.Since(start).Round(time.Millisecond), err, criuCheckErrors(out))})
 	}
 	return logCheckpoint(log, CheckpointSupport{Available: true})
 }
@@ -61,10 +110,15 @@ func logCheckpoint(log *slog.Logger, c CheckpointSupport) CheckpointSupport {
 	return c
 }
 
-// checkpointAllowed is the error for a checkpoint or restore on a node that cannot.
-func (s *Service) checkpointAllowed() error {
-	if s.checkpoint.Available {
+// checkpointAllowed is the error for a checkpoint or restore on a node that cannot; it waits
+// for the startup probe's verdict if that is not in yet.
+func (s *Service) checkpointAllowed(ctx context.Context) error {
+	c, err := s.checkpoint.wait(ctx)
+	if err != nil {
+		return err
+	}
+	if c.Available {
 		return nil
 	}
-	return fmt.Errorf("checkpoint/restore unavailable on this node: %s: %w", s.checkpoint.Reason, errdefs.ErrNotImplemented)
+	return fmt.Errorf("checkpoint/restore unavailable on this node: %s: %w", c.Reason, errdefs.ErrNotImplemented)
 }

@@ -20,7 +20,7 @@ import (
 // location (the kubelet's checkpoint API); the container keeps running. The archive has
 // CRI-O's layout (pkg/checkpoint) and restores with a CreateContainer whose image is its path.
 func (s *Service) CheckpointContainer(ctx context.Context, req *runtimeapi.CheckpointContainerRequest) (*runtimeapi.CheckpointContainerResponse, error) {
-	if err := s.checkpointAllowed(); err != nil {
+	if err := s.checkpointAllowed(ctx); err != nil {
 		return nil, fmt.Errorf("checkpoint container %q: %w", req.GetContainerId(), err)
 	}
 	c, err := s.store.Containers.Resolve(req.GetContainerId())

@@ -57,7 +57,7 @@ func isCheckpointImage(image string) (bool, error) {
 // prepareRestore checks that the node and the request allow a restore, then extracts the
 // archive as a resource of the container.
 func (s *Service) prepareRestore(ctx context.Context, id string, cfg *runtimeapi.ContainerConfig, archive string, cl *cleanups) (*restoreSource, error) {
-	return s.prepareRestoreFrom(id, cfg, archive, cl, func(dest string) (checkpoint.Contents, error) {
+	return s.prepareRestoreFrom(ctx, id, cfg, archive, cl, func(dest string) (checkpoint.Contents, error) {
 		return checkpoint.Extract(ctx, archive, dest)
 	})
 }
@@ -73,7 +73,7 @@ func isCheckpointImageInfo(img ImageInfo) bool {
 // unpacked layer holds an archive's files, copied out as the container's resource (the
 // image itself is not leased: nothing reads it after the create).
 func (s *Service) prepareImageRestore(ctx context.Context, id string, cfg *runtimeapi.ContainerConfig, ref string, img ImageInfo, cl *cleanups) (*restoreSource, error) {
-	return s.prepareRestoreFrom(id, cfg, ref, cl, func(dest string) (checkpoint.Contents, error) {
+	return s.prepareRestoreFrom(ctx, id, cfg, ref, cl, func(dest string) (checkpoint.Contents, error) {
 		layers, err := s.cimages.Lowers(ctx, img.ID)
 		if err != nil {
 			return checkpoint.Contents{}, fmt.Errorf("checkpoint image %q snapshots: %w", ref, err)
@@ -88,8 +88,8 @@ func (s *Service) prepareImageRestore(ctx context.Context, id string, cfg *runti
 
 // prepareRestoreFrom checks the node and the request, makes the container's restore
 // directory (recorded before it is made) and has extract fill it.
-func (s *Service) prepareRestoreFrom(id string, cfg *runtimeapi.ContainerConfig, source string, cl *cleanups, extract func(dest string) (checkpoint.Contents, error)) (*restoreSource, error) {
-	if err := s.checkpointAllowed(); err != nil {
+func (s *Service) prepareRestoreFrom(ctx context.Context, id string, cfg *runtimeapi.ContainerConfig, source string, cl *cleanups, extract func(dest string) (checkpoint.Contents, error)) (*restoreSource, error) {
+	if err := s.checkpointAllowed(ctx); err != nil {
 		return nil, err
 	}
 	if cfg.GetTty() {

@@ -24,7 +24,7 @@ import (
 // call returns, whatever the outcome. The directory gets pod.json and one CRI-O-style
 // archive per container (pkg/checkpoint); RestorePod reads it back.
 func (s *Service) CheckpointPod(ctx context.Context, req *runtimeapi.CheckpointPodRequest) (*runtimeapi.CheckpointPodResponse, error) {
-	if err := s.checkpointAllowed(); err != nil {
+	if err := s.checkpointAllowed(ctx); err != nil {
 		return nil, fmt.Errorf("checkpoint pod %q: %w", req.GetPodSandboxId(), err)
 	}
 	sb, err := s.store.Sandboxes.Resolve(req.GetPodSandboxId())

@@ -18,7 +18,7 @@ import (
 // CRIU. On any error every sandbox and container the call created is removed.
 func (s *Service) RestorePod(ctx context.Context, req *runtimeapi.RestorePodRequest) (*runtimeapi.RestorePodResponse, error) {
 	dir := req.GetCheckpointPath()
-	if err := s.checkpointAllowed(); err != nil {
+	if err := s.checkpointAllowed(ctx); err != nil {
 		return nil, fmt.Errorf("restore pod from %q: %w", dir, err)
 	}
 	byName, err := s.planPodRestore(ctx, req)

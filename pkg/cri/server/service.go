@@ -110,7 +110,7 @@ type Service struct {
 	// features are the node's (probed once); handlers apply each handler's settings to them.
 	features   HandlerFeatures
 	handlers   runtimeHandlers
-	checkpoint CheckpointSupport
+	checkpoint *checkpointProbe
 
 	// clients maps sandbox id -> ShimClient; the lock guards only the map.
 	clientsMu sync.Mutex
@@ -173,10 +173,13 @@ func New(opts Options) (*Service, error) {
 	}
 	s.handlers = hs
 	s.hostSec = probeHostSecurity(log, opts.Config.State)
-	if opts.Checkpoint != nil {
-		s.checkpoint = *opts.Checkpoint
-	} else if !opts.Offline {
-		s.checkpoint = probeCheckpoint(log)
+	switch {
+	case opts.Checkpoint != nil:
+		s.checkpoint = knownCheckpoint(*opts.Checkpoint)
+	case opts.Offline:
+		s.checkpoint = knownCheckpoint(CheckpointSupport{Reason: "berth doctor does not checkpoint"})
+	default:
+		s.checkpoint = startCheckpointProbe(log, s.stop)
 	}
 	s.limits = probeNodeLimits(hostLimitsSource(s.hostSec.caps), log)
 	if s.cimages == nil {
