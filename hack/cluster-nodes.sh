@@ -152,6 +152,7 @@ node_start() {
 	nsenter -t "$pid" -n ip addr add "$(node_ip "$n")/24" dev eth0
 	nsenter -t "$pid" -n ip link set eth0 up
 	nsenter -t "$pid" -n ip route add default via "$NODE_GW"
+	service_guard nsenter -t "$pid" -n
 }
 
 # node_bg n name cmd...: start_bg inside node n's namespaces. nsenter forks to enter the pid

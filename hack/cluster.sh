@@ -296,9 +296,32 @@ clean_iptables() {
 	done
 }
 
+# Traffic to a Service address that kube-proxy did not rewrite (a port the Service lacks, a
+# Service since deleted) would take the default route off the machine, where whatever answers
+# (this machine's egress answers any port 80) would stand in for "nothing serves this". On a
+# cluster network such an address leads nowhere; service_guard refuses it instead, in the
+# filter table after kube-proxy's DNAT: a packet it rewrote carries conntrack's DNAT state
+# and passes. The host's rules go at down (service_unguard); a node container's with its netns.
+SVC_IPT_TAG=berth-cluster-services
+service_guard() { # [nsenter -t PID -n]: in that netns, else the host's
+	local chain
+	for chain in OUTPUT FORWARD; do
+		"$@" iptables -I "$chain" -d "$SERVICE_CIDR" -m conntrack ! --ctstate DNAT \
+			-m comment --comment "$SVC_IPT_TAG" -j REJECT
+	done
+}
+
+service_unguard() {
+	local rule
+	while read -r rule; do
+		eval "iptables -D ${rule#-A }" || log "cannot delete iptables rule: $rule"
+	done < <(iptables-save -t filter | grep -E '^-A ' | grep -F -- "--comment $SVC_IPT_TAG ")
+}
+
 restore_node() {
 	local dir=$CLUSTER_DIR/before s v d
 	[[ -d $dir ]] || return 0
+	service_unguard
 	clean_iptables
 	while read -r s v; do
 		[[ -n $v && $(sysctl -n "$s" 2>/dev/null) != "$v" ]] && sysctl -qw "$s=$v"
@@ -620,6 +643,7 @@ up() {
 	log "starting the kubelet and kube-proxy"
 	start_kubelet "$ip"
 	wait_for "node $NODE_NAME registered" 120 kubelet "$BIN/kubectl" --kubeconfig "$KCFG" get node "$NODE_NAME"
+	service_guard
 	start_proxy
 	wait_for "node $NODE_NAME Ready" 180 kubelet node_ready
 	nodes_up
