@@ -23,6 +23,7 @@ const (
 	hostHostname     = "/bin/hostname"
 	hostDig          = "/usr/bin/dig"
 	hostGetent       = "/usr/bin/getent"
+	hostBash         = "/bin/bash"
 	// upstreamBusybox lies beside the agnhost binary: busybox built from its release
 	// tarball without Debian's patches (hack/conformance.sh). Debian's ash drops variables
 	// whose names are not shell names ("p-data-1") on start; upstream's keeps and exports
@@ -41,8 +42,8 @@ type e2eBinaries struct {
 
 // e2eCatalogue builds the e2e images on the fixture busybox. agnhost is the real program
 // (static, from test/images/agnhost at the cluster's version); upstream's image is alpine
-// with curl, dig, nc and iperf added: here are the host's curl, OpenBSD nc, dig and getent
-// and busybox's applets (wget, nslookup), no iperf.
+// with curl, dig, nc, bash and iperf added: here are the host's curl, OpenBSD nc, dig, getent
+// and bash and busybox's applets (wget, nslookup), no iperf.
 func e2eCatalogue(b *fixture.Builder, bins e2eBinaries, nnp []byte) ([]Image, error) {
 	agnhostPath := bins.Agnhost
 	agnhost, err := os.ReadFile(agnhostPath)
@@ -90,6 +91,12 @@ func e2eCatalogue(b *fixture.Builder, bins e2eBinaries, nnp []byte) ([]Image, er
 		return nil, fmt.Errorf("the DNS specs' tools: %w", err)
 	}
 	agnFiles = append(agnFiles, dns...)
+	// The probe specs' agnhost containers run /bin/bash (upstream's image adds alpine's bash).
+	bash, err := fixture.HostBinary(hostBash, "/bin/bash")
+	if err != nil {
+		return nil, fmt.Errorf("agnhost's bash: %w", err)
+	}
+	agnFiles = append(agnFiles, bash...)
 	agnhostOpts := func(k string, extra ...fixture.Option) []fixture.Option {
 		return append([]fixture.Option{kind(k), fixture.WithFiles(agnFiles...),
 			fixture.WithEntrypoint("/agnhost"), fixture.WithCmd("pause")}, extra...)
@@ -120,8 +127,8 @@ func e2eCatalogue(b *fixture.Builder, bins e2eBinaries, nnp []byte) ([]Image, er
 		{[]string{e2e + "agnhost:2.66.1"},
 			"the real agnhost (test/images/agnhost at the cluster's version) at /agnhost and /agnhost-2, " +
 				"porter's localhost.crt/key, /uploads, user-defined-in-image (1000) in group-defined-in-image (50000), " +
-				"pause:3.10.2's stand-in as pause:testing in /var/registry (fake-registry-server), the host's curl and OpenBSD nc (-u); " +
-				"busybox instead of alpine (no dig, iperf, socat)",
+				"pause:3.10.2's stand-in as pause:testing in /var/registry (fake-registry-server), the host's curl, OpenBSD nc (-u), dig, getent and bash; " +
+				"busybox instead of alpine (no iperf, socat)",
 			withUser, agnhostOpts("e2e-agnhost")},
 		{[]string{e2e + "agnhost:2.55"},
 			"as agnhost:2.66.1 (the previous version's image, used by version-skew specs), another digest",

@@ -121,6 +121,10 @@ func TestE2ECatalogue(t *testing.T) {
 		!strings.HasPrefix(string(out), "curl ") {
 		t.Errorf("curl --version in the agnhost image: %v: %s", err, out)
 	}
+	if out, err := chrootCmd(root, nil, "/bin/bash", "-c", "echo $BASH_VERSION").CombinedOutput(); err != nil ||
+		!strings.HasPrefix(string(out), "5.") {
+		t.Errorf("bash in the agnhost image: %v: %s", err, out)
+	}
 	// nc takes the networking specs' UDP flags there (busybox's small nc refuses -u).
 	if out, err := chrootCmd(root, nil, "/usr/bin/nc", "-z", "-w", "1", "-u", "127.0.0.1", "9").CombinedOutput(); err != nil {
 		t.Errorf("nc -z -w 1 -u in the agnhost image: %v: %s", err, out)
