@@ -34,6 +34,16 @@ const (
 	sampleAPIServer = "sample-apiserver"
 )
 
+// agnhostOSRelease is alpine's /etc/os-release as upstream's agnhost base carries it, with a
+// comment saying what this image is.
+const agnhostOSRelease = `# berth's stand-in for an alpine-based e2e image (hack/critest/images/e2e.go)
+NAME="Alpine Linux"
+ID=alpine
+VERSION_ID=3.21
+PRETTY_NAME="Alpine Linux v3.21"
+HOME_URL="https://alpinelinux.org/"
+`
+
 // e2eBinaries are the programs e2e.test's images carry that the host has no package for.
 type e2eBinaries struct {
 	Agnhost string // agnhost; upstream busybox, sample-apiserver and porter's certificate beside it
@@ -97,6 +107,9 @@ func e2eCatalogue(b *fixture.Builder, bins e2eBinaries, nnp []byte) ([]Image, er
 		return nil, fmt.Errorf("agnhost's bash: %w", err)
 	}
 	agnFiles = append(agnFiles, bash...)
+	// Upstream's agnhost, kitten and nautilus are alpine images: the ImageVolume spec reads the
+	// base layer's /etc/os-release through an image volume and looks for "Alpine Linux".
+	agnFiles = append(agnFiles, fixture.Reg("/etc/os-release", agnhostOSRelease, 0o644))
 	agnhostOpts := func(k string, extra ...fixture.Option) []fixture.Option {
 		return append([]fixture.Option{kind(k), fixture.WithFiles(agnFiles...),
 			fixture.WithEntrypoint("/agnhost"), fixture.WithCmd("pause")}, extra...)

@@ -109,6 +109,9 @@ func TestE2ECatalogue(t *testing.T) {
 	if files["/agnhost-2"] != "-> agnhost" {
 		t.Errorf("/agnhost-2 is %q", files["/agnhost-2"])
 	}
+	if !strings.Contains(flatFiles(t, imageOf(t, imgs, e2eRefs[2]))["/etc/os-release"], `NAME="Alpine Linux"`) {
+		t.Errorf("kitten (an image volume's source) lacks its alpine base's /etc/os-release")
+	}
 	if !strings.Contains(files["/etc/group"], "group-defined-in-image:x:50000:user-defined-in-image") {
 		t.Errorf("/etc/group lacks group-defined-in-image:\n%s", files["/etc/group"])
 	}
