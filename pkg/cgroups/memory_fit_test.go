@@ -13,8 +13,7 @@ func TestMemoryFits(t *testing.T) {
 	if err := EnsurePod(ctr); err != nil {
 		t.Fatal(err)
 	}
-	startInCgroup(t, ctr)
-	waitMemoryUsage(t, ctr, 64<<10)
+	holdMemory(t, ctr)
 	m, err := newManager(ctr)
 	if err != nil {
 		t.Fatal(err)

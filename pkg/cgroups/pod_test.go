@@ -55,7 +55,13 @@ func hierarchyDirs(t *testing.T, path string) []string {
 // memory once it is inside, then sleeps.
 func startInCgroup(t *testing.T, path string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command("sh", "-c", `read go; i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; x=$(seq 1 20000); exec sleep 300`)
+	return startScriptInCgroup(t, path, `i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; x=$(seq 1 20000); exec sleep 300`)
+}
+
+// startScriptInCgroup runs script under sh once the shell is in the cgroup at path.
+func startScriptInCgroup(t *testing.T, path, script string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command("sh", "-c", "read go; "+script)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

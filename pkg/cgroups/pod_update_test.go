@@ -81,8 +81,7 @@ func TestSetPodBelowUsageRefused(t *testing.T) {
 	if err := SetPod(pod, Resources{MemoryLimitBytes: 128 << 20}, mode); err != nil {
 		t.Fatal(err)
 	}
-	startInCgroup(t, pod)
-	waitMemoryUsage(t, pod, 64<<10)
+	holdMemory(t, pod)
 	err := SetPod(pod, Resources{MemoryLimitBytes: 16 << 10}, mode)
 	if !errors.Is(err, errdefs.ErrFailedPrecondition) || !strings.Contains(err.Error(), "current usage") {
 		t.Fatalf("SetPod below usage = %v, want FailedPrecondition naming the usage", err)
@@ -108,6 +107,16 @@ func itoa(v int64) string { return strconv.FormatInt(v, 10) }
 
 // waitMemoryUsage waits until the cgroup is charged more than min bytes: on v1 a moved task's
 // pages stay charged to its old cgroup, only what it touches afterwards counts here.
+// holdMemory starts a shell in the cgroup at path that keeps ~100 KiB in a variable and
+// waits on stdin (no child to outlive it), and waits for the usage to pass 64 KiB. Tests of a
+// limit below the usage need the usage to stay: startInCgroup's process execs sleep, which
+// frees what it used, so its usage could fall below a 16 KiB limit between wait and check.
+func holdMemory(t *testing.T, path string) {
+	t.Helper()
+	startScriptInCgroup(t, path, `x=$(seq 1 20000); read stop`)
+	waitMemoryUsage(t, path, 64<<10)
+}
+
 func waitMemoryUsage(t *testing.T, path string, min uint64) {
 	t.Helper()
 	m, err := newManager(path)
