@@ -79,21 +79,16 @@ func e2eCatalogue(b *fixture.Builder, bins e2eBinaries, nnp []byte) ([]Image, er
 		return nil, err
 	}
 	agnFiles = append(agnFiles, regFiles...)
-	// Specs run curl in agnhost pods (lifecycle hooks, Services, HostPort): the host's curl
-	// with its libraries, since busybox has none.
-	curl, err := fixture.HostBinary(hostCurl, "/usr/bin/curl")
+	// What upstream's agnhost image adds to alpine and specs run, the host's with their
+	// libraries (busybox has none of them): curl (lifecycle hooks, Services, HostPort); bash
+	// (the probe specs' containers); OpenBSD's nc as /usr/bin/nc, which PATH finds before
+	// busybox's /bin/nc: the networking specs send UDP with `nc -w 1 -u IP PORT`, which
+	// alpine's busybox nc takes and the host's Debian busybox nc does not.
+	tools, err := hostBinaries(map[string]string{hostCurl: "/usr/bin/curl", hostNc: "/usr/bin/nc", hostBash: "/bin/bash"})
 	if err != nil {
-		return nil, fmt.Errorf("agnhost's curl: %w", err)
+		return nil, fmt.Errorf("agnhost's tools: %w", err)
 	}
-	agnFiles = append(agnFiles, curl...)
-	// The networking specs send UDP with `nc -w 1 -u IP PORT` from agnhost pods: upstream's
-	// alpine busybox nc takes -u, the host's Debian busybox nc does not; OpenBSD's nc (the
-	// host's, with its libraries) as /usr/bin/nc, which PATH finds before busybox's /bin/nc.
-	nc, err := fixture.HostBinary(hostNc, "/usr/bin/nc")
-	if err != nil {
-		return nil, fmt.Errorf("agnhost's nc: %w", err)
-	}
-	agnFiles = append(agnFiles, nc...)
+	agnFiles = append(agnFiles, tools...)
 	// The DNS specs' queriers run `dig +search` and `getent hosts` in agnhost (alpine's
 	// bind-tools and musl's getent upstream) and in glibc-dns-testing (Debian's dnsutils).
 	dns, err := hostBinaries(map[string]string{hostDig: "/usr/bin/dig", hostGetent: "/usr/bin/getent"})
@@ -101,12 +96,6 @@ func e2eCatalogue(b *fixture.Builder, bins e2eBinaries, nnp []byte) ([]Image, er
 		return nil, fmt.Errorf("the DNS specs' tools: %w", err)
 	}
 	agnFiles = append(agnFiles, dns...)
-	// The probe specs' agnhost containers run /bin/bash (upstream's image adds alpine's bash).
-	bash, err := fixture.HostBinary(hostBash, "/bin/bash")
-	if err != nil {
-		return nil, fmt.Errorf("agnhost's bash: %w", err)
-	}
-	agnFiles = append(agnFiles, bash...)
 	// Upstream's agnhost, kitten and nautilus are alpine images: the ImageVolume spec reads the
 	// base layer's /etc/os-release through an image volume and looks for "Alpine Linux".
 	agnFiles = append(agnFiles, fixture.Reg("/etc/os-release", agnhostOSRelease, 0o644))
