@@ -85,12 +85,7 @@ bridge_up() {
 }
 
 bridge_down() {
-	local rule table
-	for table in nat filter; do
-		while read -r rule; do
-			eval "iptables -t $table -D ${rule#-A }" || log "cannot delete iptables rule: $rule"
-		done < <(iptables-save -t "$table" | grep -E '^-A ' | grep -F -- "--comment $NODES_IPT_TAG ")
-	done
+	delete_tagged_rules "$NODES_IPT_TAG" nat filter
 	# The hosts' routes to the nodes' pod CIDRs go with it.
 	ip link show "$NODE_BRIDGE" >/dev/null 2>&1 && ip link del "$NODE_BRIDGE"
 	true

@@ -311,11 +311,17 @@ service_guard() { # [nsenter -t PID -n]: in that netns, else the host's
 	done
 }
 
-service_unguard() {
-	local rule
-	while read -r rule; do
-		eval "iptables -D ${rule#-A }" || log "cannot delete iptables rule: $rule"
-	done < <(iptables-save -t filter | grep -E '^-A ' | grep -F -- "--comment $SVC_IPT_TAG ")
+service_unguard() { delete_tagged_rules "$SVC_IPT_TAG" filter; }
+
+# delete_tagged_rules tag table...: the host's iptables rules carrying comment tag, in those tables.
+delete_tagged_rules() {
+	local tag=$1 table rule
+	shift
+	for table in "$@"; do
+		while read -r rule; do
+			eval "iptables -t $table -D ${rule#-A }" || log "cannot delete iptables rule: $rule"
+		done < <(iptables-save -t "$table" | grep -E '^-A ' | grep -F -- "--comment $tag ")
+	done
 }
 
 restore_node() {
