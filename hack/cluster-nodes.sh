@@ -3,14 +3,15 @@
 # our own making, kind-style, on this one machine. A node is a bash init (pid 1 of its own
 # pid, mount, net and uts namespaces) with hostname berth-node-<n>, an address 10.252.0.<n> on
 # the host bridge bnodes0 (the host end, 10.252.0.1, is its gateway and the API server's
-# address for it), and its own berth, kubelet and kube-proxy entered into those namespaces with
-# nsenter. Its berth keeps its root under $CLUSTER_DIR/nodes/<n> and its state in
+# address for it), and its own runtime, kubelet and kube-proxy entered into those namespaces
+# with nsenter. The runtime is the cluster's (up --runtime): berth, or containerd for the
+# reference runs. It keeps its root under $CLUSTER_DIR/nodes/<n> and its state in
 # $BERTH_STATE-node<n>; its kubelet's cgroups are under /berth-cluster-node<n>; inside its mount
 # namespace /var/lib/kubelet, /var/log/pods and /var/log/containers are private bind mounts.
 #
 # Node n's pod CIDR is the n-1'th /24 of POD_CIDR (the host's node has the first, from the
 # controller-manager): its Node is created with it before its kubelet registers, and its berth
-# starts with it as default_subnet, so that the routes below, set up before any pod runs, fit
+# starts with it as default_subnet (containerd with a conflist for it), so that the routes below, set up before any pod runs, fit
 # its first pod too (berth would also follow the kubelet's UpdateRuntimeConfig to the new range,
 # keeping pods of the old one on their gateway, but pods started before that call would sit in
 # a range no other node routes). routes_up routes each CIDR to its node, on the host and in the
@@ -32,6 +33,13 @@ node_ip() { echo "$NODE_NET.$1"; }
 node_dir() { echo "$NODES_DIR/$1"; }
 node_state() { echo "$BERTH_STATE-node$1"; }
 node_sock() { echo "$(node_state "$1")/berth.sock"; }
+node_ctrd_state() { echo "$(node_state "$1")/containerd"; }
+# node_runtime_sock n: what node n's kubelet and crictl talk to.
+node_runtime_sock() {
+	if [[ $RUNTIME == containerd ]]; then echo "$(node_ctrd_state "$1")/containerd.sock"; else node_sock "$1"; fi
+}
+# node_runtime_root n: where node n's runtime keeps images, snapshots and containers.
+node_runtime_root() { echo "$(node_dir "$1")/$RUNTIME"; }
 node_cgroup() { echo "$CGROUP_ROOT-node$1"; }
 node_pod_cidr() { echo "${POD_CIDR%.*.*/*}.$(($1 - 1)).0/24"; }
 
@@ -171,6 +179,11 @@ node_bg() {
 	die "$name did not start on node $n"
 }
 
+# node_runtime n: node n's container runtime, the cluster's.
+node_runtime() {
+	if [[ $RUNTIME == containerd ]]; then node_containerd "$1"; else node_berth "$1"; fi
+}
+
 node_berth() {
 	local n=$1 d state
 	d=$(node_dir "$n")
@@ -198,12 +211,46 @@ EOT
 	wait_for "berth on node $n" 60 "node$n-berth" crictl --runtime-endpoint "unix://$(node_sock "$n")" --timeout 2s version
 }
 
+# node_containerd n: containerd as the host's node runs it (hack/cluster/containerd.sh), with
+# the node's dirs, its registry mirrors and a ready conflist for the node's pod CIDR (known
+# before its kubelet starts, see above) on a bridge in the node's netns.
+node_containerd() {
+	local n=$1 d root state
+	d=$(node_dir "$n")
+	root=$(node_runtime_root "$n")
+	state=$(node_ctrd_state "$n")
+	mkdir -p "$root" "$state" "$d/net.d"
+	cat >"$d/net.d/10-berth-cluster.conflist" <<EOT
+{
+  "cniVersion": "1.0.0",
+  "name": "berth-cluster",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "bcluster$n",
+      "isGateway": true,
+      "ipMasq": true,
+      "hairpinMode": true,
+      "ipam": {"type": "host-local", "ranges": [[{"subnet": "$(node_pod_cidr "$n")"}]], "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$root/ipam"}
+    },
+    {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}
+  ]
+}
+EOT
+	containerd_config "$root" "$state" "$CTRD_BIN" "$NODES_CERTS" "$CNI_BIN_DIR" "$d/net.d" \
+		"$CTRD_SANDBOX" >"$d/containerd.toml"
+	# The shim is found on PATH; runc is named in the runtime's options.
+	PATH=$CTRD_BIN:$PATH node_bg "$n" containerd "$CTRD_BIN/containerd" --config "$d/containerd.toml"
+	wait_for "containerd on node $n" 60 "node$n-containerd" \
+		crictl --runtime-endpoint "unix://$(node_runtime_sock "$n")" --timeout 2s version
+}
+
 node_kubelet() {
 	local n=$1 d
 	d=$(node_dir "$n")
 	cgroup_root "$(node_cgroup "$n")"
 	mkdir -p "$d/kubelet" "$d/pod-logs"
-	kubelet_config "$(node_sock "$n")" "$(node_cgroup "$n")" "$d/pod-logs" "kubelet-serving-node$n" >"$d/kubelet.yaml"
+	kubelet_config "$(node_runtime_sock "$n")" "$(node_cgroup "$n")" "$d/pod-logs" "kubelet-serving-node$n" >"$d/kubelet.yaml"
 	node_bg "$n" kubelet "$BIN/kubelet" --config="$d/kubelet.yaml" \
 		--kubeconfig="$d/kubelet.kubeconfig" --hostname-override="$(node_name "$n")" --node-ip="$(node_ip "$n")" \
 		--root-dir="$d/kubelet" --cert-dir="$d/kubelet/pki" -v=2
@@ -246,7 +293,7 @@ EOT
 	done
 	for n in $(extra_nodes); do
 		node_start "$n"
-		node_berth "$n"
+		node_runtime "$n"
 		node_kubelet "$n"
 	done
 	for n in $(extra_nodes); do
@@ -282,18 +329,18 @@ routes_up() {
 	done
 }
 
-# node_down n: the node's pods removed through its berth once its kubelet is gone, its
+# node_down n: the node's pods removed through its runtime once its kubelet is gone, its
 # daemons stopped, then its init killed, which kills whatever is left in its pid namespace
 # and takes its netns (bridge, veth, iptables rules) and mount namespace with it.
 node_down() {
 	local n=$1 sock pid i
-	sock=$(node_sock "$n")
+	sock=$(node_runtime_sock "$n")
 	stop_procs "node$n-kube-proxy" "node$n-kubelet"
-	if pid_of "node$n-berth" >/dev/null; then
+	if pid_of "node$n-$RUNTIME" >/dev/null; then
 		{ crictl_at "$sock" pods -q; crictl_at "$sock" ps -aq; } 2>/dev/null >>"$(node_dir "$n")/ids"
 		crictl_at "$sock" rmp -fa >>"$LOGS/down.log" 2>&1 || log "node $n: crictl rmp -fa failed (see $LOGS/down.log)"
 	fi
-	stop_procs "node$n-berth"
+	stop_procs "node$n-$RUNTIME"
 	if pid=$(pid_of "node$n"); then
 		kill -KILL "$pid"
 		for ((i = 0; i < 100; i++)); do
@@ -325,18 +372,21 @@ nodes_gone() {
 	for n in $(extra_nodes); do
 		d=$(node_dir "$n")
 		sort -u "$d/ids" -o "$d/ids" 2>/dev/null || touch "$d/ids"
-		"$REPO/hack/check-leaks.sh" --state "$(node_state "$n")" --root "$d/berth" --ids "$d/ids" || rc=1
+		"$REPO/hack/check-leaks.sh" --state "$(node_state "$n")" --root "$(node_runtime_root "$n")" --ids "$d/ids" || rc=1
 		rm -rf "$(node_state "$n")"
 	done
 	return "$rc"
 }
 
-# node_ctl n start|stop|kill berth|kubelet|kube-proxy: for the multi-node scenarios (a node's
-# berth killed and restarted, a node's kubelet stopped and started again).
+# node_ctl n start|stop|kill berth|containerd|kubelet|kube-proxy: for the multi-node scenarios
+# (a node's berth killed and restarted, a node's kubelet stopped and started again). The
+# runtime named must be the cluster's.
 node_ctl() {
 	local n=$1 op=$2 what=$3 pid
 	[[ $n =~ ^[0-9]+$ ]] && ((n >= 2 && n <= $(nodes_count))) || die "no node $n (extra nodes: $(extra_nodes | paste -sd' '))"
 	BIN=$(<"$CLUSTER_DIR/bin-dir")
+	runtime_load
+	[[ $what != berth && $what != containerd || $what == "$RUNTIME" ]] || die "node $n runs $RUNTIME, not $what"
 	case $op in
 	stop) stop_procs "node$n-$what" ;;
 	kill)
@@ -348,19 +398,20 @@ node_ctl() {
 		pid_of "node$n-$what" >/dev/null && die "$what already runs on node $n"
 		case $what in
 		berth) node_berth "$n" ;;
+		containerd) runtime_preflight && node_containerd "$n" ;;
 		kubelet) node_kubelet "$n" ;;
 		kube-proxy) node_proxy "$n" ;;
 		*) die "node $n has no $what" ;;
 		esac
 		;;
-	*) die "usage: cluster.sh node N start|stop|kill berth|kubelet|kube-proxy" ;;
+	*) die "usage: cluster.sh node N start|stop|kill berth|containerd|kubelet|kube-proxy" ;;
 	esac
 }
 
 nodes_status() {
 	local n p pid
 	for n in $(extra_nodes); do
-		for p in "node$n" "node$n-berth" "node$n-kubelet" "node$n-kube-proxy"; do
+		for p in "node$n" "node$n-$RUNTIME" "node$n-kubelet" "node$n-kube-proxy"; do
 			if pid=$(pid_of "$p"); then
 				printf '%-24s running (pid %s)\n' "$p" "$pid"
 			else

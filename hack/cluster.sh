@@ -12,10 +12,10 @@
 #                            prints KUBECONFIG=<path> last. N-1 extra nodes (node containers,
 #                            hack/cluster-nodes.sh) join the host's node; N defaults to 1.
 #                            --runtime containerd runs containerd v2.4 + runc instead of berth
-#                            on the host's node (hack/cluster/containerd.sh; one node only)
+#                            on every node (hack/cluster/containerd.sh, hack/cluster-nodes.sh)
 #   hack/cluster.sh down     stop everything `up` started, by pid, and remove what it made
 #   hack/cluster.sh status   tell what runs
-#   hack/cluster.sh node N start|stop|kill berth|kubelet|kube-proxy
+#   hack/cluster.sh node N start|stop|kill berth|containerd|kubelet|kube-proxy
 #                            one daemon of extra node N (the multi-node scenarios)
 #
 # Env: CLUSTER_DIR (state, /var/lib/berth-cluster), KUBE_VERSION (v1.37.2),
@@ -613,8 +613,6 @@ up() {
 		esac
 	done
 	[[ $NODES =~ ^[1-9][0-9]*$ ]] && ((NODES <= 20)) || die "--nodes $NODES: want 1..20"
-	# The node containers run berth (hack/cluster-nodes.sh): a containerd cluster is one node.
-	[[ $RUNTIME == berth || $NODES == 1 ]] || die "--runtime $RUNTIME runs one node only (--nodes $NODES)"
 	build
 	BIN=$(bin_dir)
 	preflight
@@ -771,6 +769,7 @@ down() {
 
 status() {
 	local p pid running=0
+	runtime_load
 	for p in "${PROCS[@]}"; do
 		if pid=$(pid_of "$p"); then
 			printf '%-24s running (pid %s)\n' "$p" "$pid"

@@ -12,7 +12,7 @@
 #                                "N passed, N failed, N skipped" from the JUnit report;
 #                                --focus replaces the default, --skip adds to skips.txt;
 #                                --runtime is the node's runtime (hack/cluster.sh up --runtime);
-#                                --nodes N runs on N nodes (up --nodes; berth only) and then
+#                                --nodes N runs on N nodes (up --nodes) and then
 #                                runs the skips.txt specs marked multi-node too;
 #                                --seed fixes Ginkgo's order and --timeout stops the suite, so
 #                                that two runtimes' runs reach the same specs;
