@@ -220,23 +220,7 @@ node_containerd() {
 	root=$(node_runtime_root "$n")
 	state=$(node_ctrd_state "$n")
 	mkdir -p "$root" "$state" "$d/net.d"
-	cat >"$d/net.d/10-berth-cluster.conflist" <<EOT
-{
-  "cniVersion": "1.0.0",
-  "name": "berth-cluster",
-  "plugins": [
-    {
-      "type": "bridge",
-      "bridge": "bcluster$n",
-      "isGateway": true,
-      "ipMasq": true,
-      "hairpinMode": true,
-      "ipam": {"type": "host-local", "ranges": [[{"subnet": "$(node_pod_cidr "$n")"}]], "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$root/ipam"}
-    },
-    {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}
-  ]
-}
-EOT
+	ctrd_conflist "bcluster$n" "$(node_pod_cidr "$n")" "$root/ipam" >"$d/net.d/10-berth-cluster.conflist"
 	containerd_config "$root" "$state" "$CTRD_BIN" "$NODES_CERTS" "$CNI_BIN_DIR" "$d/net.d" \
 		"$CTRD_SANDBOX" >"$d/containerd.toml"
 	# The shim is found on PATH; runc is named in the runtime's options.

@@ -67,27 +67,34 @@ start_runtime() {
 	if [[ $RUNTIME == containerd ]]; then start_containerd; else start_berth; fi
 }
 
-start_containerd() {
-	mkdir -p "$CTRD_ROOT" "$CTRD_STATE" "$CLUSTER_DIR/net.d"
-	# The bridge berth's default network would use, with the Node's pod CIDR: containerd writes
-	# the conflist from this once the kubelet passes the CIDR on (the node is not Ready before).
-	cat >"$CLUSTER_DIR/cni.template" <<EOT
+# ctrd_conflist bridge subnet ipam_dir: containerd's pod network, the bridge berth's default
+# network makes (a gateway, masquerade, hairpin, host ports), for the host's node (its subnet
+# a template) and the node containers.
+ctrd_conflist() {
+	cat <<EOT
 {
   "cniVersion": "1.0.0",
   "name": "berth-cluster",
   "plugins": [
     {
       "type": "bridge",
-      "bridge": "$BRIDGE",
+      "bridge": "$1",
       "isGateway": true,
       "ipMasq": true,
       "hairpinMode": true,
-      "ipam": {"type": "host-local", "ranges": [[{"subnet": "{{.PodCIDR}}"}]], "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$CTRD_ROOT/ipam"}
+      "ipam": {"type": "host-local", "ranges": [[{"subnet": "$2"}]], "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$3"}
     },
     {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}
   ]
 }
 EOT
+}
+
+start_containerd() {
+	mkdir -p "$CTRD_ROOT" "$CTRD_STATE" "$CLUSTER_DIR/net.d"
+	# The bridge berth's default network would use, with the Node's pod CIDR: containerd writes
+	# the conflist from this once the kubelet passes the CIDR on (the node is not Ready before).
+	ctrd_conflist "$BRIDGE" '{{.PodCIDR}}' "$CTRD_ROOT/ipam" >"$CLUSTER_DIR/cni.template"
 	containerd_config "$CTRD_ROOT" "$CTRD_STATE" "$CTRD_BIN" "$CLUSTER_DIR/certs.d" "$CNI_BIN_DIR" \
 		"$CLUSTER_DIR/net.d" "$CTRD_SANDBOX" "$CLUSTER_DIR/cni.template" >"$CLUSTER_DIR/containerd.toml"
 	# The shim is found on PATH; runc is named in the runtime's options.
