@@ -11,11 +11,11 @@
 #
 # Node n's pod CIDR is the n-1'th /24 of POD_CIDR (the host's node has the first, from the
 # controller-manager): its Node is created with it before its kubelet registers, and its berth
-# starts with it as default_subnet (containerd with a conflist for it), so that the routes below, set up before any pod runs, fit
-# its first pod too (berth would also follow the kubelet's UpdateRuntimeConfig to the new range,
-# keeping pods of the old one on their gateway, but pods started before that call would sit in
-# a range no other node routes). routes_up routes each CIDR to its node, on the host and in the
-# other nodes.
+# starts with it as default_subnet (containerd with a conflist for it), so that the routes
+# below, set up before any pod runs, fit its first pod too (berth would also follow the
+# kubelet's UpdateRuntimeConfig to the new range, keeping pods of the old one on their
+# gateway, but pods started before that call would sit in a range no other node routes).
+# routes_up routes each CIDR to its node, on the host and in the other nodes.
 # The test registry listens on the host's 127.0.0.1 only: a DNAT rule on bnodes0
 # (route_localnet on that bridge alone) takes the nodes' mirror address, the gateway, there.
 

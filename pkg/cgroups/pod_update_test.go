@@ -105,8 +105,6 @@ func TestSetPodMissingCgroup(t *testing.T) {
 
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }
 
-// waitMemoryUsage waits until the cgroup is charged more than min bytes: on v1 a moved task's
-// pages stay charged to its old cgroup, only what it touches afterwards counts here.
 // holdMemory starts a shell in the cgroup at path that keeps ~100 KiB in a variable and
 // waits on stdin (no child to outlive it), and waits for the usage to pass 64 KiB. Tests of a
 // limit below the usage need the usage to stay: startInCgroup's process execs sleep, which
@@ -117,6 +115,8 @@ func holdMemory(t *testing.T, path string) {
 	waitMemoryUsage(t, path, 64<<10)
 }
 
+// waitMemoryUsage waits until the cgroup is charged more than min bytes: on v1 a moved task's
+// pages stay charged to its old cgroup, only what it touches afterwards counts here.
 func waitMemoryUsage(t *testing.T, path string, min uint64) {
 	t.Helper()
 	m, err := newManager(path)
